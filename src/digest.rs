@@ -1,0 +1,50 @@
+//! Digests: plain SHA-256 for files and fingerprints, keyed HMAC-SHA256 for install inputs.
+//! Inputs may be secrets, so they are only ever digested with the state's random key: a plan file
+//! holding the digest cannot be brute-forced without the state.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Keyed digest of one install input: `hex(HMAC(key, field \0 value))`.
+pub fn keyed_input(key: &[u8], field: &str, value: &str) -> String {
+    let mut message = Vec::with_capacity(field.len() + 1 + value.len());
+    message.extend_from_slice(field.as_bytes());
+    message.push(0);
+    message.extend_from_slice(value.as_bytes());
+    hex::encode(hmac_sha256(key, &message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_digest_depends_on_key_field_and_value() {
+        let a = keyed_input(b"k1", "hostname", "web");
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, keyed_input(b"k2", "hostname", "web"));
+        assert_ne!(a, keyed_input(b"k1", "user_data", "web"));
+        assert_ne!(a, keyed_input(b"k1", "hostname", "web2"));
+        assert_eq!(a, keyed_input(b"k1", "hostname", "web"));
+    }
+
+    #[test]
+    fn sha256_of_empty_is_the_known_value() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

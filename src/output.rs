@@ -1,0 +1,1 @@
+//! The one printer of human output.

@@ -1,0 +1,3 @@
+//! Plans: the pure diff, the plan model, rendering and plan files.
+
+pub mod model;

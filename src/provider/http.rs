@@ -1,0 +1,1 @@
+//! Shared HTTP client for providers: timeouts, retries of reads, error classification.

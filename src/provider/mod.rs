@@ -1,0 +1,242 @@
+//! The provider seam: the only code that speaks HTTP to clouds.
+//!
+//! A provider type knows its API and nothing about plans. The engine batches ids to
+//! [`Capabilities::observe_batch`], calls [`Provider::reinstall`] once per planned server and
+//! polls the returned [`Operation`]s until they end.
+
+pub mod http;
+pub mod sign;
+pub mod zenlayer;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{DesiredProvider, DesiredServer, ProviderType};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a provider type can do and which rules its inputs follow.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// Most ids one read call accepts.
+    pub observe_batch: usize,
+    /// False where the API cannot report the installed OS (EDIS).
+    pub reports_image: bool,
+    /// Default interval between status polls.
+    pub poll_interval: Duration,
+    /// Default limit for one install.
+    pub install_timeout: Duration,
+}
+
+/// A server's status, normalised across providers. The provider's own word is kept in
+/// [`Observed::raw_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerStatus {
+    Running,
+    Stopped,
+    /// An install is under way.
+    Installing,
+    /// The last install failed; the provider needs manual action.
+    InstallFailed,
+    /// Busy with something else (creating, stopping, recycling, locked…): no reinstall now.
+    Busy,
+    /// Gone or being deleted.
+    Gone,
+    Unknown,
+}
+
+impl ServerStatus {
+    /// Whether a reinstall may be started from this status.
+    pub fn allows_reinstall(self) -> bool {
+        matches!(self, Self::Running | Self::Stopped)
+    }
+}
+
+/// What the provider reports about one server now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    pub cloud_id: String,
+    pub status: ServerStatus,
+    /// The provider's own status word, e.g. `RUNNING`.
+    pub raw_status: String,
+    /// The installed image id; `None` when the provider cannot tell.
+    pub image: Option<String>,
+    /// A human name for the image, when the provider gives one.
+    pub image_name: Option<String>,
+    pub hostname: Option<String>,
+}
+
+/// The result of observing one id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Observation {
+    Found(Observed),
+    /// The provider does not know this id (for this account and region).
+    NotFound,
+}
+
+/// Access resolved for one provider call. The password never leaves this struct except into
+/// the request body.
+#[derive(Debug, Clone)]
+pub enum ResolvedAccess {
+    None,
+    SshKeyId(String),
+    Password(SecretString),
+}
+
+/// Everything one reinstall call needs.
+#[derive(Debug, Clone)]
+pub struct ReinstallRequest {
+    pub server: String,
+    pub cloud_id: String,
+    pub image: String,
+    pub hostname: Option<String>,
+    pub user_data: Option<String>,
+    pub access: ResolvedAccess,
+    pub options: serde_json::Map<String, serde_json::Value>,
+    /// Deterministic per (plan, server, step): an idempotency token where the API takes one.
+    pub token: String,
+}
+
+/// One provider-side reinstall, tracked until it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    pub server: String,
+    pub cloud_id: String,
+    /// The image the install must end with.
+    pub image: String,
+    /// The provider's job/task id, where it gives one.
+    pub job_id: Option<String>,
+    /// The provider's request id of the reinstall call, for support tickets.
+    pub request_id: Option<String>,
+    /// Unix milliseconds when the call was accepted.
+    pub started_at_ms: i64,
+}
+
+/// Where an operation stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum OperationStatus {
+    InProgress { detail: String },
+    Succeeded { image: String },
+    Failed { message: String, request_id: Option<String> },
+}
+
+/// A provider error, with the provider's code and request id where it gave them.
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+pub enum ProviderError {
+    #[error("{provider}: {message}{}", request_id_suffix(.request_id))]
+    Api {
+        provider: String,
+        /// HTTP status, when the error came from a response.
+        status: Option<u16>,
+        code: Option<String>,
+        message: String,
+        request_id: Option<String>,
+        /// Whether repeating the same read could succeed (429, 5xx, connection errors).
+        retryable: bool,
+    },
+    #[error("{provider}: cannot reach {url}: {message}")]
+    Transport {
+        provider: String,
+        url: String,
+        message: String,
+        /// True when the request may have reached the server (a timeout after sending).
+        maybe_sent: bool,
+    },
+    #[error("{provider}: {message}")]
+    #[diagnostic(help("{help}"))]
+    Config {
+        provider: String,
+        message: String,
+        help: String,
+    },
+}
+
+fn request_id_suffix(request_id: &Option<String>) -> String {
+    match request_id {
+        Some(id) => format!(" (request id {id})"),
+        None => String::new(),
+    }
+}
+
+impl ProviderError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api { retryable, .. } => *retryable,
+            Self::Transport { .. } => true,
+            Self::Config { .. } => false,
+        }
+    }
+}
+
+/// One configured provider (an account/region of one provider type).
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &str;
+    fn provider_type(&self) -> ProviderType;
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Reads the given ids (at most `observe_batch`). Every id gets an entry in the result.
+    fn observe<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, Result<BTreeMap<String, Observation>, ProviderError>>;
+
+    /// Starts one reinstall. Never retried by the caller without checking status first.
+    fn reinstall<'a>(
+        &'a self,
+        request: &'a ReinstallRequest,
+    ) -> BoxFuture<'a, Result<Operation, ProviderError>>;
+
+    /// Reports where each operation stands (batched where the API allows).
+    fn poll<'a>(
+        &'a self,
+        operations: &'a [Operation],
+    ) -> BoxFuture<'a, Result<Vec<OperationStatus>, ProviderError>>;
+}
+
+/// A provider-specific problem with one server's desired inputs, found without network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldIssue {
+    /// JSON pointer of the offending field inside the server entry, e.g. `/access/password`.
+    pub pointer: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// Checks one server's inputs against its provider type's documented rules (no network).
+/// `password` is the resolved password when it could be read, so policy can be checked.
+pub fn validate_server(
+    server: &DesiredServer,
+    password: Option<&SecretString>,
+) -> Vec<FieldIssue> {
+    match server.provider_type {
+        ProviderType::ZenlayerBmc => zenlayer::validate_server(server, password),
+        _ => Vec::new(),
+    }
+}
+
+/// Builds a live provider from its configuration. `endpoint_override` replaces the configured
+/// endpoint (used for the embedded emulator).
+pub fn build(
+    config: &DesiredProvider,
+    endpoint_override: Option<&str>,
+) -> Result<Box<dyn Provider>, ProviderError> {
+    match config.config.provider_type {
+        ProviderType::ZenlayerBmc => Ok(Box::new(zenlayer::ZenlayerBmc::new(
+            config,
+            endpoint_override,
+        )?)),
+        other => Err(ProviderError::Config {
+            provider: config.name.clone(),
+            message: format!("provider type `{other}` is not implemented yet"),
+            help: "supported today: zenlayer-bmc".to_string(),
+        }),
+    }
+}

@@ -1,0 +1,4 @@
+//! Request signing. Shared with the emulator, which verifies with the same code; each algorithm
+//! is pinned by the official SDKs' vectors in `shared/providers/signing-vectors.json`.
+
+pub mod zc2;
