@@ -5,6 +5,7 @@
 pub mod desired;
 pub mod model;
 pub mod secrets;
+pub mod yaml;
 
 pub use desired::{DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, Manifest};
 pub use model::{ProviderType, SecretRef};
