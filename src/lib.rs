@@ -19,6 +19,7 @@ pub mod digest;
 pub mod emulator;
 pub mod error;
 pub mod manifest;
+pub mod ops;
 pub mod output;
 pub mod plan;
 pub mod provider;

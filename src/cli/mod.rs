@@ -1,1 +1,257 @@
-//! Command-line interface: one module per command; no business logic.
+//! Command-line interface: argument structs (their doc comments are the `--help` text) and one
+//! module per command. No business logic here: commands call `ops`, `apply` and `plan::render`.
+
+mod apply;
+mod emulator;
+mod plan;
+mod show;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, Result};
+use crate::manifest::{LoadOptions, Loaded, SecretCheck};
+use crate::output::Printer;
+
+/// Declarative OS reinstalls for fleets of servers: plan what would change, apply exactly that.
+#[derive(Debug, Parser)]
+#[command(name = "reimage", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifests (syntax, schema, provider rules) without touching any network.
+    Validate(ValidateArgs),
+    /// Show what would change: per server, reinstall, adopt, no-op or blocked, and why.
+    Plan(PlanArgs),
+    /// Carry out a plan: a saved plan file, or a fresh plan after confirmation.
+    Apply(ApplyArgs),
+    /// Show a saved plan file.
+    Show(ShowArgs),
+    /// Run the built-in emulator of the providers' APIs.
+    #[command(subcommand)]
+    Emulator(EmulatorCommand),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where the manifest comes from.
+#[derive(Debug, Args, Clone)]
+pub struct ManifestArgs {
+    /// Manifest file; repeat for several. Default: `reimage.yaml` in the current folder.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+impl ManifestArgs {
+    pub fn paths(&self) -> Vec<PathBuf> {
+        if self.files.is_empty() {
+            vec![PathBuf::from("reimage.yaml")]
+        } else {
+            self.files.clone()
+        }
+    }
+
+    pub fn load(&self, secrets: SecretCheck, printer: &Printer) -> Result<Loaded> {
+        let loaded = crate::manifest::load(&self.paths(), &LoadOptions { secrets })?;
+        for warning in &loaded.warnings {
+            printer.report(warning.to_report());
+        }
+        Ok(loaded)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// Print the result as JSON (`schemas/validate.schema.json`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// Save the plan to this file, for `reimage apply PLANFILE` (Terraform's `-out` works too).
+    #[arg(long = "out", value_name = "PLANFILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are changes, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Print the plan as JSON (`schemas/plan.schema.json`) instead of text.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print the plan as Markdown, for a pull-request comment.
+    #[arg(long)]
+    pub markdown: bool,
+    /// Reinstall this server even if nothing changed; repeat for several.
+    #[arg(long, value_name = "NAME")]
+    pub replace: Vec<String>,
+    /// Plan only this server; repeat for several.
+    #[arg(long, value_name = "NAME")]
+    pub target: Vec<String>,
+    /// State file to use instead of the manifest's.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `reimage plan -out PLANFILE`. Without it, a fresh plan is made and
+    /// shown, and you are asked to confirm.
+    pub plan_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// Do not ask for confirmation (for automation, after a reviewed plan).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Reinstall this server even if nothing changed (without a plan file).
+    #[arg(long, value_name = "NAME")]
+    pub replace: Vec<String>,
+    /// Apply only to this server (without a plan file).
+    #[arg(long, value_name = "NAME")]
+    pub target: Vec<String>,
+    /// Reinstalls in flight at once.
+    #[arg(long, value_name = "N", default_value_t = crate::apply::DEFAULT_MAX_PARALLEL)]
+    pub max_parallel: usize,
+    /// State file to use instead of the manifest's.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The saved plan file.
+    pub plan_file: PathBuf,
+    /// Print the plan as JSON (`schemas/plan.schema.json`).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print the plan as Markdown.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmulatorCommand {
+    /// Serve the emulated APIs on loopback until interrupted; prints each API's base URL.
+    Serve(EmulatorServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmulatorServeArgs {
+    /// Address to listen on (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: std::net::SocketAddr,
+    /// Inventory file: accounts, images and servers to emulate.
+    #[arg(long, default_value = "examples/emulator/inventory.yaml")]
+    pub inventory: PathBuf,
+    /// Folder where the emulated world is kept between runs.
+    #[arg(long, default_value = ".reimage/emulator")]
+    pub data_dir: PathBuf,
+    /// Seconds an emulated install takes (overrides the inventory).
+    #[arg(long)]
+    pub install_seconds: Option<f64>,
+}
+
+/// Long options that Terraform users type with one dash (`-out=plan`, `-auto-approve`).
+const SINGLE_DASH_LONG_OPTIONS: &[&str] = &[
+    "out",
+    "auto-approve",
+    "detailed-exitcode",
+    "json",
+    "markdown",
+    "replace",
+    "target",
+    "state",
+    "file",
+    "max-parallel",
+];
+
+/// Rewrites `-out=FILE` and friends to `--out=FILE`, so Terraform habits work.
+pub fn terraform_style_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|arg| {
+            let Some(text) = arg.to_str() else { return arg };
+            if let Some(rest) = text.strip_prefix('-')
+                && !rest.starts_with('-')
+            {
+                let name = rest.split('=').next().unwrap_or(rest);
+                if SINGLE_DASH_LONG_OPTIONS.contains(&name) {
+                    return format!("-{text}").into();
+                }
+            }
+            arg
+        })
+        .collect()
+}
+
+/// Runs a parsed command; returns the process exit code.
+pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => validate::run(args, printer),
+        Command::Plan(args) => plan::run(args, printer).await,
+        Command::Apply(args) => apply::run(args, printer).await,
+        Command::Show(args) => show::run(args, printer),
+        Command::Emulator(EmulatorCommand::Serve(args)) => emulator::serve(args, printer).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            let mut stdout = std::io::stdout();
+            clap_complete::generate(shell, &mut command, "reimage", &mut stdout);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The state store for a manifest, or the `--state` override.
+pub(crate) fn state_store(
+    manifest_state: &std::path::Path,
+    override_path: Option<&PathBuf>,
+) -> crate::state::local::LocalStateStore {
+    crate::state::local::LocalStateStore::new(
+        override_path
+            .cloned()
+            .unwrap_or_else(|| manifest_state.to_path_buf()),
+    )
+}
+
+pub(crate) fn io_error(error: impl std::fmt::Display) -> Error {
+    Error::Io {
+        message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terraform_single_dash_options_are_accepted() {
+        let args = terraform_style_args(
+            ["reimage", "plan", "-out=p.json", "-detailed-exitcode", "-f", "x.yaml"]
+                .map(std::ffi::OsString::from),
+        );
+        let args: Vec<_> = args.iter().map(|a| a.to_string_lossy().to_string()).collect();
+        assert_eq!(
+            args,
+            ["reimage", "plan", "--out=p.json", "--detailed-exitcode", "-f", "x.yaml"]
+        );
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

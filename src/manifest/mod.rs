@@ -9,3 +9,5 @@ pub mod yaml;
 
 pub use desired::{DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, Manifest};
 pub use model::{ProviderType, SecretRef};
+pub mod load;
+pub use load::{LoadOptions, Loaded, ManifestDiagnostic, ManifestErrors, SecretCheck, load};

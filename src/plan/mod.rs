@@ -1,3 +1,9 @@
 //! Plans: the pure diff, the plan model, rendering and plan files.
 
+pub mod diff;
+pub mod file;
+pub mod inputs;
 pub mod model;
+pub mod render;
+
+pub use model::{ActionKind, Change, Plan, Reason, ServerPlan, Summary};

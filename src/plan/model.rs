@@ -140,6 +140,9 @@ pub struct Change {
     pub after: Option<String>,
     #[serde(default)]
     pub sensitive: bool,
+    /// Whether the value differs from what is on the machine now (for sensitive values, known
+    /// from keyed digests).
+    pub changed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

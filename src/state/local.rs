@@ -1,1 +1,256 @@
-//! Local state backend: `state.json` written atomically, guarded by a sidecar lock file.
+//! Local state backend: `state.json` written atomically (temp file in the same folder, fsync,
+//! rename, fsync of the folder), guarded by a sidecar lock file `state.json.lock`.
+//!
+//! The lock is on the sidecar, never on the state file: a rename replaces the state file's inode,
+//! so a lock held on the old one would protect nothing. The holder's details are written into
+//! the lock file so that a second process can name it. Network filesystems are not supported.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{LockInfo, State, StateError, StateLock, StateStore};
+
+pub struct LocalStateStore {
+    path: PathBuf,
+}
+
+impl LocalStateStore {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        LocalStateStore { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        self.path.with_file_name(name)
+    }
+
+    fn write_error(&self, message: impl std::fmt::Display) -> StateError {
+        StateError::Write {
+            path: self.path.display().to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// A held lock on the local state; released when dropped (the OS also releases it if the
+/// process dies, so a crash never leaves the state locked).
+struct LocalLock {
+    file: File,
+    info: LockInfo,
+}
+
+impl StateLock for LocalLock {
+    fn info(&self) -> &LockInfo {
+        &self.info
+    }
+}
+
+impl Drop for LocalLock {
+    fn drop(&mut self) {
+        // Clear the holder's details before unlocking, so a stale description never lingers.
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|name| name.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown-host".to_string())
+}
+
+impl StateStore for LocalStateStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn lock(&self, command: &str) -> Result<Box<dyn StateLock>, StateError> {
+        let lock_path = self.lock_path();
+        if let Some(parent) = lock_path.parent() {
+            fs_err::create_dir_all(parent).map_err(|error| self.write_error(error))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|error| self.write_error(format!("{}: {error}", lock_path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = serde_json::from_str::<LockInfo>(&text).unwrap_or(LockInfo {
+                    id: "unknown".to_string(),
+                    pid: 0,
+                    host: "unknown host".to_string(),
+                    command: "unknown command".to_string(),
+                    since: "unknown time".to_string(),
+                });
+                return Err(StateError::Locked(holder, lock_path.display().to_string()));
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(self.write_error(format!("cannot lock {}: {error}", lock_path.display())));
+            }
+        }
+        let info = LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            pid: std::process::id(),
+            host: host_name(),
+            command: command.to_string(),
+            since: jiff::Timestamp::now().to_string(),
+        };
+        let text = serde_json::to_string(&info).map_err(|error| self.write_error(error))?;
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(text.as_bytes()))
+            .and_then(|()| file.sync_all());
+        written.map_err(|error| self.write_error(error))?;
+        Ok(Box::new(LocalLock { file, info }))
+    }
+
+    fn read(&self) -> Result<Option<State>, StateError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => {
+                return Err(StateError::Read {
+                    path: self.location(),
+                    message: error.to_string(),
+                });
+            }
+        };
+        let state: State = serde_json::from_str(&text).map_err(|error| StateError::Read {
+            path: self.location(),
+            message: format!("not a reimage state file: {error}"),
+        })?;
+        if state.format_version != super::STATE_FORMAT_VERSION {
+            return Err(StateError::Read {
+                path: self.location(),
+                message: format!(
+                    "state format version {} is not supported by this reimage (supports {})",
+                    state.format_version,
+                    super::STATE_FORMAT_VERSION
+                ),
+            });
+        }
+        Ok(Some(state))
+    }
+
+    fn write(&self, _lock: &dyn StateLock, state: &mut State) -> Result<(), StateError> {
+        // Optimistic check: nobody may have written a newer serial under our lock.
+        if let Some(current) = self.read()?
+            && current.lineage == state.lineage
+            && current.serial != state.serial
+        {
+            return Err(StateError::Conflict {
+                path: self.location(),
+                expected: state.serial,
+                found: current.serial,
+            });
+        }
+        let mut next = state.clone();
+        next.serial += 1;
+        let text = serde_json::to_vec_pretty(&next).map_err(|error| self.write_error(error))?;
+        write_atomically(&self.path, &text).map_err(|error| self.write_error(error))?;
+        *state = next;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` so that a reader sees either the old or the new file, whole, even
+/// after a crash: temp file in the same folder, fsync, keep a `.backup` of the previous file,
+/// rename over, fsync the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs_err::create_dir_all(&folder)?;
+    let mut temp = tempfile::NamedTempFile::new_in(&folder)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    if path.exists() {
+        let mut backup = path.as_os_str().to_os_string();
+        backup.push(".backup");
+        // The backup is a convenience for humans; a failure to copy must not block the write.
+        let _ = std::fs::copy(path, PathBuf::from(backup));
+    }
+    temp.persist(path).map_err(|error| error.error)?;
+    File::open(&folder)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_state_reads_as_none_and_writes_raise_the_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::new(dir.path().join(".reimage/state.json"));
+        assert!(store.read().unwrap().is_none());
+        let lock = store.lock("test").unwrap();
+        let mut state = State::new();
+        store.write(lock.as_ref(), &mut state).unwrap();
+        assert_eq!(state.serial, 1);
+        store.write(lock.as_ref(), &mut state).unwrap();
+        let read = store.read().unwrap().unwrap();
+        assert_eq!(read.serial, 2);
+        assert_eq!(read.lineage, state.lineage);
+    }
+
+    #[test]
+    fn second_lock_fails_naming_the_holder_and_drop_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::new(dir.path().join("state.json"));
+        let first = store.lock("reimage apply").unwrap();
+        let error = match store.lock("reimage plan") {
+            Err(error) => error,
+            Ok(_) => panic!("second lock must fail"),
+        };
+        let message = error.to_string();
+        assert!(message.contains("reimage apply"), "{message}");
+        assert!(message.contains(&std::process::id().to_string()), "{message}");
+        drop(first);
+        assert!(store.lock("reimage plan").is_ok());
+    }
+
+    #[test]
+    fn a_write_behind_our_back_is_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::new(dir.path().join("state.json"));
+        let lock = store.lock("test").unwrap();
+        let mut ours = State::new();
+        store.write(lock.as_ref(), &mut ours).unwrap();
+        let mut theirs = ours.clone();
+        store.write(lock.as_ref(), &mut theirs).unwrap();
+        assert!(matches!(
+            store.write(lock.as_ref(), &mut ours),
+            Err(StateError::Conflict { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_state_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, "{not json").unwrap();
+        let error = LocalStateStore::new(&path).read().unwrap_err();
+        assert!(error.to_string().contains("not a reimage state file"));
+    }
+}

@@ -1,0 +1,153 @@
+//! Making a plan: scope the servers, observe them, digest their inputs, run the pure diff.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use secrecy::SecretString;
+
+use super::fleet::Fleet;
+use crate::error::{Error, Result};
+use crate::manifest::{DesiredAccess, DesiredServer, Manifest, secrets};
+use crate::plan::diff::{DiffInput, diff};
+use crate::plan::inputs::input_digests;
+use crate::plan::model::{PLAN_FORMAT_VERSION, Plan, StateRef, Summary};
+use crate::state::State;
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Only these servers (all when empty).
+    pub targets: Vec<String>,
+    /// Reinstall these even when nothing changed.
+    pub replace: Vec<String>,
+}
+
+/// Reads the password of a server whose access is a password reference.
+pub fn password_of(server: &DesiredServer) -> Result<Option<SecretString>> {
+    match &server.access {
+        DesiredAccess::Password { secret } => Ok(Some(secrets::resolve(secret)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Keyed digests of one server's install inputs with the state's key.
+pub fn digests_of(state: &State, server: &DesiredServer) -> Result<BTreeMap<String, String>> {
+    let password = password_of(server)?;
+    Ok(input_digests(
+        &state.digest_key_bytes(),
+        server,
+        password.as_ref(),
+    ))
+}
+
+fn check_names(
+    manifest: &Manifest,
+    names: &[String],
+    flag: &str,
+) -> Result<()> {
+    let known: BTreeSet<&str> = manifest.servers.iter().map(|s| s.name.as_str()).collect();
+    for name in names {
+        if !known.contains(name.as_str()) {
+            let mut help = format!(
+                "`{flag}` takes a server name from the manifest; known: {}",
+                known.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
+            );
+            if known.len() > 20 {
+                help.push_str(", …");
+            }
+            return Err(Error::usage(
+                format!("no server named `{name}` in the manifest ({flag} {name})"),
+                help,
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn make_plan(
+    manifest: &Manifest,
+    state: &State,
+    fleet: &Fleet,
+    options: &PlanOptions,
+) -> Result<Plan> {
+    check_names(manifest, &options.targets, "--target")?;
+    check_names(manifest, &options.replace, "--replace")?;
+    let targets: BTreeSet<&str> = options.targets.iter().map(String::as_str).collect();
+    let servers: Vec<DesiredServer> = manifest
+        .servers
+        .iter()
+        .filter(|server| targets.is_empty() || targets.contains(server.name.as_str()))
+        .cloned()
+        .collect();
+    let scoped: Vec<&DesiredServer> = servers.iter().collect();
+    let observed = fleet.observe(&scoped).await?;
+    let mut digests = BTreeMap::new();
+    for server in &servers {
+        digests.insert(server.name.clone(), digests_of(state, server)?);
+    }
+    let replace: BTreeSet<String> = options.replace.iter().cloned().collect();
+    let mut reports_image = BTreeMap::new();
+    for server in &servers {
+        let provider = fleet.provider(&server.provider)?;
+        reports_image.insert(server.provider_type, provider.capabilities().reports_image);
+    }
+    let planned = diff(&DiffInput {
+        servers: &servers,
+        observed: &observed,
+        digests: &digests,
+        recorded: &state.servers,
+        replace: &replace,
+        reports_image: &|provider_type| reports_image.get(&provider_type).copied().unwrap_or(true),
+    });
+    Ok(Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        plan_id: uuid::Uuid::now_v7().to_string(),
+        created_at: jiff::Timestamp::now().to_string(),
+        manifest_digest: manifest.digest.clone(),
+        state: StateRef {
+            lineage: Some(state.lineage.clone()),
+            serial: state.serial,
+        },
+        providers: manifest.providers.clone(),
+        emulator: manifest.emulator.clone(),
+        state_path: manifest.state_path.display().to_string(),
+        summary: Summary::count(&planned),
+        servers: planned,
+    })
+}
+
+/// Reads the state, creating it (new lineage and digest key) when there is none yet, so that
+/// every plan is made against a lineage and a key that apply will find again.
+pub fn read_or_init_state(
+    store: &dyn crate::state::StateStore,
+    lock: &dyn crate::state::StateLock,
+) -> Result<(State, bool)> {
+    match store.read()? {
+        Some(state) => Ok((state, false)),
+        None => {
+            let mut state = State::new();
+            store.write(lock, &mut state)?;
+            Ok((state, true))
+        }
+    }
+}
+
+/// The error for a plan with blocked servers, naming each with its reasons.
+pub fn blocked_error(plan: &Plan) -> Option<Error> {
+    let details: Vec<String> = plan
+        .servers
+        .iter()
+        .filter(|server| server.action == crate::plan::ActionKind::Blocked)
+        .map(|server| {
+            let reasons: Vec<String> = server.reasons.iter().map(|r| r.describe()).collect();
+            format!("  - {}: {}", server.name, reasons.join("; "))
+        })
+        .collect();
+    if details.is_empty() {
+        None
+    } else {
+        Some(Error::Blocked {
+            count: details.len(),
+            details,
+        })
+    }
+}

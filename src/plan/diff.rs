@@ -1,0 +1,544 @@
+//! The diff: desired × observed × recorded → one action per server, with its reasons.
+//!
+//! Pure: no I/O, no clock, no randomness. Everything it needs is passed in, so that the same
+//! inputs always give the same plan (property-tested below).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::inputs::{FIELD_ACCESS, FIELD_HOSTNAME, FIELD_OPTIONS, FIELD_USER_DATA, INPUT_FIELDS};
+use super::model::{ActionKind, Change, Reason, ServerPlan};
+use crate::digest::sha256_hex;
+use crate::manifest::{DesiredAccess, DesiredServer, ProviderType};
+use crate::provider::{Observation, Observed};
+use crate::state::ServerRecord;
+
+/// Everything the diff looks at.
+pub struct DiffInput<'a> {
+    /// The servers in scope, in manifest order.
+    pub servers: &'a [DesiredServer],
+    /// What each provider reported, by server name. A missing entry counts as not found.
+    pub observed: &'a BTreeMap<String, Observation>,
+    /// Keyed digests of each server's desired install inputs, by server name.
+    pub digests: &'a BTreeMap<String, BTreeMap<String, String>>,
+    /// What reimage last applied, by server name.
+    pub recorded: &'a BTreeMap<String, ServerRecord>,
+    /// Servers named with `--replace`.
+    pub replace: &'a BTreeSet<String>,
+    /// Whether a provider type can report the installed image.
+    pub reports_image: &'a dyn Fn(ProviderType) -> bool,
+}
+
+/// Hex SHA-256 of what was observed; a saved plan is refused when this moved.
+pub fn fingerprint(observation: &Observation) -> String {
+    // Serialising a fixed struct gives a stable field order.
+    let text = serde_json::to_string(observation).unwrap_or_default();
+    sha256_hex(text.as_bytes())
+}
+
+pub fn diff(input: &DiffInput<'_>) -> Vec<ServerPlan> {
+    input
+        .servers
+        .iter()
+        .map(|server| plan_server(input, server))
+        .collect()
+}
+
+fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
+    let observation = input
+        .observed
+        .get(&server.name)
+        .cloned()
+        .unwrap_or(Observation::NotFound);
+    let digests = input.digests.get(&server.name).cloned().unwrap_or_default();
+    let mut plan = ServerPlan {
+        name: server.name.clone(),
+        provider: server.provider.clone(),
+        provider_type: server.provider_type,
+        cloud_id: server.cloud_id.clone(),
+        action: ActionKind::NoOp,
+        reasons: Vec::new(),
+        wipes: Vec::new(),
+        changes: Vec::new(),
+        desired: server.clone(),
+        observed: None,
+        observed_fingerprint: fingerprint(&observation),
+        input_digests: digests.clone(),
+    };
+    let observed = match observation {
+        Observation::Found(observed) => observed,
+        Observation::NotFound => {
+            plan.action = ActionKind::Blocked;
+            plan.reasons.push(Reason::UnknownCloudId);
+            return plan;
+        }
+    };
+    plan.observed = Some(observed.clone());
+
+    // A record under this name for another machine says nothing about this one.
+    let record = match input.recorded.get(&server.name) {
+        Some(record) if record.cloud_id != server.cloud_id => {
+            plan.reasons.push(Reason::CloudIdChanged {
+                recorded: record.cloud_id.clone(),
+            });
+            None
+        }
+        other => other,
+    };
+
+    let replace = input.replace.contains(&server.name);
+    let mut triggers = Vec::new();
+
+    // The image on the machine now: as observed, or as recorded where the provider cannot tell.
+    let current_image = if (input.reports_image)(server.provider_type) {
+        observed.image.clone()
+    } else {
+        record.map(|record| record.image.clone())
+    };
+    match &current_image {
+        Some(image) if *image != server.image => triggers.push(Reason::ImageDiffers {
+            observed: image.clone(),
+            desired: server.image.clone(),
+        }),
+        Some(_) => {}
+        None if replace => {}
+        None => {
+            plan.action = ActionKind::Blocked;
+            plan.reasons.push(Reason::UnknownCurrentOs);
+            return plan;
+        }
+    }
+
+    if let Some(record) = record {
+        for field in INPUT_FIELDS {
+            let recorded = record.input_digests.get(field).cloned().flatten();
+            // Unknown (adopted) inputs never trigger a reinstall: adoption is never destructive.
+            if let (Some(recorded), Some(desired)) = (recorded, digests.get(field))
+                && recorded != *desired
+            {
+                triggers.push(Reason::InputChanged {
+                    field: field.to_string(),
+                    sensitive: field == FIELD_ACCESS
+                        && matches!(server.access, DesiredAccess::Password { .. }),
+                });
+            }
+        }
+        if server.revision > record.revision {
+            triggers.push(Reason::RevisionRaised {
+                recorded: record.revision,
+                desired: server.revision,
+            });
+        }
+    }
+    if replace {
+        triggers.push(Reason::ReplaceRequested);
+    }
+
+    if triggers.is_empty() {
+        if record.is_none() {
+            plan.action = ActionKind::Adopt;
+            plan.reasons.push(Reason::AdoptMatchingImage);
+        }
+        return plan;
+    }
+
+    plan.changes = changes(server, &observed, current_image.as_deref(), record, &triggers);
+    plan.reasons.extend(triggers);
+    if server.protect {
+        plan.action = ActionKind::Blocked;
+        plan.reasons.push(Reason::Protected);
+    } else if !observed.status.allows_reinstall() {
+        plan.action = ActionKind::Blocked;
+        plan.reasons.push(Reason::StatusForbids {
+            status: observed.raw_status.clone(),
+        });
+    } else {
+        plan.action = ActionKind::Reinstall;
+        plan.wipes.push("system disk".to_string());
+    }
+    plan
+}
+
+/// Every input the reinstall will send, with what is there now.
+fn changes(
+    server: &DesiredServer,
+    observed: &Observed,
+    current_image: Option<&str>,
+    record: Option<&ServerRecord>,
+    triggers: &[Reason],
+) -> Vec<Change> {
+    let input_changed = |field: &str| {
+        triggers
+            .iter()
+            .any(|reason| matches!(reason, Reason::InputChanged { field: changed, .. } if changed == field))
+    };
+    let mut changes = vec![Change {
+        field: "image".to_string(),
+        before: current_image.map(str::to_string),
+        after: Some(server.image.clone()),
+        sensitive: false,
+        changed: current_image != Some(server.image.as_str()),
+    }];
+    if let Some(record) = record
+        && server.revision != record.revision
+    {
+        changes.push(Change {
+            field: "revision".to_string(),
+            before: Some(record.revision.to_string()),
+            after: Some(server.revision.to_string()),
+            sensitive: false,
+            changed: true,
+        });
+    }
+    let hostname_before = match record {
+        Some(record) => record.hostname.clone(),
+        None => observed.hostname.clone(),
+    };
+    if server.hostname.is_some() || hostname_before.is_some() {
+        changes.push(Change {
+            field: FIELD_HOSTNAME.to_string(),
+            changed: hostname_before != server.hostname,
+            before: hostname_before,
+            after: server.hostname.clone(),
+            sensitive: false,
+        });
+    }
+    match &server.access {
+        DesiredAccess::Password { .. } => changes.push(Change {
+            field: "password".to_string(),
+            before: None,
+            after: None,
+            sensitive: true,
+            changed: record.is_none() || input_changed(FIELD_ACCESS),
+        }),
+        DesiredAccess::SshKeyId { id } => {
+            let before = record.and_then(|record| record.ssh_key_id.clone());
+            changes.push(Change {
+                field: "ssh_key_id".to_string(),
+                changed: before.as_deref() != Some(id.as_str()),
+                before,
+                after: Some(id.clone()),
+                sensitive: false,
+            });
+        }
+        DesiredAccess::None => {}
+    }
+    let user_data_before = record.and_then(|record| record.user_data.clone());
+    if server.user_data.is_some() || user_data_before.is_some() {
+        changes.push(Change {
+            field: FIELD_USER_DATA.to_string(),
+            changed: user_data_before != server.user_data,
+            before: user_data_before,
+            after: server.user_data.clone(),
+            sensitive: false,
+        });
+    }
+    if !server.options.is_empty() || input_changed(FIELD_OPTIONS) {
+        changes.push(Change {
+            field: FIELD_OPTIONS.to_string(),
+            before: None,
+            after: Some(super::inputs::canonical_json(&serde_json::Value::Object(
+                server.options.clone(),
+            ))),
+            sensitive: false,
+            changed: input_changed(FIELD_OPTIONS),
+        });
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::SecretRef;
+    use crate::plan::inputs::input_digests;
+    use crate::provider::ServerStatus;
+    use crate::state::{OperationKind, OperationRecord, Outcome};
+    use proptest::prelude::*;
+
+    const KEY: &[u8] = b"test-key";
+
+    fn server(name: &str, image: &str) -> DesiredServer {
+        DesiredServer {
+            name: name.into(),
+            provider: "zl".into(),
+            provider_type: ProviderType::ZenlayerBmc,
+            cloud_id: format!("id-{name}"),
+            image: image.into(),
+            revision: 0,
+            access: DesiredAccess::SshKeyId { id: "key-1".into() },
+            hostname: Some(name.into()),
+            user_data: Some("#cloud-config\n".into()),
+            protect: false,
+            options: serde_json::Map::new(),
+        }
+    }
+
+    fn observed(server: &DesiredServer, image: &str, status: ServerStatus) -> Observation {
+        Observation::Found(Observed {
+            cloud_id: server.cloud_id.clone(),
+            status,
+            raw_status: format!("{status:?}").to_uppercase(),
+            image: Some(image.into()),
+            image_name: None,
+            hostname: server.hostname.clone(),
+        })
+    }
+
+    fn record_of(server: &DesiredServer) -> ServerRecord {
+        ServerRecord {
+            provider: server.provider.clone(),
+            provider_type: server.provider_type,
+            cloud_id: server.cloud_id.clone(),
+            image: server.image.clone(),
+            revision: server.revision,
+            input_digests: input_digests(KEY, server, None)
+                .into_iter()
+                .map(|(field, digest)| (field, Some(digest)))
+                .collect(),
+            hostname: server.hostname.clone(),
+            user_data: server.user_data.clone(),
+            ssh_key_id: Some("key-1".into()),
+            last_operation: Some(OperationRecord {
+                kind: OperationKind::Reinstall,
+                plan_id: "p".into(),
+                outcome: Outcome::Succeeded,
+                message: None,
+                request_id: None,
+                job_id: None,
+                started_at: "t".into(),
+                finished_at: "t".into(),
+            }),
+            updated_at: "t".into(),
+        }
+    }
+
+    struct World {
+        servers: Vec<DesiredServer>,
+        observed: BTreeMap<String, Observation>,
+        recorded: BTreeMap<String, ServerRecord>,
+        replace: BTreeSet<String>,
+    }
+
+    impl World {
+        fn new(servers: Vec<DesiredServer>) -> Self {
+            World {
+                servers,
+                observed: BTreeMap::new(),
+                recorded: BTreeMap::new(),
+                replace: BTreeSet::new(),
+            }
+        }
+
+        fn plan(&self) -> Vec<ServerPlan> {
+            let digests = self
+                .servers
+                .iter()
+                .map(|server| (server.name.clone(), input_digests(KEY, server, None)))
+                .collect();
+            diff(&DiffInput {
+                servers: &self.servers,
+                observed: &self.observed,
+                digests: &digests,
+                recorded: &self.recorded,
+                replace: &self.replace,
+                reports_image: &|provider_type| provider_type != ProviderType::EdisKvm,
+            })
+        }
+
+        fn only(&self) -> ServerPlan {
+            self.plan().remove(0)
+        }
+    }
+
+    fn applied_world(server: DesiredServer) -> World {
+        let mut world = World::new(vec![server.clone()]);
+        world.observed.insert(
+            server.name.clone(),
+            observed(&server, &server.image, ServerStatus::Running),
+        );
+        world.recorded.insert(server.name.clone(), record_of(&server));
+        world
+    }
+
+    #[test]
+    fn image_difference_reinstalls_and_wipes_the_system_disk() {
+        let server = server("a", "new");
+        let mut world = World::new(vec![server.clone()]);
+        world
+            .observed
+            .insert("a".into(), observed(&server, "old", ServerStatus::Running));
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Reinstall);
+        assert_eq!(plan.wipes, vec!["system disk"]);
+        assert!(plan.reasons.contains(&Reason::ImageDiffers {
+            observed: "old".into(),
+            desired: "new".into()
+        }));
+    }
+
+    #[test]
+    fn unrecorded_matching_server_is_adopted_not_reinstalled() {
+        let server = server("a", "img");
+        let mut world = World::new(vec![server.clone()]);
+        world
+            .observed
+            .insert("a".into(), observed(&server, "img", ServerStatus::Running));
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Adopt);
+        assert_eq!(plan.reasons, vec![Reason::AdoptMatchingImage]);
+    }
+
+    #[test]
+    fn adopted_record_with_unknown_inputs_never_reinstalls() {
+        let server = server("a", "img");
+        let mut world = applied_world(server.clone());
+        let record = world.recorded.get_mut("a").unwrap();
+        for digest in record.input_digests.values_mut() {
+            *digest = None;
+        }
+        assert_eq!(world.only().action, ActionKind::NoOp);
+    }
+
+    #[test]
+    fn changed_hostname_user_data_and_revision_are_reasons() {
+        let mut server = server("a", "img");
+        let mut world = applied_world(server.clone());
+        server.hostname = Some("other".into());
+        server.user_data = Some("#cloud-config\npackages: [htop]\n".into());
+        server.revision = 2;
+        world.servers = vec![server];
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Reinstall);
+        for field in [FIELD_HOSTNAME, FIELD_USER_DATA] {
+            assert!(plan.reasons.contains(&Reason::InputChanged {
+                field: field.into(),
+                sensitive: false
+            }));
+        }
+        assert!(plan.reasons.contains(&Reason::RevisionRaised {
+            recorded: 0,
+            desired: 2
+        }));
+        let hostname = plan.changes.iter().find(|c| c.field == "hostname").unwrap();
+        assert_eq!(hostname.before.as_deref(), Some("a"));
+        assert_eq!(hostname.after.as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn changed_password_is_a_sensitive_reason_without_values() {
+        let mut server = server("a", "img");
+        server.access = DesiredAccess::Password {
+            secret: SecretRef::Env("PW".into()),
+        };
+        let mut world = applied_world(server.clone());
+        let record = world.recorded.get_mut("a").unwrap();
+        let old = input_digests(KEY, &server, Some(&"Old-pass1!".to_string().into()));
+        record.input_digests.insert(FIELD_ACCESS.into(), Some(old[FIELD_ACCESS].clone()));
+        let plan = world.only();
+        assert!(plan.reasons.contains(&Reason::InputChanged {
+            field: FIELD_ACCESS.into(),
+            sensitive: true
+        }));
+        let password = plan.changes.iter().find(|c| c.field == "password").unwrap();
+        assert!(password.sensitive && password.changed);
+        assert_eq!((password.before.clone(), password.after.clone()), (None, None));
+    }
+
+    #[test]
+    fn replace_forces_a_reinstall_of_an_unchanged_server() {
+        let server = server("a", "img");
+        let mut world = applied_world(server);
+        world.replace.insert("a".into());
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Reinstall);
+        assert_eq!(plan.reasons, vec![Reason::ReplaceRequested]);
+    }
+
+    #[test]
+    fn unknown_ids_busy_and_protected_servers_are_blocked() {
+        let server = server("a", "new");
+        let world = World::new(vec![server.clone()]);
+        assert_eq!(world.only().reasons, vec![Reason::UnknownCloudId]);
+
+        let mut busy = World::new(vec![server.clone()]);
+        busy.observed
+            .insert("a".into(), observed(&server, "old", ServerStatus::Installing));
+        let plan = busy.only();
+        assert_eq!(plan.action, ActionKind::Blocked);
+        assert!(matches!(plan.reasons.last(), Some(Reason::StatusForbids { .. })));
+
+        let mut protected = server.clone();
+        protected.protect = true;
+        let mut guarded = World::new(vec![protected.clone()]);
+        guarded
+            .observed
+            .insert("a".into(), observed(&protected, "old", ServerStatus::Running));
+        let plan = guarded.only();
+        assert_eq!(plan.action, ActionKind::Blocked);
+        assert_eq!(plan.reasons.last(), Some(&Reason::Protected));
+    }
+
+    #[test]
+    fn provider_without_image_reports_is_blocked_until_recorded_or_replaced() {
+        let mut server = server("a", "img");
+        server.provider_type = ProviderType::EdisKvm;
+        let mut world = World::new(vec![server.clone()]);
+        world
+            .observed
+            .insert("a".into(), observed(&server, "ignored", ServerStatus::Running));
+        assert_eq!(world.only().reasons, vec![Reason::UnknownCurrentOs]);
+        world.replace.insert("a".into());
+        assert_eq!(world.only().action, ActionKind::Reinstall);
+        world.replace.clear();
+        world.recorded.insert("a".into(), record_of(&server));
+        assert_eq!(world.only().action, ActionKind::NoOp);
+    }
+
+    #[test]
+    fn a_record_for_another_cloud_id_is_ignored() {
+        let server = server("a", "img");
+        let mut world = applied_world(server);
+        world.recorded.get_mut("a").unwrap().cloud_id = "other".into();
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Adopt);
+        assert!(matches!(plan.reasons[0], Reason::CloudIdChanged { .. }));
+    }
+
+    proptest! {
+        /// A world where every server was applied and nothing moved plans as all no-op.
+        #[test]
+        fn plan_of_an_unchanged_world_is_all_no_op(
+            specs in proptest::collection::vec(
+                ("[a-z]{1,8}", "[a-z0-9-]{1,12}", proptest::option::of("[a-z]{1,10}"),
+                 proptest::option::of(".{0,40}"), 0u64..5, any::<bool>()),
+                0..12)
+        ) {
+            let mut world = World::new(Vec::new());
+            let mut seen = BTreeSet::new();
+            for (name, image, hostname, user_data, revision, protect) in specs {
+                if !seen.insert(name.clone()) { continue; }
+                let mut server = server(&name, &image);
+                server.hostname = hostname;
+                server.user_data = user_data;
+                server.revision = revision;
+                server.protect = protect;
+                world.observed.insert(name.clone(), observed(&server, &image, ServerStatus::Running));
+                world.recorded.insert(name.clone(), record_of(&server));
+                world.servers.push(server);
+            }
+            for plan in world.plan() {
+                prop_assert_eq!(plan.action, ActionKind::NoOp, "{:?}", plan.reasons);
+                prop_assert!(plan.reasons.is_empty());
+            }
+        }
+
+        /// The diff is a function: the same inputs give the same plan.
+        #[test]
+        fn diff_is_deterministic(image in "[a-z]{1,6}", observed_image in "[a-z]{1,6}") {
+            let server = server("a", &image);
+            let mut world = World::new(vec![server.clone()]);
+            world.observed.insert("a".into(), observed(&server, &observed_image, ServerStatus::Running));
+            prop_assert_eq!(world.plan(), world.plan());
+        }
+    }
+}
