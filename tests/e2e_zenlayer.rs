@@ -373,3 +373,49 @@ fn a_running_apply_holds_the_lock_and_a_second_command_names_it() {
     assert!(message.contains("reimage apply"), "{message}");
     assert!(first.wait().unwrap().success());
 }
+
+fn schema_validator(name: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(name),
+    )
+    .unwrap();
+    jsonschema::draft202012::new(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+#[test]
+fn json_outputs_follow_their_published_schemas() {
+    let (dir, emulator) = setup(&[server("1", "img-old"), server("2", "img-new")], 0.2);
+    write_manifest(
+        dir.path(),
+        &manifest(
+            &emulator.zenlayer,
+            &[("a", "1", "img-new"), ("b", "2", "img-new")],
+            "    hostname: box\n    user_data: \"#!/bin/sh\\necho hi\\n\"\n",
+        ),
+    );
+    let plan = reimage(dir.path()).args(["plan", "--json", "-out", "p.json"]).output().unwrap();
+    assert!(plan.status.success(), "{}", stderr_of(&plan));
+    let document: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let validator = schema_validator("plan.schema.json");
+    let errors: Vec<String> = validator.iter_errors(&document).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(document["summary"]["reinstall"], 1);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("p.json")).unwrap()).unwrap();
+    assert!(validator.is_valid(&saved));
+    let shown = reimage(dir.path()).args(["show", "--json", "p.json"]).output().unwrap();
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap(), saved);
+
+    let validate = reimage(dir.path()).args(["validate", "--json"]).output().unwrap();
+    let document: serde_json::Value = serde_json::from_slice(&validate.stdout).unwrap();
+    assert!(schema_validator("validate.schema.json").is_valid(&document), "{document}");
+    assert_eq!(document["valid"], true);
+
+    std::fs::write(dir.path().join("bad.yaml"), "version: 2\nservers: 3\n").unwrap();
+    let invalid = reimage(dir.path()).args(["validate", "--json", "-f", "bad.yaml"]).output().unwrap();
+    assert_eq!(invalid.status.code(), Some(1));
+    let document: serde_json::Value = serde_json::from_slice(&invalid.stdout).unwrap();
+    assert!(schema_validator("validate.schema.json").is_valid(&document), "{document}");
+    assert_eq!(document["valid"], false);
+    assert!(document["error_count"].as_u64().unwrap() >= 2, "{document}");
+}
