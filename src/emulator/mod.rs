@@ -1,6 +1,9 @@
 //! The built-in emulator of the providers' APIs: real HTTP on loopback, real signature checks,
 //! async installs, fault injection. Placeholder: the real emulator replaces this file.
 
+pub mod inventory;
+pub mod world;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
