@@ -401,6 +401,34 @@ async fn unknown_action_and_missing_version_are_refused() {
     let harness = harness().await;
     let reply = harness.call("RebuildEverything", json!({})).await;
     assert_error(&reply, StatusCode::BAD_REQUEST, "INVALID_ACTION");
+
+    // Correctly signed, but without X-ZC-Version.
+    let body = b"{}".to_vec();
+    let timestamp = jiff::Timestamp::now().as_second().to_string();
+    let host = harness.emulator.address.to_string();
+    let authorization = zc2::authorization(
+        KEY_ID,
+        KEY_PASSWORD,
+        &timestamp,
+        "application/json",
+        &host,
+        &body,
+    );
+    let response = harness
+        .client
+        .post(harness.url())
+        .header("Content-Type", "application/json")
+        .header("X-ZC-Action", "DescribeInstances")
+        .header("X-ZC-Timestamp", &timestamp)
+        .header("X-ZC-Signature-Method", zc2::ALGORITHM)
+        .header("Authorization", authorization)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "INVALID_API_VERSION");
 }
 
 #[tokio::test]
@@ -745,4 +773,56 @@ async fn an_inventory_with_an_unknown_key_does_not_start() {
     .err()
     .unwrap();
     assert!(error.to_string().contains("sever"), "{error}");
+}
+
+/// The official Zenlayer Python SDK against the emulator (see `tests/sdk/zenlayer_python_sdk.py`
+/// for how to set it up). Ignored by default: it needs a venv with the SDK installed.
+#[tokio::test]
+#[ignore = "needs REIMAGE_ZENLAYER_SDK_PYTHON (a python with zenlayercloud-sdk-python)"]
+async fn official_python_sdk_describes_and_reinstalls() {
+    let python = std::env::var("REIMAGE_ZENLAYER_SDK_PYTHON")
+        .expect("set REIMAGE_ZENLAYER_SDK_PYTHON to a python that has zenlayercloud-sdk-python");
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory.yaml");
+    std::fs::write(&inventory, INVENTORY).unwrap();
+    // Long installs, so the script sees INSTALLING however slowly Python starts.
+    let emulator = start(EmulatorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        inventory,
+        data_dir: dir.path().join("data"),
+        install_seconds: Some(60.0),
+    })
+    .await
+    .unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/sdk/zenlayer_python_sdk.py"
+    );
+    for (version, instance_id) in [("2022-11-20", "1001"), ("2026-02-01", "1002")] {
+        let mut command = std::process::Command::new(&python);
+        command
+            .arg(script)
+            .args(["--domain", &emulator.address.to_string()])
+            .args(["--key-id", KEY_ID, "--key-password", KEY_PASSWORD])
+            .args([
+                "--instance-id",
+                instance_id,
+                "--image-id",
+                "img-ubuntu-2404",
+            ])
+            .args(["--version", version]);
+        let output = tokio::task::spawn_blocking(move || command.output()).await;
+        let output = output.unwrap().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{version}: {stdout}\n{stderr}");
+        let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(seen["after_reinstall"]["instanceStatus"], "INSTALLING");
+        assert_eq!(
+            seen["second_reinstall_error"],
+            "OPERATION_DENIED_INSTANCE_STATUS_INSTALLING"
+        );
+        assert_eq!(seen["wrong_password_error"], "SIGNATURE_MISMATCH");
+        eprintln!("{version}: {seen}");
+    }
 }
