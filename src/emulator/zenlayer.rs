@@ -324,10 +324,14 @@ fn parse_parameters(body: &[u8]) -> Result<Value, ApiError> {
 
 fn parameters_as<T: for<'de> Deserialize<'de>>(parameters: Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(parameters).map_err(|error| {
-        ApiError::bad_request(
-            "INVALID_PARAMETER",
-            format!("parameter `{}`: {}", error.path(), error.inner()),
-        )
+        let path = error.path().to_string();
+        // serde quotes the offending value, which must not happen for a password.
+        let message = if path.contains("password") {
+            format!("parameter `{path}` must be a string")
+        } else {
+            format!("parameter `{path}`: {}", error.inner())
+        };
+        ApiError::bad_request("INVALID_PARAMETER", message)
     })
 }
 
@@ -708,12 +712,13 @@ fn check_password(password: &str) -> Result<(), String> {
             "the password must be 8 to 16 characters, not {length}"
         ));
     }
-    if let Some(bad) = password
+    // The offending character is not named: error messages end up in logs.
+    if !password
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || PASSWORD_SPECIALS.contains(*c)))
+        .all(|c| c.is_ascii_alphanumeric() || PASSWORD_SPECIALS.contains(c))
     {
         return Err(format!(
-            "the password may only hold letters, digits and {PASSWORD_SPECIALS}; `{bad}` is not allowed"
+            "the password may only hold letters, digits and {PASSWORD_SPECIALS}"
         ));
     }
     let classes = [
