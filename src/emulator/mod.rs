@@ -1,38 +1,155 @@
 //! The built-in emulator of the providers' APIs: real HTTP on loopback, real signature checks,
-//! async installs, fault injection. Placeholder: the real emulator replaces this file.
+//! time-based installs, fault injection, a world persisted between processes.
+//!
+//! - [`inventory`]: the YAML file describing the world at its beginning;
+//! - [`world`]: the world's state and its persistence (`data_dir/world.json`);
+//! - [`server`]: the axum app and the emulator-only admin endpoints under `/_emulator/`;
+//! - [`zenlayer`]: Zenlayer bare metal (`POST /api/v2/bmc`).
+//!
+//! The emulator builds and parses API messages on its own, from the providers' briefs. It
+//! shares only the signing code with the clients (pinned by the official vectors), so that a
+//! misreading of an API cannot hide by being shared by both sides.
+
+pub mod inventory;
+pub mod server;
+pub mod world;
+pub mod zenlayer;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
 
 use crate::manifest::ProviderType;
 
 /// How to start an emulator.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
+    /// A loopback address; port 0 picks a free port.
     pub listen: SocketAddr,
     pub inventory: PathBuf,
     /// Where the world is persisted, so separate processes see one world.
     pub data_dir: PathBuf,
-    /// Overrides the inventory's install duration.
+    /// Overrides every install duration of the inventory (default, per server), in seconds.
     pub install_seconds: Option<f64>,
 }
 
-/// A running emulator; it stops when dropped.
+/// A running emulator; it stops when dropped (or, waiting for it, with [`shutdown`]).
+///
+/// [`shutdown`]: RunningEmulator::shutdown
 pub struct RunningEmulator {
     pub address: SocketAddr,
     /// Base URL of each API served, by provider type.
     pub endpoints: BTreeMap<ProviderType, String>,
+    /// Where the world is persisted.
+    pub world_file: PathBuf,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("emulator: {0}")]
 pub struct EmulatorError(pub String);
 
-/// Starts serving in the background of the current tokio runtime.
-pub async fn start(_config: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
-    Err(EmulatorError("not implemented".into()))
+/// Loads the inventory and the saved world, binds, and serves in the background of the current
+/// tokio runtime.
+pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
+    if !config.listen.ip().is_loopback() {
+        return Err(EmulatorError(format!(
+            "refusing to listen on {}: the emulator accepts fake credentials and must only be \
+             reachable from this machine; use a loopback address such as 127.0.0.1:0",
+            config.listen
+        )));
+    }
+    if let Some(seconds) = config.install_seconds
+        && !(seconds.is_finite() && seconds >= 0.0)
+    {
+        return Err(EmulatorError(format!(
+            "the install duration must be a number of seconds ≥ 0, not {seconds}"
+        )));
+    }
+    let loaded = inventory::load(&config.inventory)?;
+    let store = world::WorldStore::open(&config.data_dir, &loaded)?;
+    let world_file = store.path().to_path_buf();
+    let shared = Arc::new(server::Shared {
+        inventory: loaded.inventory,
+        install_seconds_override: config.install_seconds,
+        world: Mutex::new(store),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| EmulatorError(format!("cannot listen on {}: {error}", config.listen)))?;
+    let address = listener
+        .local_addr()
+        .map_err(|error| EmulatorError(format!("cannot read the bound address: {error}")))?;
+    let app =
+        server::router(shared).into_make_service_with_connect_info::<server::ConnectionHandle>();
+    let (shutdown, shutdown_signal) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let listener = server::AbortableListener { inner: listener };
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                // A dropped sender ends the server just as a sent signal does.
+                let _ = shutdown_signal.await;
+            })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "emulator: the server stopped");
+        }
+    });
+    tracing::info!(%address, world = %world_file.display(), "emulator: listening");
+
+    let mut endpoints = BTreeMap::new();
+    endpoints.insert(
+        ProviderType::ZenlayerBmc,
+        format!("http://{address}{}", zenlayer::PATH),
+    );
+    Ok(RunningEmulator {
+        address,
+        endpoints,
+        world_file,
+        shutdown: Some(shutdown),
+        task: Some(task),
+    })
+}
+
+/// Serves until Ctrl-C: what `reimage emulator serve` runs. `on_ready` is called once the
+/// emulator listens (to print the endpoints).
+pub async fn serve_forever(
+    config: EmulatorConfig,
+    on_ready: impl FnOnce(&RunningEmulator),
+) -> Result<(), EmulatorError> {
+    let running = start(config).await?;
+    on_ready(&running);
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|error| EmulatorError(format!("cannot wait for Ctrl-C: {error}")))?;
+    tracing::info!("emulator: stopping");
+    running.shutdown().await;
+    Ok(())
+}
+
+impl RunningEmulator {
+    /// The emulator-only admin base URL (`/_emulator/state`, `/_emulator/faults`).
+    pub fn admin_url(&self) -> String {
+        format!("http://{}/_emulator", self.address)
+    }
+
+    /// Stops serving and waits until open connections are finished.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for RunningEmulator {
