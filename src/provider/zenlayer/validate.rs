@@ -221,10 +221,10 @@ fn partition_issues(pointer: &str, value: &Value, issues: &mut Vec<FieldIssue>) 
             )),
             Some(path) => seen_paths.push(path),
         }
-        if !fields
+        if fields
             .get("fs_type")
             .and_then(Value::as_str)
-            .is_some_and(|fs_type| !fs_type.trim().is_empty())
+            .is_none_or(|fs_type| fs_type.trim().is_empty())
         {
             issues.push(issue(
                 &format!("{entry}/fs_type"),
@@ -232,10 +232,10 @@ fn partition_issues(pointer: &str, value: &Value, issues: &mut Vec<FieldIssue>) 
                 Some("e.g. `ext4`; Zenlayer documents ext2, ext3 and ext4 for Linux"),
             ));
         }
-        if !fields
+        if fields
             .get("size")
             .and_then(Value::as_u64)
-            .is_some_and(|size| size > 0)
+            .is_none_or(|size| size == 0)
         {
             issues.push(issue(
                 &format!("{entry}/size"),
