@@ -1187,3 +1187,58 @@ async fn poll_reports_vanished_instances() {
         matches!(&statuses[1], OperationStatus::Failed { message, .. } if message.contains("disappeared"))
     );
 }
+
+/// Collects everything a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<StdMutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_of_retries_and_reinstalls_hold_no_secrets() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test runtime is single-threaded, so a thread-local subscriber sees every event.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (endpoint, _shared) = start_fake(FakeState {
+        instances: BTreeMap::from([("i-1".to_string(), running("img-old"))]),
+        max_page_size: 100,
+        throttle_next: 1,
+        ..FakeState::default()
+    })
+    .await;
+    let mut provider = provider_at(&endpoint, json!({}));
+    provider.set_retry_policy(fast_retries());
+    provider.observe(&["i-1".to_string()]).await.unwrap();
+    let mut request = reinstall_request(
+        ResolvedAccess::Password(SecretString::from("Passw0rd~ok".to_string())),
+        json!({}),
+    );
+    request.cloud_id = "i-1".into();
+    provider.reinstall(&request).await.unwrap();
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("retrying"), "{text}");
+    assert!(text.contains("authorization=<redacted>"), "{text}");
+    for secret in [KEY_PASSWORD, "Passw0rd~ok", "Signature="] {
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the logs: {text}"
+        );
+    }
+}
