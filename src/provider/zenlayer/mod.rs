@@ -361,8 +361,18 @@ impl ZenlayerBmc {
         self.seen_installing().remove(&request.cloud_id);
         // Exactly once: a reinstall wipes a disk, and the API takes no idempotency token.
         let response = self.http.send_once(http_request).await?;
+        let status = response.status;
         let envelope = wire::parse_envelope(&self.name, wire::REINSTALL_INSTANCE, response)
-            .map_err(|error| explain_reinstall_error(error, &request.cloud_id))?;
+            .map_err(|error| {
+                // A server error (a gateway timeout in particular) or an unreadable success
+                // does not prove the install did not start: report it as "may have been
+                // sent", so the caller checks the instance instead of calling again.
+                if status.is_server_error() || status.is_success() {
+                    self.ambiguous_reinstall(error, &request.cloud_id)
+                } else {
+                    explain_reinstall_error(error, &request.cloud_id)
+                }
+            })?;
         Ok(Operation {
             server: request.server.clone(),
             cloud_id: request.cloud_id.clone(),
@@ -403,6 +413,27 @@ impl ZenlayerBmc {
                 )
             })
             .collect())
+    }
+
+    fn ambiguous_reinstall(&self, error: ProviderError, cloud_id: &str) -> ProviderError {
+        let detail = match &error {
+            ProviderError::Api {
+                message,
+                request_id: Some(request_id),
+                ..
+            } => format!("{message} (request id {request_id})"),
+            ProviderError::Api { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        ProviderError::Transport {
+            provider: self.name.clone(),
+            url: self.endpoint.to_string(),
+            message: format!(
+                "{detail}; the reinstall of `{cloud_id}` may have started: check the instance \
+                 status before trying again"
+            ),
+            maybe_sent: true,
+        }
     }
 
     fn seen_installing(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {

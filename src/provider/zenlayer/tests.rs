@@ -1108,14 +1108,21 @@ async fn reinstall_is_sent_once_and_refusals_are_explained() {
     provider.set_retry_policy(fast_retries());
     let mut request = reinstall_request(ResolvedAccess::SshKeyId("key-1".into()), json!({}));
     request.cloud_id = "i-1".into();
+    // A server error does not prove the install did not start.
     match provider.reinstall(&request).await {
-        Err(ProviderError::Api {
-            status, request_id, ..
+        Err(ProviderError::Transport {
+            maybe_sent,
+            message,
+            ..
         }) => {
-            assert_eq!(status, Some(503));
-            assert_eq!(request_id.as_deref(), Some("T-503"));
+            assert!(maybe_sent);
+            assert!(
+                message.contains("INTERNAL_ERROR") && message.contains("T-503"),
+                "{message}"
+            );
+            assert!(message.contains("may have started"), "{message}");
         }
-        other => panic!("expected an API error, got {other:?}"),
+        other => panic!("expected an ambiguous transport error, got {other:?}"),
     }
     assert_eq!(
         shared.lock().unwrap().requests.len(),
@@ -1135,6 +1142,19 @@ async fn reinstall_is_sent_once_and_refusals_are_explained() {
                 "{text}"
             );
             assert!(text.contains("T-busy"), "{text}");
+        }
+        other => panic!("expected an API error, got {other:?}"),
+    }
+
+    // A refusal by validation is a plain API error: nothing started.
+    shared.lock().unwrap().reinstall_answer = Some((
+        400,
+        json!({"requestId": "T-img", "code": "INVALID_IMAGE_NOT_FOUND", "message": "no such image"}),
+    ));
+    match provider.reinstall(&request).await {
+        Err(ProviderError::Api { code, status, .. }) => {
+            assert_eq!(code.as_deref(), Some("INVALID_IMAGE_NOT_FOUND"));
+            assert_eq!(status, Some(400));
         }
         other => panic!("expected an API error, got {other:?}"),
     }
