@@ -417,15 +417,26 @@ pub(crate) fn did_you_mean<'a>(
     let typed_lower = typed.to_lowercase();
     candidates
         .into_iter()
-        .map(|candidate| {
-            (
-                edit_distance(&typed_lower, &candidate.to_lowercase()),
-                candidate,
-            )
-        })
+        .map(|candidate| (likeness(&typed_lower, &candidate.to_lowercase()), candidate))
         .filter(|(distance, candidate)| *distance <= typo_budget(candidate))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
+}
+
+/// Edit distance, except that a prefix of three or more characters (`zenlayer` for
+/// `zenlayer-bmc`) counts as one edit: people often drop a suffix.
+fn likeness(typed: &str, candidate: &str) -> usize {
+    let distance = edit_distance(typed, candidate);
+    let (shorter, longer) = if typed.len() <= candidate.len() {
+        (typed, candidate)
+    } else {
+        (candidate, typed)
+    };
+    if shorter.chars().count() >= 3 && longer.starts_with(shorter) {
+        distance.min(1)
+    } else {
+        distance
+    }
 }
 
 /// Short words tolerate fewer edits, or `id` would suggest `os`.
@@ -442,7 +453,7 @@ pub fn render_plain(diagnostic: &dyn Diagnostic) -> String {
     let mut out = String::new();
     let handler =
         miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-            .with_width(100)
+            .with_width(160)
             .with_links(false);
     // Writing into a String cannot fail.
     let _ = handler.render_report(&mut out, diagnostic);
@@ -469,6 +480,10 @@ mod tests {
         assert_eq!(did_you_mean("Revison", keys), Some("revision"));
         assert_eq!(did_you_mean("flavor", keys), None);
         assert_eq!(did_you_mean("os", ["id"]), None);
+        assert_eq!(
+            did_you_mean("zenlayer", ["huaweicloud-ecs", "zenlayer-bmc"]),
+            Some("zenlayer-bmc")
+        );
     }
 
     #[test]

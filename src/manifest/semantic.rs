@@ -804,3 +804,24 @@ fn embedded_emulator(section: &Section<'_, EmbeddedEmulatorConfig>) -> EmbeddedE
         install_seconds: config.install_seconds,
     }
 }
+
+/// Exposes [`locate_field`] to the loader's tests: (in the entry, in defaults, fallback).
+#[cfg(test)]
+pub(crate) fn locate_for_test(file: &TypedFile) -> (String, String, String) {
+    let entry = ServerEntry {
+        file,
+        index: 0,
+        spec: &file.model.servers[0],
+    };
+    let defaults = file
+        .model
+        .defaults
+        .as_ref()
+        .map(|value| Section { file, value });
+    let pointer = |field: &str| locate_field(&entry, defaults.as_ref(), field).1;
+    (
+        pointer("/hostname"),
+        pointer("/os/image"),
+        pointer("/access/password"),
+    )
+}
