@@ -440,6 +440,32 @@ servers:
     }
 
     #[test]
+    fn a_syntax_error_at_a_non_ascii_character_renders() {
+        let fixture = Fixture::new();
+        fixture.write("m.yaml", "version: \"1\" é\n");
+        let diagnostics = fixture.errors(&["m.yaml"]);
+        let rendered = fixture.render(only_one(&diagnostics));
+        assert!(rendered.contains("[DIR]/m.yaml:1:14"), "{rendered}");
+    }
+
+    #[test]
+    fn a_missing_version_is_labelled_on_the_first_line() {
+        let fixture = Fixture::new();
+        fixture.write(
+            "m.yaml",
+            "servers: []
+",
+        );
+        let diagnostics = fixture.errors(&["m.yaml"]);
+        let error = only_one(&diagnostics);
+        assert_eq!(
+            error.message,
+            "missing required key `version` at the top level"
+        );
+        assert_eq!((error.line, error.column), (Some(1), Some(1)));
+    }
+
+    #[test]
     fn an_empty_file_is_a_clear_error() {
         let fixture = Fixture::new();
         fixture.write("m.yaml", "");
