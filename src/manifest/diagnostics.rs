@@ -254,18 +254,18 @@ impl ManifestDiagnostic {
         label: impl Into<String>,
     ) -> Self {
         let Some(span) = span else { return self };
-        let label = Label {
-            span,
-            text: Some(label.into()),
-        };
+        let text = label.into();
         if self.file.as_deref() == Some(file.name.as_str()) {
-            self.labels.push(label);
+            self.labels.push(Label {
+                span,
+                text: Some(text),
+            });
         } else {
-            let (line, column) = file.line_column(span.offset);
+            // The note's own header names its file and position; its message is the label.
             self.notes.push(Note {
-                message: format!("see {}:{line}:{column}", file.name),
+                message: text,
                 source: file.named_source(),
-                label,
+                label: Label { span, text: None },
             });
         }
         self

@@ -51,10 +51,10 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Result<Loaded, Manifest
     let mut typed = Vec::new();
     let mut digest_input = Vec::new();
     for path in paths {
-        let bytes = match read_manifest(path) {
+        let bytes = match fs_err::read(path) {
             Ok(bytes) => bytes,
-            Err(diagnostic) => {
-                diagnostics.push(diagnostic);
+            Err(error) => {
+                diagnostics.push(unreadable_manifest(path, &error));
                 continue;
             }
         };
@@ -106,15 +106,13 @@ fn append_digest_part(digest_input: &mut Vec<u8>, bytes: &[u8]) {
     digest_input.extend_from_slice(bytes);
 }
 
-fn read_manifest(path: &Path) -> Result<Vec<u8>, ManifestDiagnostic> {
-    fs_err::read(path).map_err(|error| {
-        ManifestDiagnostic::error(
-            "io",
-            format!("cannot read manifest file: {}", io_message(&error)),
-        )
-        .with_help("check the path given with `-f`")
-        .in_unread_file(path)
-    })
+fn unreadable_manifest(path: &Path, error: &std::io::Error) -> ManifestDiagnostic {
+    ManifestDiagnostic::error(
+        "io",
+        format!("cannot read manifest file: {}", io_message(error)),
+    )
+    .with_help("check the path given with `-f`")
+    .in_unread_file(path)
 }
 
 /// An I/O error with its causes (fs-err puts the path in the outer error, the OS reason in its
@@ -753,6 +751,7 @@ servers:
             assert!(diagnostic.file.as_deref().unwrap().ends_with("b.yaml"));
             let rendered = fixture.render(diagnostic);
             assert!(rendered.contains("[DIR]/a.yaml"), "{rendered}");
+            assert!(rendered.contains("first"), "{rendered}");
         }
         assert_eq!(
             diagnostics[4].message,

@@ -296,15 +296,15 @@ fn check_defaults(
     out: &mut Vec<ManifestDiagnostic>,
 ) {
     let file = defaults.file;
-    if let Some(provider) = &defaults.value.provider {
-        if !providers.contains_key(provider) {
-            out.push(unknown_provider(
-                file,
-                "/defaults/provider",
-                provider,
-                providers,
-            ));
-        }
+    if let Some(provider) = &defaults.value.provider
+        && !providers.contains_key(provider)
+    {
+        out.push(unknown_provider(
+            file,
+            "/defaults/provider",
+            provider,
+            providers,
+        ));
     }
     if let Some(access) = &defaults.value.access {
         check_access(file, "/defaults/access", access, out);
