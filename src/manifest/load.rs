@@ -684,6 +684,35 @@ servers:
         );
     }
 
+    #[test]
+    fn diagnostics_serialize_for_machines() {
+        let fixture = Fixture::new();
+        fixture.write("m.yaml", "version: 1\nsevers: []\n");
+        let errors = fixture
+            .load(&["m.yaml"], SecretCheck::Required)
+            .unwrap_err();
+        let json = serde_json::to_value(&errors).unwrap();
+        let diagnostic = &json["diagnostics"][0];
+        let keys: Vec<&str> = diagnostic
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "severity", "code", "message", "help", "file", "line", "column", "pointer"
+            ]
+        );
+        assert_eq!(diagnostic["severity"], "error");
+        assert_eq!(diagnostic["code"], "manifest::unknown-key");
+        assert_eq!(diagnostic["help"], "did you mean `servers`?");
+        assert_eq!(diagnostic["line"], 2);
+        assert_eq!(diagnostic["column"], 1);
+        assert_eq!(diagnostic["pointer"], "/severs");
+    }
+
     // 5. Typed model errors.
 
     #[test]

@@ -549,8 +549,14 @@ mod tests {
                     let Ok((document, _)) = super::super::yaml::parse_document(&text) else {
                         panic!("{} is not valid YAML", path.display());
                     };
-                    // Only manifests: CI workflow files live under examples/ too.
-                    if document.get("version").is_none() {
+                    // Only manifests: CI workflows and emulator inventories live under
+                    // examples/ too. A manifest has `version` and only manifest sections.
+                    let top_level = SCHEMA["properties"].as_object().unwrap();
+                    let is_manifest = document.as_object().is_some_and(|map| {
+                        map.contains_key("version")
+                            && map.keys().all(|key| top_level.contains_key(key))
+                    });
+                    if !is_manifest {
                         continue;
                     }
                     let errors: Vec<String> = VALIDATOR
