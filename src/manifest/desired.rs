@@ -14,7 +14,8 @@ use super::model::{ProviderConfig, ProviderType, SecretRef};
 pub struct Manifest {
     /// The files it came from, in the order given.
     pub files: Vec<PathBuf>,
-    /// Hex SHA-256 over every file's path and bytes (and user-data files), for stale-plan checks.
+    /// Hex SHA-256 over every file's bytes and the user-data files (not paths: plan and apply may
+    /// run from different folders), for stale-plan checks.
     pub digest: String,
     pub providers: BTreeMap<String, DesiredProvider>,
     /// In manifest order.

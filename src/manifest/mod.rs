@@ -3,11 +3,15 @@
 //! Errors point at file, line and column through miette; several are reported in one run.
 
 pub mod desired;
+pub mod diagnostics;
+pub mod load;
 pub mod model;
+pub mod schema;
 pub mod secrets;
+mod semantic;
 pub mod yaml;
 
 pub use desired::{DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, Manifest};
+pub use diagnostics::{ManifestDiagnostic, ManifestErrors, Severity};
+pub use load::{LoadOptions, Loaded, SecretCheck, load};
 pub use model::{ProviderType, SecretRef};
-pub mod load;
-pub use load::{LoadOptions, Loaded, ManifestDiagnostic, ManifestErrors, SecretCheck, load};

@@ -67,11 +67,16 @@ pub fn parse_document(source: &str) -> Result<(Value, SpanIndex), YamlError> {
     let offsets = CharToByte::new(source);
     let documents = MarkedYaml::load_from_str(source).map_err(|error| {
         let marker = error.marker();
+        let offset = offsets.byte(marker.index());
         YamlError {
             message: error.info().to_string(),
+            // One character, not one byte: a span ending inside a character cannot be shown.
             span: ByteSpan {
-                offset: offsets.byte(marker.index()),
-                length: 1.min(source.len().saturating_sub(offsets.byte(marker.index()))),
+                offset,
+                length: source
+                    .get(offset..)
+                    .and_then(|rest| rest.chars().next())
+                    .map_or(0, char::len_utf8),
             },
             line: marker.line(),
             column: marker.col() + 1,
@@ -87,8 +92,9 @@ pub fn parse_document(source: &str) -> Result<(Value, SpanIndex), YamlError> {
         _ => {
             let second = &documents[1];
             Err(YamlError {
-                message: "only one YAML document per file is allowed (found `---` separating several)"
-                    .to_string(),
+                message:
+                    "only one YAML document per file is allowed (found `---` separating several)"
+                        .to_string(),
                 span: offsets.span(second),
                 line: second.span.start.line(),
                 column: second.span.start.col() + 1,
@@ -149,7 +155,12 @@ fn convert(
         YamlData::Sequence(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (position, item) in items.iter().enumerate() {
-                out.push(convert(item, &format!("{pointer}/{position}"), offsets, index)?);
+                out.push(convert(
+                    item,
+                    &format!("{pointer}/{position}"),
+                    offsets,
+                    index,
+                )?);
             }
             Ok(Value::Array(out))
         }
@@ -176,11 +187,7 @@ fn convert(
             }
             Ok(Value::Object(out))
         }
-        YamlData::Alias(_) => Err(error_at(
-            node,
-            offsets,
-            "unresolved YAML alias".to_string(),
-        )),
+        YamlData::Alias(_) => Err(error_at(node, offsets, "unresolved YAML alias".to_string())),
         YamlData::BadValue => Err(error_at(node, offsets, "invalid YAML value".to_string())),
     }
 }
@@ -243,6 +250,16 @@ mod tests {
     fn keys_with_slashes_are_escaped_in_pointers() {
         let (_, index) = parse_document("\"a/b\": 1\n").unwrap();
         assert!(index.values.contains_key("/a~1b"));
+    }
+
+    #[test]
+    fn syntax_error_span_covers_a_whole_character() {
+        let source = "a: \"x\" é\n";
+        let error = parse_document(source).unwrap_err();
+        assert_eq!(
+            &source[error.span.offset..error.span.offset + error.span.length],
+            "é"
+        );
     }
 
     #[test]
