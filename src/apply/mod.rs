@@ -252,6 +252,10 @@ fn reinstall_request(plan: &Plan, server: &ServerPlan) -> Result<ReinstallReques
         access,
         options: desired.options.clone(),
         token: step_token(&plan.plan_id, &server.name, "reinstall"),
+        previous_image: server
+            .observed
+            .as_ref()
+            .and_then(|observed| observed.image.clone()),
     })
 }
 

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{DesiredAccess, DesiredServer, Manifest, secrets};
 use crate::plan::diff::{DiffInput, diff};
 use crate::plan::inputs::input_digests;
+use crate::provider::ReinstallReview;
 use crate::plan::model::{PLAN_FORMAT_VERSION, Plan, StateRef, Summary};
 use crate::state::State;
 
@@ -96,6 +97,10 @@ pub async fn make_plan(
         recorded: &state.servers,
         replace: &replace,
         reports_image: &|provider_type| reports_image.get(&provider_type).copied().unwrap_or(true),
+        review: &|desired, observed| match fleet.provider(&desired.provider) {
+            Ok(provider) => provider.review_reinstall(desired, observed),
+            Err(_) => ReinstallReview::default(),
+        },
     });
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,

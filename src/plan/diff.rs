@@ -9,8 +9,8 @@ use super::inputs::{FIELD_ACCESS, FIELD_HOSTNAME, FIELD_OPTIONS, FIELD_USER_DATA
 use super::model::{ActionKind, Change, Reason, ServerPlan};
 use crate::digest::sha256_hex;
 use crate::manifest::{DesiredAccess, DesiredServer, ProviderType};
-use crate::provider::{Observation, Observed};
-use crate::state::ServerRecord;
+use crate::provider::{Observation, Observed, ReinstallReview, ServerStatus};
+use crate::state::{Outcome, ServerRecord};
 
 /// Everything the diff looks at.
 pub struct DiffInput<'a> {
@@ -26,6 +26,8 @@ pub struct DiffInput<'a> {
     pub replace: &'a BTreeSet<String>,
     /// Whether a provider type can report the installed image.
     pub reports_image: &'a dyn Fn(ProviderType) -> bool,
+    /// The provider's judgement of a wanted reinstall (stop first, blocked, extra wipes).
+    pub review: &'a dyn Fn(&DesiredServer, &Observed) -> ReinstallReview,
 }
 
 /// Hex SHA-256 of what was observed; a saved plan is refused when this moved.
@@ -59,6 +61,7 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         reasons: Vec::new(),
         wipes: Vec::new(),
         changes: Vec::new(),
+        notes: Vec::new(),
         desired: server.clone(),
         observed: None,
         observed_fingerprint: fingerprint(&observation),
@@ -73,6 +76,14 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         }
     };
     plan.observed = Some(observed.clone());
+    // A failed install needs the provider's attention before anything else can happen to it.
+    if observed.status == ServerStatus::InstallFailed {
+        plan.action = ActionKind::Blocked;
+        plan.reasons.push(Reason::StatusForbids {
+            status: observed.raw_status.clone(),
+        });
+        return plan;
+    }
 
     // A record under this name for another machine says nothing about this one.
     let record = match input.recorded.get(&server.name) {
@@ -122,6 +133,16 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
                 });
             }
         }
+        if let Some(operation) = &record.last_operation
+            && operation.outcome == Outcome::Failed
+        {
+            triggers.push(Reason::PreviousApplyFailed {
+                message: operation
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "no details recorded".to_string()),
+            });
+        }
         if server.revision > record.revision {
             triggers.push(Reason::RevisionRaised {
                 recorded: record.revision,
@@ -135,8 +156,16 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
 
     if triggers.is_empty() {
         if record.is_none() {
-            plan.action = ActionKind::Adopt;
-            plan.reasons.push(Reason::AdoptMatchingImage);
+            if observed.status.allows_reinstall() {
+                plan.action = ActionKind::Adopt;
+                plan.reasons.push(Reason::AdoptMatchingImage);
+            } else {
+                // Recording a machine in the middle of something else would record a guess.
+                plan.action = ActionKind::Blocked;
+                plan.reasons.push(Reason::StatusForbids {
+                    status: observed.raw_status.clone(),
+                });
+            }
         }
         return plan;
     }
@@ -152,8 +181,20 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
             status: observed.raw_status.clone(),
         });
     } else {
-        plan.action = ActionKind::Reinstall;
-        plan.wipes.push("system disk".to_string());
+        let review = (input.review)(server, &observed);
+        plan.notes = review.notes;
+        if let Some(message) = review.blocked {
+            plan.action = ActionKind::Blocked;
+            plan.reasons.push(Reason::ProviderBlocked { message });
+        } else {
+            plan.action = if review.stop_first {
+                ActionKind::StopAndReinstall
+            } else {
+                ActionKind::Reinstall
+            };
+            plan.wipes.push("system disk".to_string());
+            plan.wipes.extend(review.extra_wipes);
+        }
     }
     plan
 }
@@ -281,6 +322,7 @@ mod tests {
             image: Some(image.into()),
             image_name: None,
             hostname: server.hostname.clone(),
+            extra: BTreeMap::new(),
         })
     }
 
@@ -342,6 +384,22 @@ mod tests {
                 recorded: &self.recorded,
                 replace: &self.replace,
                 reports_image: &|provider_type| provider_type != ProviderType::EdisKvm,
+                review: &|_, observed| {
+                    if observed.extra.get("locked").map(String::as_str) == Some("true") {
+                        ReinstallReview { blocked: Some("locked".into()), ..Default::default() }
+                    } else if observed.status == ServerStatus::Running
+                        && observed.extra.contains_key("needs_stop")
+                    {
+                        ReinstallReview {
+                            stop_first: true,
+                            extra_wipes: vec!["DATA DISKS".into()],
+                            notes: vec!["stopped first".into()],
+                            ..Default::default()
+                        }
+                    } else {
+                        ReinstallReview::default()
+                    }
+                },
             })
         }
 
@@ -502,6 +560,52 @@ mod tests {
         let plan = world.only();
         assert_eq!(plan.action, ActionKind::Adopt);
         assert!(matches!(plan.reasons[0], Reason::CloudIdChanged { .. }));
+    }
+
+    #[test]
+    fn a_failed_last_apply_is_tried_again() {
+        let server = server("a", "img");
+        let mut world = applied_world(server);
+        let operation = world.recorded.get_mut("a").unwrap().last_operation.as_mut().unwrap();
+        operation.outcome = Outcome::Failed;
+        operation.message = Some("INSTALL_FAILED".into());
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Reinstall);
+        assert!(matches!(&plan.reasons[0], Reason::PreviousApplyFailed { message } if message == "INSTALL_FAILED"));
+    }
+
+    #[test]
+    fn install_failed_and_busy_unrecorded_servers_are_blocked_not_adopted() {
+        let server = server("a", "img");
+        let mut world = World::new(vec![server.clone()]);
+        world.observed.insert("a".into(), observed(&server, "img", ServerStatus::InstallFailed));
+        assert_eq!(world.only().action, ActionKind::Blocked);
+        world.observed.insert("a".into(), observed(&server, "img", ServerStatus::Installing));
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Blocked);
+        assert!(matches!(plan.reasons[0], Reason::StatusForbids { .. }));
+    }
+
+    #[test]
+    fn provider_review_can_block_or_ask_to_stop_first() {
+        let server = server("a", "new");
+        let mut world = World::new(vec![server.clone()]);
+        let mut seen = observed(&server, "old", ServerStatus::Running);
+        if let Observation::Found(observed) = &mut seen {
+            observed.extra.insert("needs_stop".into(), "true".into());
+        }
+        world.observed.insert("a".into(), seen.clone());
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::StopAndReinstall);
+        assert_eq!(plan.wipes, vec!["system disk", "DATA DISKS"]);
+        assert_eq!(plan.notes, vec!["stopped first"]);
+        if let Observation::Found(observed) = &mut seen {
+            observed.extra.insert("locked".into(), "true".into());
+        }
+        world.observed.insert("a".into(), seen);
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Blocked);
+        assert_eq!(plan.reasons.last(), Some(&Reason::ProviderBlocked { message: "locked".into() }));
     }
 
     proptest! {

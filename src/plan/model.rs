@@ -93,6 +93,10 @@ pub enum Reason {
     Protected,
     /// Blocked: the provider cannot report the OS and reimage has no record of it.
     UnknownCurrentOs,
+    /// The last apply of this server failed; it is tried again.
+    PreviousApplyFailed { message: String },
+    /// Blocked for a provider-specific reason (locked, must be stopped first, …).
+    ProviderBlocked { message: String },
 }
 
 impl Reason {
@@ -128,6 +132,10 @@ impl Reason {
                 "current OS unknown: the provider does not report it and reimage has no record"
                     .to_string()
             }
+            Self::PreviousApplyFailed { message } => {
+                format!("the last apply of this server failed: {message}")
+            }
+            Self::ProviderBlocked { message } => message.clone(),
         }
     }
 }
@@ -157,6 +165,9 @@ pub struct ServerPlan {
     #[serde(default)]
     pub wipes: Vec<String>,
     pub changes: Vec<Change>,
+    /// Provider-specific lines to show (e.g. "stopped first").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// The desired inputs with secret references (never values).
     pub desired: DesiredServer,
     /// What the provider reported at plan time (`None` when the id was unknown).

@@ -31,6 +31,8 @@ pub struct Capabilities {
     pub poll_interval: Duration,
     /// Default limit for one install.
     pub install_timeout: Duration,
+    /// Most servers one reinstall call accepts (1 where the API takes one id per call).
+    pub reinstall_batch: usize,
 }
 
 /// A server's status, normalised across providers. The provider's own word is kept in
@@ -70,6 +72,10 @@ pub struct Observed {
     /// A human name for the image, when the provider gives one.
     pub image_name: Option<String>,
     pub hostname: Option<String>,
+    /// Provider-specific facts the plan depends on (e.g. `locked`, `task_state`, `raid_type_id`).
+    /// Part of the fingerprint: a saved plan is refused when any of them moved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
 }
 
 /// The result of observing one id.
@@ -102,6 +108,8 @@ pub struct ReinstallRequest {
     pub options: serde_json::Map<String, serde_json::Value>,
     /// Deterministic per (plan, server, step): an idempotency token where the API takes one.
     pub token: String,
+    /// The image observed at plan time, when the provider reports one.
+    pub previous_image: Option<String>,
 }
 
 /// One provider-side reinstall, tracked until it ends.
@@ -117,6 +125,10 @@ pub struct Operation {
     pub request_id: Option<String>,
     /// Unix milliseconds when the call was accepted.
     pub started_at_ms: i64,
+    /// The image before the reinstall (from the plan), so completion can tell a finished
+    /// install from one that has not started yet.
+    #[serde(default)]
+    pub previous_image: Option<String>,
 }
 
 /// Where an operation stands.
@@ -124,7 +136,12 @@ pub struct Operation {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum OperationStatus {
     InProgress { detail: String },
-    Succeeded { image: String },
+    Succeeded {
+        image: String,
+        /// Set where success cannot be confirmed by the provider (e.g. "not verifiable").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     Failed { message: String, request_id: Option<String> },
 }
 
@@ -176,6 +193,19 @@ impl ProviderError {
     }
 }
 
+/// A provider's judgement of a reinstall the diff wants, from what was observed (no I/O).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReinstallReview {
+    /// The server must be stopped first, and the manifest allows it: `stop-and-reinstall`.
+    pub stop_first: bool,
+    /// The reinstall cannot be done now, and why (e.g. locked, must be stopped, not allowed).
+    pub blocked: Option<String>,
+    /// Wiped besides the system disk (e.g. "DATA DISKS").
+    pub extra_wipes: Vec<String>,
+    /// Lines the plan shows, e.g. "the server is stopped before its OS is changed".
+    pub notes: Vec<String>,
+}
+
 /// One configured provider (an account/region of one provider type).
 pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
@@ -193,6 +223,44 @@ pub trait Provider: Send + Sync {
         &'a self,
         request: &'a ReinstallRequest,
     ) -> BoxFuture<'a, Result<Operation, ProviderError>>;
+
+    /// Starts several reinstalls (at most `reinstall_batch`) in as few calls as the API allows.
+    /// One result per request, in order. The default sends them one by one.
+    fn reinstall_batch<'a>(
+        &'a self,
+        requests: &'a [ReinstallRequest],
+    ) -> BoxFuture<'a, Vec<Result<Operation, ProviderError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(requests.len());
+            for request in requests {
+                results.push(self.reinstall(request).await);
+            }
+            results
+        })
+    }
+
+    /// Judges a reinstall the diff wants (stop first, blocked, extra wipes, notes).
+    /// Pure: it may only look at its arguments.
+    fn review_reinstall(&self, _desired: &DesiredServer, _observed: &Observed) -> ReinstallReview {
+        ReinstallReview::default()
+    }
+
+    /// Asks the provider to stop a server before a reinstall (`stop-and-reinstall`). `token`
+    /// is deterministic per (plan, server, step) for APIs with idempotency tokens. The engine
+    /// then observes until the server reads `Stopped`.
+    fn stop<'a>(
+        &'a self,
+        cloud_id: &'a str,
+        _token: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move {
+            Err(ProviderError::Config {
+                provider: self.name().to_string(),
+                message: format!("cannot stop `{cloud_id}`: {} has no stop call", self.provider_type()),
+                help: "stop the server by hand, then plan again".to_string(),
+            })
+        })
+    }
 
     /// Reports where each operation stands (batched where the API allows).
     fn poll<'a>(

@@ -195,6 +195,7 @@ impl ZenlayerBmc {
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_CALL,
             reports_image: true,
+            reinstall_batch: 1,
             poll_interval: positive_seconds(
                 "poll_interval",
                 settings.poll_interval,
@@ -381,6 +382,7 @@ impl ZenlayerBmc {
             job_id: None,
             request_id: envelope.request_id,
             started_at_ms: jiff::Timestamp::now().as_millisecond(),
+            previous_image: request.previous_image.clone(),
         })
     }
 
@@ -487,6 +489,7 @@ fn observed(instance: wire::InstanceInfo) -> Observed {
         image: instance.image_id,
         image_name: instance.image_name,
         hostname: instance.hostname,
+        extra: Default::default(),
     }
 }
 
@@ -513,15 +516,21 @@ fn operation_status(
     };
     let elapsed_ms = now_ms.saturating_sub(operation.started_at_ms);
     let grace_over = i128::from(elapsed_ms) > running_grace.as_millis() as i128;
+    // An image that moved from the one seen at plan time to the desired one proves the install
+    // ran, even if every poll missed the INSTALLING window.
+    let image_moved = operation.previous_image.as_deref().is_some_and(|previous| {
+        previous != operation.image && instance.image.as_deref() == Some(operation.image.as_str())
+    });
     match instance.status {
         ServerStatus::Installing => OperationStatus::InProgress {
             detail: "installing".to_string(),
         },
-        ServerStatus::Running if installing_seen || grace_over => {
+        ServerStatus::Running if installing_seen || grace_over || image_moved => {
             let image = instance.image.as_deref().unwrap_or("(none)");
             if image == operation.image {
                 OperationStatus::Succeeded {
                     image: operation.image.clone(),
+                    note: None,
                 }
             } else {
                 failed(format!(

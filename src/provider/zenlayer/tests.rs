@@ -459,6 +459,7 @@ fn reinstall_request(access: ResolvedAccess, options: Value) -> ReinstallRequest
         access,
         options: options.as_object().cloned().unwrap_or_default(),
         token: "unused-by-zenlayer".to_string(),
+        previous_image: Some("img-ubuntu-2204".to_string()),
     }
 }
 
@@ -620,6 +621,7 @@ fn operation(started_at_ms: i64) -> Operation {
         job_id: None,
         request_id: Some("T-1".into()),
         started_at_ms,
+        previous_image: None,
     }
 }
 
@@ -631,7 +633,27 @@ fn found(raw_status: &str, image: &str) -> Observation {
         image: Some(image.into()),
         image_name: None,
         hostname: None,
+        extra: Default::default(),
     })
+}
+
+#[test]
+fn an_image_that_moved_to_the_desired_one_proves_the_install_ran() {
+    let mut moved = operation(0);
+    moved.previous_image = Some("img-old".into());
+    let early = Duration::from_secs(1).as_millis() as i64;
+    let grace = Duration::from_secs(120);
+    assert!(matches!(
+        operation_status(&moved, Some(&found("RUNNING", "img-new")), false, early, grace),
+        OperationStatus::Succeeded { .. }
+    ));
+    // Same image as before: only a seen INSTALLING or the grace period can tell.
+    let mut same = operation(0);
+    same.previous_image = Some("img-new".into());
+    assert!(matches!(
+        operation_status(&same, Some(&found("RUNNING", "img-new")), false, early, grace),
+        OperationStatus::InProgress { .. }
+    ));
 }
 
 #[test]
@@ -659,6 +681,7 @@ fn completion_follows_installing_then_running_with_the_desired_image() {
     };
     let succeeded = OperationStatus::Succeeded {
         image: "img-new".into(),
+        note: None,
     };
 
     assert_eq!(
@@ -1086,7 +1109,8 @@ async fn reinstall_then_poll_until_running_with_the_new_image() {
                 detail: "installing".into()
             },
             OperationStatus::Succeeded {
-                image: "img-new".into()
+                image: "img-new".into(),
+                note: None,
             },
         ]
     );
@@ -1200,7 +1224,8 @@ async fn poll_reports_vanished_instances() {
     assert_eq!(
         statuses[0],
         OperationStatus::Succeeded {
-            image: "img-new".into()
+            image: "img-new".into(),
+            note: None,
         }
     );
     assert!(
