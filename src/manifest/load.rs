@@ -297,14 +297,14 @@ defaults:
   access:
     ssh_key_id: key-1
   options:
-    raid: 1
-    partition: default
+    raid_type: 1
+    partitions: [{fs_path: /, fs_type: ext4, size: 100}]
 servers:
   - name: web-1
     id: "1001"
     hostname: web-1.example
     options:
-      raid: 0
+      raid_type: 0
   - name: web-2
     id: "1002"
     os: {image: debian-12, revision: 3}
@@ -746,7 +746,7 @@ servers:
         let fixture = Fixture::new();
         fixture.write(
             "m.yaml",
-            "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\ndefaults: {os: {image: i}}\nservers:\n  - {name: web, id: '1'}\n  - {name: web, id: '2'}\n",
+            "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\ndefaults: {os: {image: i}, access: {ssh_key_id: k}}\nservers:\n  - {name: web, id: '1'}\n  - {name: web, id: '2'}\n",
         );
         let diagnostics = fixture.errors(&["m.yaml"]);
         let error = only_one(&diagnostics);
@@ -761,7 +761,7 @@ servers:
         let fixture = Fixture::new();
         fixture.write(
             "a.yaml",
-            "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\ndefaults: {os: {image: i}}\nstate: {path: s.json}\nservers:\n  - {name: web, id: '1'}\n",
+            "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\ndefaults: {os: {image: i}, access: {ssh_key_id: k}}\nstate: {path: s.json}\nservers:\n  - {name: web, id: '1'}\n",
         );
         fixture.write(
             "b.yaml",
@@ -822,14 +822,14 @@ servers:
         let fixture = Fixture::new();
         fixture.write(
             "one.yaml",
-            "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\nservers:\n  - {name: a, id: '1', os: {image: i}}\n",
+            "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\nservers:\n  - {name: a, id: '1', os: {image: i}, access: {ssh_key_id: k}}\n",
         );
         let loaded = fixture.load(&["one.yaml"], SecretCheck::Required).unwrap();
         assert_eq!(loaded.manifest.servers[0].provider, "zl");
 
         fixture.write(
             "bad.yaml",
-            "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\ndefaults: {provider: zk}\nservers:\n  - {name: a, id: '1', os: {image: i}}\n",
+            "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\ndefaults: {provider: zk}\nservers:\n  - {name: a, id: '1', os: {image: i}, access: {ssh_key_id: k}}\n",
         );
         let diagnostics = fixture.errors(&["bad.yaml"]);
         assert_eq!(
@@ -923,7 +923,10 @@ servers:
         assert!(!web1.protect);
         assert_eq!(
             serde_json::Value::Object(web1.options.clone()),
-            serde_json::json!({"raid": 0, "partition": "default"})
+            serde_json::json!({
+                "raid_type": 0,
+                "partitions": [{"fs_path": "/", "fs_type": "ext4", "size": 100}]
+            })
         );
 
         assert_eq!(web2.image, "debian-12");
@@ -1042,6 +1045,96 @@ servers:
         assert_eq!(fallback, "/servers/0");
     }
 
+    const WEAK_PASSWORD: &str = "weakcanarypassword";
+
+    #[test]
+    fn a_password_against_the_provider_policy_is_reported_without_its_value() {
+        let fixture = Fixture::new();
+        let source = "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\ndefaults:\n  os: {image: ubuntu-24.04}\n  access: {ssh_key_id: key-1}\nservers:\n  - name: web-1\n    id: '1001'\n  - name: web-2\n    id: '1002'\n    access:\n      password: {file: weak-pw.txt}\n";
+        let path = fixture.write("m.yaml", source);
+        fixture.write("weak-pw.txt", &format!("{WEAK_PASSWORD}\n"));
+        let errors = fixture
+            .load(&["m.yaml"], SecretCheck::Required)
+            .unwrap_err();
+        let error = only_one(&errors.diagnostics);
+        assert_eq!(error.severity, Severity::Error);
+        assert_eq!(error.code, "manifest::provider-rule");
+        assert!(
+            error
+                .message
+                .starts_with("the password does not meet Zenlayer's policy: "),
+            "{}",
+            error.message
+        );
+        assert_eq!(
+            error.file.as_deref(),
+            Some(path.display().to_string().as_str())
+        );
+        assert_eq!(error.pointer.as_deref(), Some("/servers/1/access/password"));
+        assert_eq!((error.line, error.column), (Some(12), Some(17)));
+        assert!(spanned_text(source, error).starts_with("{file: weak-pw.txt}"));
+        let rendered = fixture.render(error);
+        assert!(
+            rendered.contains("not accepted by zenlayer-bmc"),
+            "{rendered}"
+        );
+        assert!(!rendered.contains(WEAK_PASSWORD), "{rendered}");
+        assert!(!format!("{:?}", error.to_report()).contains(WEAK_PASSWORD));
+        let json = serde_json::to_string(&errors).unwrap();
+        assert!(json.contains("manifest::provider-rule"), "{json}");
+        assert!(!json.contains(WEAK_PASSWORD), "{json}");
+    }
+
+    #[test]
+    fn a_hostname_against_the_provider_rules_is_labelled_on_its_value() {
+        let fixture = Fixture::new();
+        let source = "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\ndefaults: {os: {image: i}, access: {ssh_key_id: k}}\nservers:\n  - {name: a, id: '1', hostname: a.example}\n  - name: b\n    id: '2'\n    hostname: b_2.example\n";
+        let path = fixture.write("m.yaml", source);
+        let diagnostics = fixture.errors(&["m.yaml"]);
+        let error = only_one(&diagnostics);
+        assert_eq!(error.code, "manifest::provider-rule");
+        assert_eq!(error.message, "the hostname contains `_`");
+        assert_eq!(
+            error.file.as_deref(),
+            Some(path.display().to_string().as_str())
+        );
+        assert_eq!(error.pointer.as_deref(), Some("/servers/1/hostname"));
+        assert_eq!((error.line, error.column), (Some(8), Some(15)));
+        assert!(spanned_text(source, error).starts_with("b_2.example"));
+    }
+
+    #[test]
+    fn a_provider_issue_from_defaults_is_labelled_once_in_the_defaults_file() {
+        let fixture = Fixture::new();
+        let defaults_source = "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\ndefaults:\n  os: {image: i}\n  access: {ssh_key_id: k}\n  options:\n    raid_type: 1\n    raid: 1\n";
+        let defaults_path = fixture.write("base.yaml", defaults_source);
+        fixture.write(
+            "servers.yaml",
+            "version: 1\nservers:\n  - {name: a, id: '1'}\n  - {name: b, id: '2', options: {raid_type: 0}}\n",
+        );
+        let diagnostics = fixture.errors(&["base.yaml", "servers.yaml"]);
+        // Both servers inherit the option; the problem is one place in one file.
+        let error = only_one(&diagnostics);
+        assert_eq!(error.code, "manifest::provider-rule");
+        assert_eq!(error.message, "unknown Zenlayer option `raid`");
+        assert_eq!(
+            error.help.as_deref(),
+            Some("allowed: `raid_type`, `partitions`, `nic`")
+        );
+        assert_eq!(
+            error.file.as_deref(),
+            Some(defaults_path.display().to_string().as_str())
+        );
+        assert_eq!(error.pointer.as_deref(), Some("/defaults/options/raid"));
+        assert_eq!((error.line, error.column), (Some(8), Some(11)));
+        let rendered = fixture.render(error);
+        assert!(rendered.contains("[DIR]/base.yaml:8:11"), "{rendered}");
+        assert!(
+            rendered.contains("not accepted by zenlayer-bmc"),
+            "{rendered}"
+        );
+    }
+
     // 9. Rendering.
 
     fn snapshot_of(source: &str) -> String {
@@ -1087,7 +1180,7 @@ servers:
     #[test]
     fn snapshot_duplicate_server_names() {
         insta::assert_snapshot!(snapshot_of(
-            "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\ndefaults: {os: {image: ubuntu-24.04}}\nservers:\n  - name: web\n    id: '1001'\n  - name: web\n    id: '1002'\n"
+            "version: 1\nproviders: {zl: {type: zenlayer-bmc}}\ndefaults: {os: {image: ubuntu-24.04}, access: {ssh_key_id: key-1}}\nservers:\n  - name: web\n    id: '1001'\n  - name: web\n    id: '1002'\n"
         ));
     }
 
