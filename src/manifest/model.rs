@@ -72,6 +72,9 @@ pub struct ProviderConfig {
     /// Provider-specific settings (e.g. Zenlayer `api_version`).
     #[serde(default)]
     pub options: serde_json::Map<String, serde_json::Value>,
+    /// Overrides of the provider's default rate limits, per API family.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rate_limits: BTreeMap<crate::provider::limits::ApiFamily, crate::provider::limits::RateLimit>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -13,6 +13,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
 use reqwest::{Request, StatusCode};
 
 use super::ProviderError;
+use super::limits::{ApiFamily, RateLimits, WaitCause, WaitNotice, announce};
 
 /// Longest wait for a TCP/TLS connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,6 +118,7 @@ pub struct ProviderHttp {
     provider: String,
     client: reqwest::Client,
     retry: RetryPolicy,
+    limits: std::sync::Arc<RateLimits>,
 }
 
 impl ProviderHttp {
@@ -138,7 +140,14 @@ impl ProviderHttp {
             provider: provider.to_string(),
             client,
             retry,
+            limits: std::sync::Arc::new(RateLimits::unlimited(provider)),
         })
+    }
+
+    /// Applies rate limits per API family (see [`RateLimits::new`]).
+    pub fn with_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = std::sync::Arc::new(limits);
+        self
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -157,7 +166,12 @@ impl ProviderHttp {
     /// disk, so it is never repeated blindly). On failure, [`ProviderError::Transport`] says
     /// whether the request may have reached the server: only a failed connection proves it did
     /// not.
-    pub async fn send_once(&self, request: Request) -> Result<RawResponse, ProviderError> {
+    pub async fn send_once(
+        &self,
+        family: ApiFamily,
+        request: Request,
+    ) -> Result<RawResponse, ProviderError> {
+        let _permit = self.limits.acquire(family).await;
         tracing::debug!(
             provider = %self.provider,
             request = %describe_request(&request),
@@ -175,6 +189,7 @@ impl ProviderHttp {
     /// until [`RetryPolicy::max_attempts`] is reached and the last error is returned.
     pub async fn send_read_with_retry<T, Build, Classify>(
         &self,
+        family: ApiFamily,
         mut build: Build,
         mut classify: Classify,
     ) -> Result<T, ProviderError>
@@ -185,6 +200,7 @@ impl ProviderHttp {
         let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
+            let permit = self.limits.acquire(family).await;
             let request = build()?;
             let description = describe_request(&request);
             tracing::debug!(provider = %self.provider, attempt, request = %description, "sending");
@@ -199,10 +215,23 @@ impl ProviderHttp {
                 }
                 Err(error) => (error, None),
             };
+            drop(permit);
             if !error.is_retryable() || attempt >= max_attempts {
                 return Err(error);
             }
             let delay = self.retry.delay_before(attempt, retry_after);
+            let throttled = matches!(&error, ProviderError::Api { status: Some(429), .. })
+                || retry_after.is_some();
+            announce(WaitNotice {
+                provider: self.provider.clone(),
+                family,
+                cause: if throttled {
+                    WaitCause::Throttled
+                } else {
+                    WaitCause::Retrying
+                },
+                wait: delay,
+            });
             tracing::warn!(
                 provider = %self.provider,
                 request = %description,
@@ -452,6 +481,7 @@ mod tests {
         let started = Instant::now();
         let body = http
             .send_read_with_retry(
+                ApiFamily::Read,
                 || {
                     let n = builds.fetch_add(1, Ordering::SeqCst);
                     // A different "signature" per attempt proves each attempt is built anew.
@@ -483,6 +513,7 @@ mod tests {
         let http = ProviderHttp::new("test", fast_policy(3)).unwrap();
         let error = http
             .send_read_with_retry(
+                ApiFamily::Read,
                 || {
                     Ok(http
                         .client()
@@ -510,6 +541,7 @@ mod tests {
         let http = ProviderHttp::new("test", fast_policy(5)).unwrap();
         let result = http
             .send_read_with_retry(
+                ApiFamily::Read,
                 || {
                     Ok(http
                         .client()
@@ -539,6 +571,7 @@ mod tests {
         let builds = AtomicU32::new(0);
         let error = http
             .send_read_with_retry(
+                ApiFamily::Read,
                 || {
                     builds.fetch_add(1, Ordering::SeqCst);
                     Ok(http
@@ -570,7 +603,7 @@ mod tests {
             .post(format!("http://{address}/"))
             .build()
             .unwrap();
-        match http.send_once(request).await {
+        match http.send_once(ApiFamily::Reinstall, request).await {
             Err(ProviderError::Transport {
                 maybe_sent,
                 message,
@@ -589,7 +622,7 @@ mod tests {
             .post(format!("http://{address}/"))
             .build()
             .unwrap();
-        let response = http.send_once(request).await.unwrap();
+        let response = http.send_once(ApiFamily::Reinstall, request).await.unwrap();
         assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
@@ -613,7 +646,7 @@ mod tests {
             .timeout(Duration::from_millis(50))
             .build()
             .unwrap();
-        match http.send_once(request).await {
+        match http.send_once(ApiFamily::Reinstall, request).await {
             Err(ProviderError::Transport {
                 maybe_sent,
                 message,

@@ -5,6 +5,7 @@
 //! polls the returned [`Operation`]s until they end.
 
 pub mod http;
+pub mod limits;
 pub mod sign;
 pub mod zenlayer;
 

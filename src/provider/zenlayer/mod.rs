@@ -22,6 +22,7 @@ pub use validate::validate_server;
 use wire::{ApiVersion, Credentials};
 
 use super::http::{ProviderHttp, RetryPolicy};
+use super::limits::{ApiFamily, RateLimit, RateLimits};
 use super::{
     BoxFuture, Capabilities, Observation, Observed, Operation, OperationStatus, Provider,
     ProviderError, ReinstallRequest, ServerStatus,
@@ -30,6 +31,14 @@ use crate::manifest::secrets;
 use crate::manifest::{DesiredProvider, ProviderType, SecretRef};
 
 /// Manifest credential keys.
+/// Zenlayer publishes no limits (brief §4, "actual limits unconfirmed"): conservative defaults,
+/// overridable per provider with `rate_limits` in the manifest.
+const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 3] = [
+    (ApiFamily::Read, RateLimit::new(300.0, 8)),
+    (ApiFamily::Status, RateLimit::new(300.0, 8)),
+    (ApiFamily::Reinstall, RateLimit::new(60.0, 10)),
+];
+
 const CREDENTIAL_KEYS: [&str; 3] = ["access_key_id", "access_key_password", "token"];
 /// Provider-level option keys (`providers.<name>.options`).
 const PROVIDER_OPTION_KEYS: [&str; 2] = ["api_version", "running_grace_seconds"];
@@ -209,7 +218,11 @@ impl ZenlayerBmc {
         };
 
         Ok(Self {
-            http: ProviderHttp::new(&name, RetryPolicy::default())?,
+            http: ProviderHttp::new(&name, RetryPolicy::default())?.with_limits(RateLimits::new(
+                &name,
+                &DEFAULT_RATE_LIMITS,
+                &config.config.rate_limits,
+            )),
             name,
             capabilities,
             endpoint,
@@ -279,9 +292,15 @@ impl ZenlayerBmc {
     }
 
     /// Sends a read action (safe to repeat) with retries, re-signing every attempt.
-    async fn read(&self, action: &str, body: Vec<u8>) -> Result<wire::Envelope, ProviderError> {
+    async fn read(
+        &self,
+        family: ApiFamily,
+        action: &str,
+        body: Vec<u8>,
+    ) -> Result<wire::Envelope, ProviderError> {
         self.http
             .send_read_with_retry(
+                family,
                 || self.build_request(action, &body),
                 |response| wire::parse_envelope(&self.name, action, response),
             )
@@ -291,6 +310,7 @@ impl ZenlayerBmc {
     /// `DescribeInstances` for any number of ids: chunks of 100, every page followed.
     async fn describe(
         &self,
+        family: ApiFamily,
         ids: &[String],
     ) -> Result<BTreeMap<String, Observation>, ProviderError> {
         let mut unique: Vec<String> = Vec::with_capacity(ids.len());
@@ -305,7 +325,7 @@ impl ZenlayerBmc {
             let mut received = 0u64;
             for page_num in 1..=MAX_PAGES {
                 let body = wire::describe_instances_body(chunk, page_num, wire::PAGE_SIZE);
-                let envelope = self.read(wire::DESCRIBE_INSTANCES, body).await?;
+                let envelope = self.read(family, wire::DESCRIBE_INSTANCES, body).await?;
                 let page = wire::parse_instances_page(&envelope.response);
                 received += page.entries as u64;
                 for instance in page.instances {
@@ -361,7 +381,7 @@ impl ZenlayerBmc {
         // A new install starts: an INSTALLING seen for an earlier one says nothing about it.
         self.seen_installing().remove(&request.cloud_id);
         // Exactly once: a reinstall wipes a disk, and the API takes no idempotency token.
-        let response = self.http.send_once(http_request).await?;
+        let response = self.http.send_once(ApiFamily::Reinstall, http_request).await?;
         let status = response.status;
         let envelope = wire::parse_envelope(&self.name, wire::REINSTALL_INSTANCE, response)
             .map_err(|error| {
@@ -394,7 +414,7 @@ impl ZenlayerBmc {
             .iter()
             .map(|operation| operation.cloud_id.clone())
             .collect();
-        let observations = self.describe(&ids).await?;
+        let observations = self.describe(ApiFamily::Status, &ids).await?;
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let mut seen = self.seen_installing();
         Ok(operations
@@ -463,7 +483,7 @@ impl Provider for ZenlayerBmc {
         &'a self,
         ids: &'a [String],
     ) -> BoxFuture<'a, Result<BTreeMap<String, Observation>, ProviderError>> {
-        Box::pin(self.describe(ids))
+        Box::pin(self.describe(ApiFamily::Read, ids))
     }
 
     fn reinstall<'a>(

@@ -74,6 +74,7 @@ fn provider_config(
             poll_interval: None,
             install_timeout: None,
             options: options.as_object().cloned().unwrap_or_default(),
+            rate_limits: BTreeMap::new(),
         },
     }
 }
