@@ -21,6 +21,34 @@ pub struct PlanOptions {
     pub replace: Vec<String>,
 }
 
+/// Lets each provider check what needs its catalogue (image names, OS ids); every problem
+/// found is reported together.
+async fn check_desired(fleet: &Fleet, servers: &[&DesiredServer]) -> Result<()> {
+    let mut by_provider: BTreeMap<&str, Vec<&DesiredServer>> = BTreeMap::new();
+    for server in servers {
+        by_provider.entry(server.provider.as_str()).or_default().push(server);
+    }
+    let mut problems = Vec::new();
+    for (name, servers) in by_provider {
+        let provider = fleet.provider(name)?;
+        for (server, issue) in provider.check_desired(&servers).await? {
+            let mut line = format!("server `{server}`, `{}`: {}", issue.pointer, issue.message);
+            if let Some(help) = issue.help {
+                line.push_str(&format!(" ({help})"));
+            }
+            problems.push(line);
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::usage(
+            format!("the providers refused {} input(s):\n  - {}", problems.len(), problems.join("\n  - ")),
+            "fix the manifest; nothing was planned or changed",
+        ))
+    }
+}
+
 /// Reads the password of a server whose access is a password reference.
 pub fn password_of(server: &DesiredServer) -> Result<Option<SecretString>> {
     match &server.access {
@@ -79,6 +107,7 @@ pub async fn make_plan(
         .cloned()
         .collect();
     let scoped: Vec<&DesiredServer> = servers.iter().collect();
+    check_desired(fleet, &scoped).await?;
     let observed = fleet.observe(&scoped).await?;
     let mut digests = BTreeMap::new();
     for server in &servers {

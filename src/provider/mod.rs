@@ -240,6 +240,16 @@ pub trait Provider: Send + Sync {
         })
     }
 
+    /// Checks desired inputs that need the provider's catalogue (e.g. that an image or OS name
+    /// exists) before anything is planned. Returns problems per server name; the default finds
+    /// none. Called once per plan with every server of this provider.
+    fn check_desired<'a>(
+        &'a self,
+        _servers: &'a [&'a DesiredServer],
+    ) -> BoxFuture<'a, Result<Vec<(String, FieldIssue)>, ProviderError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Judges a reinstall the diff wants (stop first, blocked, extra wipes, notes).
     /// Pure: it may only look at its arguments.
     fn review_reinstall(&self, _desired: &DesiredServer, _observed: &Observed) -> ReinstallReview {
