@@ -4,6 +4,7 @@
 //! `serial` goes up on every write; `lineage` is fixed when the state is created, so that two
 //! serials can be compared only within one lineage.
 
+pub mod journal;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -132,6 +133,9 @@ pub enum StateError {
     #[error("cannot write state `{path}`: {message}")]
     #[diagnostic(code(reimage::state::write))]
     Write { path: String, message: String },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Journal(#[from] journal::JournalError),
     #[error("state `{path}` changed while this command held it (serial {expected} expected, {found} found)")]
     #[diagnostic(code(reimage::state::conflict))]
     Conflict {
@@ -151,6 +155,8 @@ pub trait StateStore: Send + Sync {
     fn read(&self) -> Result<Option<State>, StateError>;
     /// Writes the state atomically, raising its serial by one. Requires the lock.
     fn write(&self, lock: &dyn StateLock, state: &mut State) -> Result<(), StateError>;
+    /// The journal of apply steps that belongs to this state.
+    fn journal(&self) -> &dyn journal::Journal;
 }
 
 /// Proof of a held lock.
