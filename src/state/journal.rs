@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::provider::Operation;
+use crate::state::ServerRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,13 +38,27 @@ impl Step {
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Phase {
     /// About to call the provider. Written and synced before the call.
-    Intent { token: String },
+    Intent {
+        token: String,
+        /// The image the step installs (reinstall steps).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
+        /// The image seen at plan time, to tell a finished install from one never started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_image: Option<String>,
+        /// What the state records if the step succeeds, prepared before the call.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        success_record: Option<Box<ServerRecord>>,
+    },
     /// The provider accepted the call.
     Called { operation: Operation },
     /// The step ended.
     Outcome {
         outcome: StepOutcome,
         message: Option<String>,
+        /// The record written into the state for this outcome.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record: Option<Box<ServerRecord>>,
     },
 }
 
@@ -80,8 +95,14 @@ pub struct StepState {
     pub cloud_id: String,
     pub step: Step,
     pub token: Option<String>,
+    pub image: Option<String>,
+    pub previous_image: Option<String>,
+    pub success_record: Option<ServerRecord>,
+    /// When the intent was written (RFC 3339).
+    pub intent_at: Option<String>,
     pub operation: Option<Operation>,
     pub outcome: Option<(StepOutcome, Option<String>)>,
+    pub outcome_record: Option<ServerRecord>,
 }
 
 impl StepState {
@@ -106,15 +127,36 @@ pub fn fold(entries: &[JournalEntry]) -> Vec<StepState> {
                 cloud_id: entry.cloud_id.clone(),
                 step: entry.step,
                 token: None,
+                image: None,
+                previous_image: None,
+                success_record: None,
+                intent_at: None,
                 operation: None,
                 outcome: None,
+                outcome_record: None,
             }
         });
         match &entry.phase {
-            Phase::Intent { token } => state.token = Some(token.clone()),
+            Phase::Intent {
+                token,
+                image,
+                previous_image,
+                success_record,
+            } => {
+                state.token = Some(token.clone());
+                state.image = image.clone();
+                state.previous_image = previous_image.clone();
+                state.success_record = success_record.as_deref().cloned();
+                state.intent_at = Some(entry.at.clone());
+            }
             Phase::Called { operation } => state.operation = Some(operation.clone()),
-            Phase::Outcome { outcome, message } => {
+            Phase::Outcome {
+                outcome,
+                message,
+                record,
+            } => {
                 state.outcome = Some((*outcome, message.clone()));
+                state.outcome_record = record.as_deref().cloned();
             }
         }
     }
@@ -256,6 +298,15 @@ impl Journal for LocalJournal {
 mod tests {
     use super::*;
 
+    fn intent(token: &str) -> Phase {
+        Phase::Intent {
+            token: token.into(),
+            image: None,
+            previous_image: None,
+            success_record: None,
+        }
+    }
+
     fn entry(server: &str, step: Step, phase: Phase) -> JournalEntry {
         JournalEntry {
             plan_id: "p1".into(),
@@ -274,14 +325,15 @@ mod tests {
         let journal = LocalJournal::new(dir.path().join("journal.jsonl"));
         journal
             .append(&[
-                entry("a", Step::Reinstall, Phase::Intent { token: "t-a".into() }),
-                entry("b", Step::Reinstall, Phase::Intent { token: "t-b".into() }),
+                entry("a", Step::Reinstall, intent("t-a")),
+                entry("b", Step::Reinstall, intent("t-b")),
                 entry(
                     "a",
                     Step::Reinstall,
                     Phase::Outcome {
                         outcome: StepOutcome::Succeeded,
                         message: None,
+                        record: None,
                     },
                 ),
             ])
@@ -305,16 +357,17 @@ mod tests {
         let journal = LocalJournal::new(dir.path().join("journal.jsonl"));
         journal
             .append(&[
-                entry("a", Step::Reinstall, Phase::Intent { token: "t".into() }),
+                entry("a", Step::Reinstall, intent("t")),
                 entry(
                     "a",
                     Step::Reinstall,
                     Phase::Outcome {
                         outcome: StepOutcome::Failed,
                         message: Some("x".into()),
+                        record: None,
                     },
                 ),
-                entry("b", Step::Stop, Phase::Intent { token: "s".into() }),
+                entry("b", Step::Stop, intent("s")),
             ])
             .unwrap();
         journal.compact().unwrap();
@@ -323,7 +376,7 @@ mod tests {
         assert_eq!(left[0].server, "b");
         // Appending after compaction still works.
         journal
-            .append(&[entry("c", Step::Reinstall, Phase::Intent { token: "u".into() })])
+            .append(&[entry("c", Step::Reinstall, intent("u"))])
             .unwrap();
         assert_eq!(journal.read().unwrap().len(), 2);
     }

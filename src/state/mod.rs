@@ -25,6 +25,19 @@ pub struct State {
     pub digest_key: String,
     #[serde(default)]
     pub servers: BTreeMap<String, ServerRecord>,
+    /// Set while a saved plan is being applied and cleared when its apply ends; an apply cut
+    /// short (crash, Ctrl-C) leaves it, so `apply --resume PLANFILE` can continue that plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applying: Option<ApplyingPlan>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApplyingPlan {
+    pub plan_id: String,
+    /// The state serial the plan was made against.
+    pub base_serial: u64,
+    /// RFC 3339.
+    pub since: String,
 }
 
 impl State {
@@ -41,6 +54,7 @@ impl State {
             serial: 0,
             digest_key: base64::engine::general_purpose::STANDARD.encode(key),
             servers: BTreeMap::new(),
+            applying: None,
         }
     }
 
