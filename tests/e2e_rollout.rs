@@ -399,3 +399,57 @@ fn json_events_follow_their_schema_and_ci_logs_have_heartbeats() {
         "{log}"
     );
 }
+
+#[test]
+fn a_second_ctrl_c_leaves_installs_to_the_journal_and_the_next_plan_settles_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = fleet(dir.path(), 4, "img-old", 3.0);
+    write(
+        dir.path(),
+        &fleet_manifest(&emulator.zenlayer, 4, "img-new", "policy:\n  rollout: {canary: 0, max_parallel: 2}\n", "", ""),
+    );
+    let child = std::process::Command::new(binary())
+        .args(["apply", "--auto-approve"])
+        .current_dir(dir.path())
+        .env("TEST_ZL_KEY_ID", KEY_ID)
+        .env("TEST_ZL_KEY_PASSWORD", KEY_PASSWORD)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counts(&emulator, 4).iter().sum::<u64>() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..2 {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("no longer watching; the journal keeps what is in flight"),
+        "{}",
+        stderr_of(&output)
+    );
+    let journal = std::fs::read_to_string(dir.path().join(".reimage/state.json.journal")).unwrap();
+    assert!(journal.contains("\"phase\":\"called\""), "{journal}");
+
+    // Once the installs have finished, the next plan records them before planning.
+    std::thread::sleep(Duration::from_secs(4));
+    let plan = reimage(dir.path()).arg("plan").output().unwrap();
+    let log = stderr_of(&plan);
+    assert!(log.contains("s001: reinstall of interrupted plan"), "{log}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(".reimage/state.json")).unwrap()).unwrap();
+    assert_eq!(state["servers"]["s001"]["last_operation"]["outcome"], "succeeded");
+    assert_eq!(state["servers"]["s002"]["last_operation"]["outcome"], "succeeded");
+    let text = stdout_of(&plan);
+    assert!(text.contains("Plan: 2 to reinstall"), "{text}");
+    assert_eq!(counts(&emulator, 4), [1, 1, 0, 0]);
+}
