@@ -353,7 +353,9 @@ fn observed(server: wire::EcsServer) -> Observed {
         raw_status,
         image: server.image_id,
         image_name: server.image_name,
-        hostname: server.hostname,
+        // Not reported: ECS cannot set a hostname during a reinstall, so reimage does not
+        // manage it (validation refuses `hostname`), and showing it would read as a change.
+        hostname: None,
         extra,
     }
 }
