@@ -728,3 +728,54 @@ async fn clouddc_batch_reinstall_runs_per_instance_and_enforces_its_limits() {
         "a failed install keeps the old image"
     );
 }
+
+/// The official Huawei Python SDKs against the emulator (see `tests/sdk/huaweicloud_python_sdk.py`
+/// for the setup). Ignored by default: it needs a venv with `huaweicloudsdkecs` and
+/// `huaweicloudsdkclouddc`.
+#[tokio::test]
+#[ignore = "needs REIMAGE_HUAWEI_SDK_PYTHON (a python with huaweicloudsdkecs and huaweicloudsdkclouddc)"]
+async fn official_python_sdks_drive_the_huawei_emulator() {
+    let python = std::env::var("REIMAGE_HUAWEI_SDK_PYTHON")
+        .expect("set REIMAGE_HUAWEI_SDK_PYTHON to a python with the Huawei SDKs");
+    let h = harness().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/sdk/huaweicloud_python_sdk.py"
+    );
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(script)
+        .args(["--endpoint", &format!("http://{}", h.emulator.address)])
+        .args(["--ak", AK, "--sk", SK, "--project-id", PROJECT])
+        .args(["--region", "cn-north-4"])
+        .args(["--server-id", "ecs-1", "--image-id", "img-ubuntu-2404"])
+        .args(["--instance-id", "dc-01", "--dc-image-id", "dc-img-b"])
+        .args(["--password", PASSWORD]);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(seen["listed"][0]["status"], "ACTIVE");
+    assert_eq!(
+        seen["listed"][1]["status"],
+        Value::Null,
+        "unknown ids come back empty"
+    );
+    assert_eq!(
+        seen["job_statuses"].as_array().unwrap().last().unwrap(),
+        "SUCCESS"
+    );
+    assert_eq!(seen["after_change"]["image"], "img-ubuntu-2404");
+    assert_eq!(seen["wrong_key"]["status"], 401);
+    assert_eq!(seen["wrong_key"]["code"], "APIGW.0301");
+    assert_eq!(seen["reinstall_accepted"], json!(["dc-01"]));
+    assert_eq!(
+        seen["after_reinstall"][0]["operation_state"],
+        "reinstall-processing"
+    );
+    eprintln!("{seen}");
+}

@@ -874,6 +874,7 @@ fn desired(provider_type: ProviderType, image: &str, options: Value) -> DesiredS
         hostname: None,
         user_data: None,
         protect: false,
+        group: None,
         options: options.as_object().cloned().unwrap_or_default(),
     }
 }

@@ -331,6 +331,7 @@ mod tests {
             hostname: None,
             user_data: None,
             protect: false,
+            group: None,
             options: Map::new(),
         }
     }
