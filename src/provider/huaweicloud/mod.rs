@@ -159,8 +159,10 @@ pub struct HuaweiClient {
 
 /// Project ids looked up through IAM, per (IAM endpoint, caller, region), shared by every
 /// provider of this process (the SDK caches per AK and region the same way).
-static PROJECT_CACHE: LazyLock<Mutex<HashMap<(String, String, String), String>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// (IAM endpoint, caller identity, region) → project id.
+type ProjectCache = HashMap<(String, String, String), String>;
+
+static PROJECT_CACHE: LazyLock<Mutex<ProjectCache>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Provider options read by the shared part, and the ones left for the type itself.
 pub struct ParsedConfig {
@@ -235,7 +237,7 @@ impl HuaweiClient {
                 ENV_FAMILIES
                     .iter()
                     .filter_map(|family| family.region)
-                    .find_map(|variable| env(variable))
+                    .find_map(&env)
             })
             .map(|region| region.trim().to_string());
         if let Some(region) = &region
@@ -822,7 +824,7 @@ fn credentials_from_env(
                 });
             }
         }
-        if let Some(token) = family.auth_token.and_then(|variable| env(variable)) {
+        if let Some(token) = family.auth_token.and_then(env) {
             return Ok(Credentials::Token(SecretString::from(token)));
         }
     }
