@@ -10,6 +10,7 @@
 //! shares only the signing code with the clients (pinned by the official vectors), so that a
 //! misreading of an API cannot hide by being shared by both sides.
 
+pub mod huaweicloud;
 pub mod inventory;
 pub mod server;
 pub mod world;
@@ -110,6 +111,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         ProviderType::ZenlayerBmc,
         format!("http://{address}{}", zenlayer::PATH),
     );
+    endpoints.extend(huaweicloud::endpoints(address));
     Ok(RunningEmulator {
         address,
         endpoints,

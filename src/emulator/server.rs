@@ -40,6 +40,7 @@ pub struct Shared {
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(zenlayer::PATH, post(zenlayer_bmc))
+        .merge(super::huaweicloud::routes())
         .route("/_emulator/state", get(admin_state))
         .route("/_emulator/faults", post(admin_faults))
         .fallback(not_found)
@@ -103,6 +104,7 @@ async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
             "faults": world.zenlayer.faults,
             "peak_installing": world.zenlayer.peak_installing,
         },
+        "huaweicloud": world.huaweicloud.state_view(),
     }))
     .into_response()
 }
@@ -112,6 +114,8 @@ async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
 struct FaultsRequest {
     #[serde(default)]
     zenlayer: Option<ZenlayerFaultsRequest>,
+    #[serde(default)]
+    huaweicloud: Option<super::huaweicloud::model::FaultsRequest>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +195,12 @@ async fn admin_faults(
             .drop_connection_after_reinstall
             .extend(faults.drop_connection_after_reinstall);
     }
+    if let Some(faults) = request.huaweicloud
+        && let Err(message) = store.world.huaweicloud.arm_faults(faults)
+    {
+        store.world = before;
+        return admin_error(StatusCode::BAD_REQUEST, message);
+    }
     if let Err(error) = store.save() {
         store.world = before;
         return admin_error(StatusCode::INTERNAL_SERVER_ERROR, error.to_string());
@@ -209,7 +219,8 @@ async fn admin_faults(
             "status_429_next": store.world.zenlayer.faults.status_429_next,
             "status_500_next": store.world.zenlayer.faults.status_500_next,
             "drop_connection_after_reinstall": store.world.zenlayer.faults.drop_connection_after_reinstall,
-        }
+        },
+        "huaweicloud": store.world.huaweicloud.faults,
     }))
     .into_response()
 }

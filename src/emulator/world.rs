@@ -29,6 +29,8 @@ pub struct World {
     pub inventory_digest: String,
     pub created_at: Timestamp,
     pub zenlayer: ZenlayerWorld,
+    #[serde(default)]
+    pub huaweicloud: super::huaweicloud::model::HuaweiWorld,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -153,6 +155,10 @@ impl World {
                 servers,
                 ..ZenlayerWorld::default()
             },
+            huaweicloud: super::huaweicloud::model::HuaweiWorld::from_inventory(
+                &loaded.inventory.huaweicloud,
+                now,
+            ),
         }
     }
 
@@ -162,6 +168,7 @@ impl World {
         for server in &mut self.zenlayer.servers {
             changed |= server.settle(now);
         }
+        changed |= self.huaweicloud.settle(now);
         changed
     }
 }

@@ -5,6 +5,7 @@
 //! polls the returned [`Operation`]s until they end.
 
 pub mod http;
+pub mod huaweicloud;
 pub mod limits;
 pub mod sign;
 pub mod zenlayer;
@@ -303,6 +304,9 @@ pub fn validate_server(
 ) -> Vec<FieldIssue> {
     match server.provider_type {
         ProviderType::ZenlayerBmc => zenlayer::validate_server(server, password),
+        ProviderType::HuaweicloudEcs | ProviderType::HuaweicloudClouddc => {
+            huaweicloud::validate_server(server, password)
+        }
         _ => Vec::new(),
     }
 }
@@ -318,10 +322,18 @@ pub fn build(
             config,
             endpoint_override,
         )?)),
+        ProviderType::HuaweicloudEcs => Ok(Box::new(huaweicloud::HuaweiEcs::new(
+            config,
+            endpoint_override,
+        )?)),
+        ProviderType::HuaweicloudClouddc => Ok(Box::new(huaweicloud::HuaweiClouddc::new(
+            config,
+            endpoint_override,
+        )?)),
         other => Err(ProviderError::Config {
             provider: config.name.clone(),
             message: format!("provider type `{other}` is not implemented yet"),
-            help: "supported today: zenlayer-bmc".to_string(),
+            help: "supported today: zenlayer-bmc, huaweicloud-ecs, huaweicloud-clouddc".to_string(),
         }),
     }
 }
