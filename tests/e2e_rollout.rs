@@ -316,7 +316,7 @@ fn ctrl_c_stops_new_work_watches_in_flight_and_exits_130() {
         dir.path(),
         &fleet_manifest(&emulator.zenlayer, 6, "img-new", "policy:\n  rollout: {canary: 0, max_parallel: 2}\n", "", ""),
     );
-    let mut child = std::process::Command::new(binary())
+    let child = std::process::Command::new(binary())
         .args(["apply", "--auto-approve"])
         .current_dir(dir.path())
         .env("TEST_ZL_KEY_ID", KEY_ID)
