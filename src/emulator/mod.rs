@@ -10,6 +10,7 @@
 //! shares only the signing code with the clients (pinned by the official vectors), so that a
 //! misreading of an API cannot hide by being shared by both sides.
 
+pub mod edis;
 pub mod inventory;
 pub mod server;
 pub mod world;
@@ -109,6 +110,10 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
     endpoints.insert(
         ProviderType::ZenlayerBmc,
         format!("http://{address}{}", zenlayer::PATH),
+    );
+    endpoints.insert(
+        ProviderType::EdisKvm,
+        format!("http://{address}{}", edis::AUTH_PATH),
     );
     Ok(RunningEmulator {
         address,

@@ -40,6 +40,7 @@ pub struct Shared {
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(zenlayer::PATH, post(zenlayer_bmc))
+        .route("/kvm/v2/{kind}/{action}", post(edis_kvm))
         .route("/_emulator/state", get(admin_state))
         .route("/_emulator/faults", post(admin_faults))
         .fallback(not_found)
@@ -53,6 +54,16 @@ async fn zenlayer_bmc(
     body: Bytes,
 ) -> Response {
     zenlayer::handle(&shared, &connection, &headers, &body).await
+}
+
+async fn edis_kvm(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(connection): ConnectInfo<ConnectionHandle>,
+    axum::extract::Path((kind, action)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    super::edis::handle(&shared, &connection, &kind, &action, &headers, &body).await
 }
 
 async fn not_found() -> Response {
@@ -102,6 +113,7 @@ async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
             "reinstall_log": world.zenlayer.reinstall_log,
             "faults": world.zenlayer.faults,
         },
+        "edis": world.edis.admin_view(),
     }))
     .into_response()
 }
@@ -111,6 +123,8 @@ async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
 struct FaultsRequest {
     #[serde(default)]
     zenlayer: Option<ZenlayerFaultsRequest>,
+    #[serde(default)]
+    edis: Option<super::edis::EdisFaultsRequest>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +184,12 @@ async fn admin_faults(
             .drop_connection_after_reinstall
             .extend(faults.drop_connection_after_reinstall);
     }
+    if let Some(faults) = request.edis
+        && let Err(message) = store.world.edis.arm_faults(faults)
+    {
+        store.world = before;
+        return admin_error(StatusCode::BAD_REQUEST, message);
+    }
     if let Err(error) = store.save() {
         store.world = before;
         return admin_error(StatusCode::INTERNAL_SERVER_ERROR, error.to_string());
@@ -188,7 +208,8 @@ async fn admin_faults(
             "status_429_next": store.world.zenlayer.faults.status_429_next,
             "status_500_next": store.world.zenlayer.faults.status_500_next,
             "drop_connection_after_reinstall": store.world.zenlayer.faults.drop_connection_after_reinstall,
-        }
+        },
+        "edis": store.world.edis.faults,
     }))
     .into_response()
 }

@@ -29,6 +29,8 @@ pub struct World {
     pub inventory_digest: String,
     pub created_at: Timestamp,
     pub zenlayer: ZenlayerWorld,
+    #[serde(default)]
+    pub edis: super::edis::EdisWorld,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -135,6 +137,7 @@ impl World {
                 servers,
                 ..ZenlayerWorld::default()
             },
+            edis: super::edis::EdisWorld::from_inventory(&loaded.inventory.edis),
         }
     }
 
@@ -144,6 +147,7 @@ impl World {
         for server in &mut self.zenlayer.servers {
             changed |= server.settle(now);
         }
+        changed |= self.edis.settle(now);
         changed
     }
 }

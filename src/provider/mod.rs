@@ -4,6 +4,7 @@
 //! [`Capabilities::observe_batch`], calls [`Provider::reinstall`] once per planned server and
 //! polls the returned [`Operation`]s until they end.
 
+pub mod edis;
 pub mod http;
 pub mod limits;
 pub mod sign;
@@ -297,6 +298,7 @@ pub fn validate_server(
 ) -> Vec<FieldIssue> {
     match server.provider_type {
         ProviderType::ZenlayerBmc => zenlayer::validate_server(server, password),
+        ProviderType::EdisKvm => edis::validate_server(server, password),
         _ => Vec::new(),
     }
 }
@@ -312,6 +314,7 @@ pub fn build(
             config,
             endpoint_override,
         )?)),
+        ProviderType::EdisKvm => Ok(Box::new(edis::EdisKvm::new(config, endpoint_override)?)),
         other => Err(ProviderError::Config {
             provider: config.name.clone(),
             message: format!("provider type `{other}` is not implemented yet"),
