@@ -128,10 +128,10 @@ impl Reason {
                 "protect: true, and a reinstall would be needed (remove `protect` to allow it)"
                     .to_string()
             }
-            Self::UnknownCurrentOs => {
-                "current OS unknown: the provider does not report it and reimage has no record"
-                    .to_string()
-            }
+            Self::UnknownCurrentOs => "unknown current OS: the provider does not report it and \
+                 reimage has no record; record what it runs with `reimage state adopt NAME \
+                 --image IMAGE`, or reinstall it with `--replace NAME`"
+                .to_string(),
             Self::PreviousApplyFailed { message } => {
                 format!("the last apply of this server failed: {message}")
             }
