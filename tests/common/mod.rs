@@ -1,6 +1,8 @@
 //! Test harness: the real `reimage` binary, a real emulator process on loopback, temp folders.
 #![allow(dead_code)]
 
+pub mod edis;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
