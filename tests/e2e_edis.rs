@@ -126,6 +126,28 @@ fn adoption_is_recorded_and_the_plan_compares_with_the_record() {
         "{out}"
     );
     assert!(out.contains("Plan: 1 to reinstall, 0 to adopt, 1 unchanged, 0 blocked."), "{out}");
+    assert!(
+        out.contains("image differs: recorded by reimage `debian-bullseye`"),
+        "the before image is the record, not an observation: {out}"
+    );
+
+    // The JSON plan carries the notes and follows the published schema.
+    let json = reimage(dir.path()).args(["plan", "--json"]).output().unwrap();
+    let document: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/plan.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&document).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let web2 = &document["servers"][1];
+    assert_eq!(web2["reasons"][0]["kind"], "recorded_image_differs");
+    assert_eq!(web2["observed"]["image"], serde_json::Value::Null);
+    assert!(web2["notes"][0].as_str().unwrap().starts_with("current OS not reported by EDIS"));
 
     let apply = reimage(dir.path())
         .args(["apply", "--auto-approve"])

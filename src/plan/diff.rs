@@ -110,6 +110,12 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         record.map(|record| record.image.clone())
     };
     match &current_image {
+        Some(image) if *image != server.image && !reports_image => {
+            triggers.push(Reason::RecordedImageDiffers {
+                recorded: image.clone(),
+                desired: server.image.clone(),
+            })
+        }
         Some(image) if *image != server.image => triggers.push(Reason::ImageDiffers {
             observed: image.clone(),
             desired: server.image.clone(),
@@ -599,8 +605,8 @@ mod tests {
         let plan = world.only();
         assert_eq!(plan.action, ActionKind::Reinstall);
         // The comparison is with the record, never with what the provider said.
-        assert!(plan.reasons.contains(&Reason::ImageDiffers {
-            observed: "img-old".into(),
+        assert!(plan.reasons.contains(&Reason::RecordedImageDiffers {
+            recorded: "img-old".into(),
             desired: "img-new".into()
         }));
         assert_eq!(

@@ -77,6 +77,8 @@ impl ActionKind {
 pub enum Reason {
     /// The observed image is not the desired one.
     ImageDiffers { observed: String, desired: String },
+    /// The provider cannot report the image; the one reimage recorded is not the desired one.
+    RecordedImageDiffers { recorded: String, desired: String },
     /// An install input differs from what reimage last applied.
     InputChanged { field: String, sensitive: bool },
     RevisionRaised { recorded: u64, desired: u64 },
@@ -106,6 +108,10 @@ impl Reason {
             Self::ImageDiffers { observed, desired } => {
                 format!("image differs: observed `{observed}`, desired `{desired}`")
             }
+            Self::RecordedImageDiffers { recorded, desired } => format!(
+                "image differs: recorded by reimage `{recorded}` (the provider cannot report \
+                 it), desired `{desired}`"
+            ),
             Self::InputChanged { field, sensitive: true } => {
                 format!("{field} changed since the last apply (sensitive value)")
             }
