@@ -189,6 +189,12 @@ fn replace_reinstalls_an_unrecorded_vps_with_the_password_intact_and_no_secret_l
         .output()
         .unwrap();
     assert!(apply.status.success(), "{}{}", stdout_of(&apply), stderr_of(&apply));
+    let progress = stderr_of(&apply);
+    assert!(
+        progress.contains("web-1: reinstalled in")
+            && progress.contains("completed (not verifiable by the provider)"),
+        "{progress}"
+    );
     assert_eq!(emulator.reinstall_count("kvm_100001_1"), 1);
     assert_eq!(emulator.reinstall_count("kvm_100002_1"), 0);
     let vps = emulator.vps("kvm_100001_1");
@@ -264,6 +270,8 @@ fn the_ssh_probe_connects_to_a_local_listener() {
         .output()
         .unwrap();
     assert!(apply.status.success(), "{}{}", stdout_of(&apply), stderr_of(&apply));
+    let progress = stderr_of(&apply);
+    assert!(progress.contains(&format!("SSH port {address} answered")), "{progress}");
     // The probe's connection waits in the listener's queue.
     listener.set_nonblocking(true).unwrap();
     let (_stream, peer) = listener.accept().expect("the SSH probe never connected");

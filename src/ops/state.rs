@@ -170,6 +170,7 @@ mod tests {
             hostname: None,
             user_data: Some("#cloud-config\n".into()),
             protect: false,
+            group: None,
             options: serde_json::Map::new(),
         };
         Manifest {
@@ -179,6 +180,7 @@ mod tests {
             servers: vec![server("web-1", "kvm_1"), server("web-2", "kvm_2")],
             state_path: dir.join("state.json"),
             emulator: None,
+            policy: Default::default(),
         }
     }
 

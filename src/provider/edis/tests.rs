@@ -762,6 +762,7 @@ async fn image_names_are_checked_where_a_list_exists() {
         hostname: None,
         user_data: None,
         protect: false,
+        group: None,
         options: serde_json::Map::new(),
     };
     let servers = [
@@ -825,6 +826,7 @@ fn review_blocks_suspended_vpss_and_explains_completion() {
         hostname: None,
         user_data: None,
         protect: false,
+        group: None,
         options: serde_json::Map::new(),
     };
     let mut observed = Observed {

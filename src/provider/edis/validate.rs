@@ -195,6 +195,7 @@ mod tests {
             hostname: None,
             user_data: Some("#cloud-config\nhostname: vps-1\n".into()),
             protect: false,
+            group: None,
             options: serde_json::Map::new(),
         }
     }
