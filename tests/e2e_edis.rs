@@ -328,3 +328,25 @@ fn the_example_validates_and_plans_against_the_emulator() {
     assert!(out.contains("# web-02 will be reinstalled"), "{out}");
     assert!(out.contains("Plan: 1 to reinstall, 0 to adopt, 2 unchanged, 0 blocked."), "{out}");
 }
+
+#[test]
+fn validate_enforces_edis_input_rules_without_quoting_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = manifest(
+        dir.path(),
+        "https://session.edisglobal.com",
+        &[("web-1", "kvm_100001_1", "debian-bookworm")],
+        "",
+    );
+    text.push_str("    hostname: web-1.example.net\n    options:\n      ssh_probe: \"127.0.0.1:22\"\n");
+    std::fs::write(dir.path().join("reimage.yaml"), text).unwrap();
+    let weak = "weak&pw";
+    std::fs::write(dir.path().join("root.password"), format!("{weak}\n")).unwrap();
+    let validate = reimage(dir.path()).arg("validate").output().unwrap();
+    let err = stderr_of(&validate);
+    assert_eq!(validate.status.code(), Some(1), "{err}");
+    assert!(err.contains("the password does not meet reimage's rules for EDIS"), "{err}");
+    assert!(err.contains("EDIS's reinstall has no hostname field"), "{err}");
+    assert!(err.contains("unknown EDIS server option `ssh_probe`"), "{err}");
+    assert!(!err.contains(weak), "{err}");
+}
