@@ -185,6 +185,7 @@ fn replace_reinstalls_an_unrecorded_vps_with_the_password_intact_and_no_secret_l
 
     let apply = reimage(dir.path())
         .args(["apply", "plan.json"])
+        .env("REIMAGE_LOG", "debug")
         .timeout(std::time::Duration::from_secs(120))
         .output()
         .unwrap();
@@ -217,7 +218,20 @@ fn replace_reinstalls_an_unrecorded_vps_with_the_password_intact_and_no_secret_l
         .unwrap();
     assert_eq!(plan.status.code(), Some(0), "{}", stdout_of(&plan));
 
-    // Canaries: neither password appears in any output, the plan file or the state.
+    // Canaries: neither password nor any ticket signature appears in any output (debug logs
+    // included), the plan file or the state.
+    let world: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("emulator-data/world.json")).unwrap(),
+    )
+    .unwrap();
+    let signatures: Vec<String> = world["edis"]["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ticket| ticket["signature"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!signatures.is_empty());
+    assert!(stderr_of(&apply).contains("sending"), "debug logs are on");
     let texts = [
         out,
         stdout_of(&apply),
@@ -228,6 +242,9 @@ fn replace_reinstalls_an_unrecorded_vps_with_the_password_intact_and_no_secret_l
     for text in texts {
         assert!(!text.contains(ROOT_PASSWORD), "root password leaked: {text}");
         assert!(!text.contains(ACCOUNT_PASSWORD), "account password leaked: {text}");
+        for signature in &signatures {
+            assert!(!text.contains(signature.as_str()), "a ticket leaked: {text}");
+        }
     }
 }
 
