@@ -630,9 +630,15 @@ impl EdisKvm {
         fields: &[(&str, &str)],
     ) -> Result<RawResponse, ProviderError> {
         let url = self.management_url(cached, wire::REINSTALL_PATH)?;
-        let request = self.form_request(url, Self::ticket_form(&cached.ticket, fields))?;
-        // Exactly once: a reinstall wipes a disk and EDIS takes no idempotency token.
-        self.http.send_once(ApiFamily::Reinstall, request).await
+        let body = Self::ticket_form(&cached.ticket, fields);
+        // Once: a reinstall wipes a disk and EDIS takes no idempotency token. Only a 429 is sent
+        // again (with backoff, brief §4): it refuses before acting. EDIS documents no 429, so
+        // this is HTTP's meaning, unconfirmed for EDIS.
+        self.http
+            .send_mutation(ApiFamily::Reinstall, || {
+                self.form_request(url.clone(), body.clone())
+            })
+            .await
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, HashMap<String, Progress>> {

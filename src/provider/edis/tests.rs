@@ -711,6 +711,14 @@ async fn reinstall_refusals_say_whether_the_call_may_have_acted() {
     );
     assert!(error.to_string().contains("may have started"), "{error}");
 
+    // A 429 refuses before acting: sent again after a backoff, one reinstall in the end.
+    h.faults(json!({"status_429_next": 1})).await;
+    h.provider
+        .reinstall(&request("web-1", "kvm_100001_1", "debian-bookworm"))
+        .await
+        .unwrap();
+    assert_eq!(h.vps("kvm_100001_1").await["reinstall_count"], 1);
+
     // A connection dropped after the call: performed, reported as maybe sent.
     h.faults(json!({"drop_connection_after_reinstall": ["kvm_100002_1"]}))
         .await;
