@@ -5,6 +5,7 @@ pub(crate) mod apply;
 mod emulator;
 mod plan;
 mod show;
+mod state;
 mod validate;
 
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ pub enum Command {
     /// Run the built-in emulator of the providers' APIs.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
+    /// Change reimage's state without touching any machine.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -186,6 +190,32 @@ pub struct ShowArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Record a server as running IMAGE without reinstalling it (like `terraform import`).
+    ///
+    /// For servers reimage never applied whose provider cannot report the installed OS (EDIS):
+    /// the plan blocks them until they are adopted or reinstalled with `--replace NAME`.
+    Adopt(StateAdoptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateAdoptArgs {
+    /// The server's name in the manifest.
+    pub name: String,
+    /// The image the server runs now, named as the manifest names images.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// State file to use instead of the manifest's.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Overwrite an existing record of this server.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum EmulatorCommand {
     /// Serve the emulated APIs on loopback until interrupted; prints each API's base URL.
     Serve(EmulatorServeArgs),
@@ -251,6 +281,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
         Command::Apply(args) => apply::run(args, printer).await,
         Command::Show(args) => show::run(args, printer),
         Command::Emulator(EmulatorCommand::Serve(args)) => emulator::serve(args, printer).await,
+        Command::State(StateCommand::Adopt(args)) => state::adopt(args, printer),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

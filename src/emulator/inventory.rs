@@ -24,6 +24,7 @@ pub struct Inventory {
     pub zenlayer: ZenlayerInventory,
     #[serde(default)]
     pub huaweicloud: super::huaweicloud::model::HuaweiInventory,
+    pub edis: super::edis::EdisInventory,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -206,6 +207,7 @@ fn check(inventory: &Inventory) -> Result<(), String> {
         }
     }
     super::huaweicloud::model::check_inventory(&inventory.huaweicloud)?;
+    super::edis::check_inventory(&inventory.edis)?;
     let zenlayer = &inventory.zenlayer;
     let mut image_ids = BTreeSet::new();
     for image in &zenlayer.images {

@@ -11,6 +11,7 @@
 //! misreading of an API cannot hide by being shared by both sides.
 
 pub mod huaweicloud;
+pub mod edis;
 pub mod inventory;
 pub mod server;
 pub mod world;
@@ -112,6 +113,10 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         format!("http://{address}{}", zenlayer::PATH),
     );
     endpoints.extend(huaweicloud::endpoints(address));
+    endpoints.insert(
+        ProviderType::EdisKvm,
+        format!("http://{address}{}", edis::AUTH_PATH),
+    );
     Ok(RunningEmulator {
         address,
         endpoints,

@@ -41,6 +41,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(zenlayer::PATH, post(zenlayer_bmc))
         .merge(super::huaweicloud::routes())
+        .route("/kvm/v2/{kind}/{action}", post(edis_kvm))
         .route("/_emulator/state", get(admin_state))
         .route("/_emulator/faults", post(admin_faults))
         .fallback(not_found)
@@ -54,6 +55,16 @@ async fn zenlayer_bmc(
     body: Bytes,
 ) -> Response {
     zenlayer::handle(&shared, &connection, &headers, &body).await
+}
+
+async fn edis_kvm(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(connection): ConnectInfo<ConnectionHandle>,
+    axum::extract::Path((kind, action)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    super::edis::handle(&shared, &connection, &kind, &action, &headers, &body).await
 }
 
 async fn not_found() -> Response {
@@ -105,6 +116,7 @@ async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
             "peak_installing": world.zenlayer.peak_installing,
         },
         "huaweicloud": world.huaweicloud.state_view(),
+        "edis": world.edis.admin_view(),
     }))
     .into_response()
 }
@@ -116,6 +128,7 @@ struct FaultsRequest {
     zenlayer: Option<ZenlayerFaultsRequest>,
     #[serde(default)]
     huaweicloud: Option<super::huaweicloud::model::FaultsRequest>,
+    edis: Option<super::edis::EdisFaultsRequest>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +214,12 @@ async fn admin_faults(
         store.world = before;
         return admin_error(StatusCode::BAD_REQUEST, message);
     }
+    if let Some(faults) = request.edis
+        && let Err(message) = store.world.edis.arm_faults(faults)
+    {
+        store.world = before;
+        return admin_error(StatusCode::BAD_REQUEST, message);
+    }
     if let Err(error) = store.save() {
         store.world = before;
         return admin_error(StatusCode::INTERNAL_SERVER_ERROR, error.to_string());
@@ -221,6 +240,7 @@ async fn admin_faults(
             "drop_connection_after_reinstall": store.world.zenlayer.faults.drop_connection_after_reinstall,
         },
         "huaweicloud": store.world.huaweicloud.faults,
+        "edis": store.world.edis.faults,
     }))
     .into_response()
 }

@@ -31,6 +31,7 @@ pub struct World {
     pub zenlayer: ZenlayerWorld,
     #[serde(default)]
     pub huaweicloud: super::huaweicloud::model::HuaweiWorld,
+    pub edis: super::edis::EdisWorld,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -159,6 +160,7 @@ impl World {
                 &loaded.inventory.huaweicloud,
                 now,
             ),
+            edis: super::edis::EdisWorld::from_inventory(&loaded.inventory.edis),
         }
     }
 
@@ -169,6 +171,7 @@ impl World {
             changed |= server.settle(now);
         }
         changed |= self.huaweicloud.settle(now);
+        changed |= self.edis.settle(now);
         changed
     }
 }

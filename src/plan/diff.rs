@@ -98,14 +98,24 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
 
     let replace = input.replace.contains(&server.name);
     let mut triggers = Vec::new();
+    let reports_image = (input.reports_image)(server.provider_type);
+    if !reports_image {
+        plan.notes.push(unreported_os_note(server.provider_type, record));
+    }
 
     // The image on the machine now: as observed, or as recorded where the provider cannot tell.
-    let current_image = if (input.reports_image)(server.provider_type) {
+    let current_image = if reports_image {
         observed.image.clone()
     } else {
         record.map(|record| record.image.clone())
     };
     match &current_image {
+        Some(image) if *image != server.image && !reports_image => {
+            triggers.push(Reason::RecordedImageDiffers {
+                recorded: image.clone(),
+                desired: server.image.clone(),
+            })
+        }
         Some(image) if *image != server.image => triggers.push(Reason::ImageDiffers {
             observed: image.clone(),
             desired: server.image.clone(),
@@ -182,7 +192,7 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         });
     } else {
         let review = (input.review)(server, &observed);
-        plan.notes = review.notes;
+        plan.notes.extend(review.notes);
         if let Some(message) = review.blocked {
             plan.action = ActionKind::Blocked;
             plan.reasons.push(Reason::ProviderBlocked { message });
@@ -197,6 +207,28 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         }
     }
     plan
+}
+
+/// Says where the "before" image of a provider that cannot report the OS comes from.
+fn unreported_os_note(provider_type: ProviderType, record: Option<&ServerRecord>) -> String {
+    let vendor = match provider_type {
+        ProviderType::EdisKvm => "EDIS",
+        other => other.as_str(),
+    };
+    match record {
+        Some(record) => {
+            let adopted = record
+                .last_operation
+                .as_ref()
+                .is_some_and(|operation| operation.kind == crate::state::OperationKind::Adopt);
+            format!(
+                "current OS not reported by {vendor}; last applied by reimage: {}{}",
+                record.image,
+                if adopted { " (recorded by adoption)" } else { "" }
+            )
+        }
+        None => format!("current OS not reported by {vendor}; never applied by reimage"),
+    }
 }
 
 /// Every input the reinstall will send, with what is there now.
@@ -551,6 +583,51 @@ mod tests {
         world.replace.clear();
         world.recorded.insert("a".into(), record_of(&server));
         assert_eq!(world.only().action, ActionKind::NoOp);
+    }
+
+    #[test]
+    fn a_provider_without_image_reports_says_where_the_before_image_comes_from() {
+        let mut edis = server("a", "img-new");
+        edis.provider_type = ProviderType::EdisKvm;
+        let mut world = World::new(vec![edis.clone()]);
+        world
+            .observed
+            .insert("a".into(), observed(&edis, "ignored", ServerStatus::Running));
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Blocked);
+        assert_eq!(
+            plan.notes,
+            vec!["current OS not reported by EDIS; never applied by reimage"]
+        );
+
+        let mut record = record_of(&edis);
+        record.image = "img-old".into();
+        world.recorded.insert("a".into(), record.clone());
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Reinstall);
+        // The comparison is with the record, never with what the provider said.
+        assert!(plan.reasons.contains(&Reason::RecordedImageDiffers {
+            recorded: "img-old".into(),
+            desired: "img-new".into()
+        }));
+        assert_eq!(
+            plan.notes,
+            vec!["current OS not reported by EDIS; last applied by reimage: img-old"]
+        );
+
+        record.last_operation.as_mut().unwrap().kind = OperationKind::Adopt;
+        record.image = "img-new".into();
+        world.recorded.insert("a".into(), record);
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::NoOp);
+        assert_eq!(
+            plan.notes,
+            vec!["current OS not reported by EDIS; last applied by reimage: img-new (recorded by adoption)"]
+        );
+
+        // Providers that report the image get no such note.
+        let zenlayer = applied_world(server("z", "img"));
+        assert!(zenlayer.only().notes.is_empty());
     }
 
     #[test]

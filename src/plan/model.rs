@@ -82,6 +82,8 @@ impl ActionKind {
 pub enum Reason {
     /// The observed image is not the desired one.
     ImageDiffers { observed: String, desired: String },
+    /// The provider cannot report the image; the one reimage recorded is not the desired one.
+    RecordedImageDiffers { recorded: String, desired: String },
     /// An install input differs from what reimage last applied.
     InputChanged { field: String, sensitive: bool },
     RevisionRaised { recorded: u64, desired: u64 },
@@ -111,6 +113,10 @@ impl Reason {
             Self::ImageDiffers { observed, desired } => {
                 format!("image differs: observed `{observed}`, desired `{desired}`")
             }
+            Self::RecordedImageDiffers { recorded, desired } => format!(
+                "image differs: recorded by reimage `{recorded}` (the provider cannot report \
+                 it), desired `{desired}`"
+            ),
             Self::InputChanged { field, sensitive: true } => {
                 format!("{field} changed since the last apply (sensitive value)")
             }
@@ -133,10 +139,10 @@ impl Reason {
                 "protect: true, and a reinstall would be needed (remove `protect` to allow it)"
                     .to_string()
             }
-            Self::UnknownCurrentOs => {
-                "current OS unknown: the provider does not report it and reimage has no record"
-                    .to_string()
-            }
+            Self::UnknownCurrentOs => "unknown current OS: the provider does not report it and \
+                 reimage has no record; record what it runs with `reimage state adopt NAME \
+                 --image IMAGE`, or reinstall it with `--replace NAME`"
+                .to_string(),
             Self::PreviousApplyFailed { message } => {
                 format!("the last apply of this server failed: {message}")
             }

@@ -4,6 +4,7 @@
 //! [`Capabilities::observe_batch`], calls [`Provider::reinstall`] once per planned server and
 //! polls the returned [`Operation`]s until they end.
 
+pub mod edis;
 pub mod http;
 pub mod huaweicloud;
 pub mod limits;
@@ -307,6 +308,7 @@ pub fn validate_server(
         ProviderType::HuaweicloudEcs | ProviderType::HuaweicloudClouddc => {
             huaweicloud::validate_server(server, password)
         }
+        ProviderType::EdisKvm => edis::validate_server(server, password),
         _ => Vec::new(),
     }
 }
@@ -330,6 +332,7 @@ pub fn build(
             config,
             endpoint_override,
         )?)),
+        ProviderType::EdisKvm => Ok(Box::new(edis::EdisKvm::new(config, endpoint_override)?)),
         other => Err(ProviderError::Config {
             provider: config.name.clone(),
             message: format!("provider type `{other}` is not implemented yet"),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod huawei;
+pub mod edis;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
