@@ -24,6 +24,7 @@ pub struct Inventory {
     pub zenlayer: ZenlayerInventory,
     #[serde(default)]
     pub huaweicloud: super::huaweicloud::model::HuaweiInventory,
+    #[serde(default)]
     pub edis: super::edis::EdisInventory,
 }
 

@@ -31,6 +31,7 @@ pub struct World {
     pub zenlayer: ZenlayerWorld,
     #[serde(default)]
     pub huaweicloud: super::huaweicloud::model::HuaweiWorld,
+    #[serde(default)]
     pub edis: super::edis::EdisWorld,
 }
 

@@ -151,9 +151,6 @@ pub fn text(plan: &Plan) -> String {
         for change in &server.changes {
             render_change(&mut out, change);
         }
-        for note in &server.notes {
-            let _ = writeln!(out, "    note: {note}");
-        }
         if !server.reasons.is_empty() {
             let _ = writeln!(out, "    reasons:");
             for reason in &server.reasons {
