@@ -2,3 +2,4 @@
 //! is pinned by the official SDKs' vectors in `shared/providers/signing-vectors.json`.
 
 pub mod zc2;
+pub mod jdcloud;
