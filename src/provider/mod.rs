@@ -5,6 +5,7 @@
 //! polls the returned [`Operation`]s until they end.
 
 pub mod http;
+pub mod jdcloud;
 pub mod limits;
 pub mod sign;
 pub mod zenlayer;
@@ -297,6 +298,7 @@ pub fn validate_server(
 ) -> Vec<FieldIssue> {
     match server.provider_type {
         ProviderType::ZenlayerBmc => zenlayer::validate_server(server, password),
+        ProviderType::JdcloudCps => jdcloud::validate_server(server, password),
         _ => Vec::new(),
     }
 }
@@ -312,10 +314,14 @@ pub fn build(
             config,
             endpoint_override,
         )?)),
+        ProviderType::JdcloudCps => Ok(Box::new(jdcloud::JdcloudCps::new(
+            config,
+            endpoint_override,
+        )?)),
         other => Err(ProviderError::Config {
             provider: config.name.clone(),
             message: format!("provider type `{other}` is not implemented yet"),
-            help: "supported today: zenlayer-bmc".to_string(),
+            help: "supported today: zenlayer-bmc, jdcloud-cps".to_string(),
         }),
     }
 }
