@@ -22,6 +22,8 @@ pub struct Inventory {
     pub install_seconds: Option<f64>,
     #[serde(default)]
     pub zenlayer: ZenlayerInventory,
+    #[serde(default)]
+    pub jdcloud: super::jdcloud::JdcloudInventory,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -203,6 +205,7 @@ fn check(inventory: &Inventory) -> Result<(), String> {
             ));
         }
     }
+    super::jdcloud::check_inventory(&inventory.jdcloud)?;
     let zenlayer = &inventory.zenlayer;
     let mut image_ids = BTreeSet::new();
     for image in &zenlayer.images {

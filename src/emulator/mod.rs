@@ -11,6 +11,7 @@
 //! misreading of an API cannot hide by being shared by both sides.
 
 pub mod inventory;
+pub mod jdcloud;
 pub mod server;
 pub mod world;
 pub mod zenlayer;
@@ -110,6 +111,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         ProviderType::ZenlayerBmc,
         format!("http://{address}{}", zenlayer::PATH),
     );
+    endpoints.insert(ProviderType::JdcloudCps, format!("http://{address}"));
     Ok(RunningEmulator {
         address,
         endpoints,

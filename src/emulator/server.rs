@@ -14,7 +14,7 @@ use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Json, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 use super::inventory::Inventory;
 use super::world::WorldStore;
 use super::zenlayer;
+use super::jdcloud;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -40,6 +41,9 @@ pub struct Shared {
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(zenlayer::PATH, post(zenlayer_bmc))
+        .route("/v1/regions/{region_id}/instances", any(jdcloud_cps))
+        .route("/v1/regions/{region_id}/instances/{instance}", any(jdcloud_cps))
+        .route("/v1/regions/{region_id}/os", any(jdcloud_cps))
         .route("/_emulator/state", get(admin_state))
         .route("/_emulator/faults", post(admin_faults))
         .fallback(not_found)
@@ -53,6 +57,17 @@ async fn zenlayer_bmc(
     body: Bytes,
 ) -> Response {
     zenlayer::handle(&shared, &connection, &headers, &body).await
+}
+
+async fn jdcloud_cps(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(connection): ConnectInfo<ConnectionHandle>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    jdcloud::handle(&shared, &connection, &method, &uri, &headers, &body).await
 }
 
 async fn not_found() -> Response {
@@ -102,6 +117,7 @@ async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
             "reinstall_log": world.zenlayer.reinstall_log,
             "faults": world.zenlayer.faults,
         },
+        "jdcloud": world.jdcloud.admin_state(),
     }))
     .into_response()
 }
@@ -111,6 +127,8 @@ async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
 struct FaultsRequest {
     #[serde(default)]
     zenlayer: Option<ZenlayerFaultsRequest>,
+    #[serde(default)]
+    jdcloud: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +188,16 @@ async fn admin_faults(
             .drop_connection_after_reinstall
             .extend(faults.drop_connection_after_reinstall);
     }
+    let jdcloud_armed = match request.jdcloud {
+        Some(faults) => match store.world.jdcloud.arm_faults(faults) {
+            Ok(armed) => Some(armed),
+            Err(message) => {
+                store.world = before;
+                return admin_error(StatusCode::BAD_REQUEST, message);
+            }
+        },
+        None => None,
+    };
     if let Err(error) = store.save() {
         store.world = before;
         return admin_error(StatusCode::INTERNAL_SERVER_ERROR, error.to_string());
@@ -188,7 +216,8 @@ async fn admin_faults(
             "status_429_next": store.world.zenlayer.faults.status_429_next,
             "status_500_next": store.world.zenlayer.faults.status_500_next,
             "drop_connection_after_reinstall": store.world.zenlayer.faults.drop_connection_after_reinstall,
-        }
+        },
+        "jdcloud": jdcloud_armed,
     }))
     .into_response()
 }

@@ -29,6 +29,8 @@ pub struct World {
     pub inventory_digest: String,
     pub created_at: Timestamp,
     pub zenlayer: ZenlayerWorld,
+    #[serde(default)]
+    pub jdcloud: super::jdcloud::JdcloudWorld,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -135,6 +137,7 @@ impl World {
                 servers,
                 ..ZenlayerWorld::default()
             },
+            jdcloud: super::jdcloud::JdcloudWorld::from_inventory(&loaded.inventory.jdcloud),
         }
     }
 
@@ -144,6 +147,7 @@ impl World {
         for server in &mut self.zenlayer.servers {
             changed |= server.settle(now);
         }
+        changed |= self.jdcloud.settle(now);
         changed
     }
 }
