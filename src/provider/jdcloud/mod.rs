@@ -679,8 +679,9 @@ impl JdcloudCps {
             && code.as_deref() == Some("FAILED_PRECONDITION")
         {
             format!(
-                "JD Cloud reinstalls only stopped servers and refused `{cloud_id}`: plan again \
-                 (a running server needs `options.allow_stop: true`). JD said: {message}"
+                "JD Cloud reinstalls only stopped servers and `{cloud_id}` is not stopped: \
+                 plan again, and the plan stops it first where `options.allow_stop: true`. \
+                 JD said: {message}"
             )
         } else {
             message
@@ -978,7 +979,7 @@ fn operation_status(
     });
     match wire::map_status(&instance.status) {
         ServerStatus::Installing => OperationStatus::InProgress {
-            detail: format!("{} (installing)", instance.status),
+            detail: instance.status.clone(),
         },
         ServerStatus::Running | ServerStatus::Stopped
             if installing_seen || image_moved || grace_over =>
