@@ -194,8 +194,9 @@ fn install_failed_is_reported_and_recorded() {
             "",
         ),
     );
+    // No canary and room for failures: both servers are tried.
     let output = reimage(dir.path())
-        .args(["apply", "--auto-approve"])
+        .args(["apply", "--auto-approve", "--canary", "0", "--max-failures", "5"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", stdout_of(&output));

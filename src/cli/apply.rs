@@ -1,16 +1,27 @@
 //! `reimage apply [PLANFILE]`: carry out a saved plan, or plan, confirm and carry out.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use super::{ApplyArgs, state_store};
-use crate::apply::{self, ApplySummary, Event, check_not_stale, confirm};
+use crate::apply::progress::{JsonReporter, LineReporter, TerminalReporter};
+use crate::apply::{
+    self, ApplySummary, Context, Interrupt, Reporter, ResumeScope, Settings, check_not_stale,
+    confirm,
+};
 use crate::error::{Error, Result};
 use crate::manifest::SecretCheck;
 use crate::ops::fleet::Fleet;
 use crate::ops::plan::{PlanOptions, blocked_error, make_plan, read_or_init_state};
 use crate::output::Printer;
 use crate::plan::{Plan, file, render};
-use crate::state::StateStore;
+use crate::state::journal::fold;
+use crate::state::local::LocalStateStore;
+use crate::state::{State, StateStore};
+
+/// Exit code of an apply stopped with Ctrl-C (128 + SIGINT), as shells expect.
+const EXIT_INTERRUPTED: u8 = 130;
 
 pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> {
     match args.plan_file.clone() {
@@ -19,14 +30,40 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> {
     }
 }
 
+/// Ctrl-C once: stop starting; twice: stop watching.
+fn watch_interrupts() -> Arc<Interrupt> {
+    let interrupt = Interrupt::new();
+    let watcher = interrupt.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            watcher.stop_starting();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                watcher.abandon();
+            }
+        }
+    });
+    interrupt
+}
+
+fn reporter(args: &ApplyArgs, printer: &Printer, total: u64) -> Box<dyn Reporter> {
+    if args.json {
+        Box::new(JsonReporter::new(printer.clone()))
+    } else if std::io::stderr().is_terminal() && std::env::var_os("REIMAGE_NO_PROGRESS").is_none()
+    {
+        Box::new(TerminalReporter::new(total))
+    } else {
+        Box::new(LineReporter::new(printer.clone()))
+    }
+}
+
 async fn apply_saved_plan(
     args: ApplyArgs,
     path: &std::path::Path,
     printer: &Printer,
 ) -> Result<ExitCode> {
-    if !args.target.is_empty() || !args.replace.is_empty() {
+    if !args.target.is_empty() || !args.replace.is_empty() || !args.rollout.is_empty() {
         return Err(Error::usage(
-            "`--target` and `--replace` cannot be used with a saved plan",
+            "`--target`, `--replace` and rollout flags cannot be used with a saved plan",
             "a saved plan is applied exactly as reviewed; make a new plan with those flags instead",
         ));
     }
@@ -53,7 +90,38 @@ async fn apply_saved_plan(
         });
     };
     let fleet = Fleet::connect(&plan.providers, plan.emulator.as_ref()).await?;
-    check_not_stale(&plan, manifest_digest.as_deref(), &state, &fleet).await?;
+    let reporter = reporter(&args, printer, plan.summary.reinstall as u64);
+    let context = Context {
+        fleet: &fleet,
+        store: &store,
+        lock: lock.as_ref(),
+        reporter: reporter.as_ref(),
+        interrupt: watch_interrupts(),
+        settings: Settings::default(),
+    };
+    let mut resume = ResumeScope::default();
+    if args.resume {
+        let steps = fold(
+            &store
+                .journal()
+                .read()
+                .map_err(|error| Error::State(error.into()))?,
+        );
+        resume.stopped = apply::stopped_by(&plan, &steps);
+    }
+    reconcile(&context, &mut state, printer).await?;
+    if args.resume {
+        resume.finished = apply::finished_in(&plan, &state);
+        resume.stopped.retain(|server| !resume.finished.contains(server));
+    }
+    check_not_stale(
+        &plan,
+        manifest_digest.as_deref(),
+        &state,
+        &fleet,
+        args.resume.then_some(&resume),
+    )
+    .await?;
     if let Some(error) = blocked_error(&plan) {
         return Err(error);
     }
@@ -61,7 +129,14 @@ async fn apply_saved_plan(
         printer.out(&render::text(&plan));
         return Ok(ExitCode::SUCCESS);
     }
-    execute(&plan, &fleet, &store, lock.as_ref(), &mut state, args.max_parallel, printer).await
+    if args.resume && !resume.finished.is_empty() {
+        printer.status(&format!(
+            "Resuming plan {}: {} server(s) already finished are skipped.",
+            plan.plan_id,
+            resume.finished.len()
+        ));
+    }
+    execute(&context, &plan, &mut state, &resume, &args, printer).await
 }
 
 async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> {
@@ -76,10 +151,24 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
     let options = PlanOptions {
         targets: args.target.clone(),
         replace: args.replace.clone(),
+        rollout: args.rollout.spec(),
     };
+    // The reporter is made before the plan's size is known; the bar learns it below.
+    let reporter = reporter(&args, printer, 0);
+    let context = Context {
+        fleet: &fleet,
+        store: &store,
+        lock: lock.as_ref(),
+        reporter: reporter.as_ref(),
+        interrupt: watch_interrupts(),
+        settings: Settings::default(),
+    };
+    reconcile(&context, &mut state, printer).await?;
     let mut plan = make_plan(&manifest, &state, &fleet, &options).await?;
     plan.state_path = store.location();
-    printer.out(&render::text(&plan));
+    if !args.json {
+        printer.out(&render::text(&plan));
+    }
     if let Some(error) = blocked_error(&plan) {
         return Err(error);
     }
@@ -101,54 +190,49 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
             return Ok(ExitCode::FAILURE);
         }
     }
-    execute(&plan, &fleet, &store, lock.as_ref(), &mut state, args.max_parallel, printer).await
+    // Re-create the terminal display now that the size is known.
+    let reporter = self::reporter(&args, printer, plan.summary.reinstall as u64);
+    let context = Context {
+        reporter: reporter.as_ref(),
+        ..context
+    };
+    execute(&context, &plan, &mut state, &ResumeScope::default(), &args, printer).await
+}
+
+/// Takes over what an interrupted apply left in flight, before anything new starts.
+async fn reconcile(context: &Context<'_>, state: &mut State, printer: &Printer) -> Result<()> {
+    let unresolved = apply::reconcile_journal(context, state, true).await?;
+    for line in &unresolved {
+        printer.status(&format!("warning: could not settle an interrupted step: {line}"));
+    }
+    Ok(())
 }
 
 async fn execute(
+    context: &Context<'_>,
     plan: &Plan,
-    fleet: &Fleet,
-    store: &dyn StateStore,
-    lock: &dyn crate::state::StateLock,
-    state: &mut crate::state::State,
-    max_parallel: usize,
+    state: &mut State,
+    resume: &ResumeScope,
+    args: &ApplyArgs,
     printer: &Printer,
 ) -> Result<ExitCode> {
-    let report = |event: Event| printer.status(&describe(&event));
-    let summary = apply::execute(plan, fleet, store, lock, state, max_parallel, &report).await?;
-    print_summary(&summary, printer);
-    Ok(if summary.succeeded() {
+    let summary = apply::run(context, plan, state, resume).await?;
+    if !args.json {
+        print_summary(&summary, printer);
+    }
+    Ok(if summary.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if summary.succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-fn clock() -> String {
-    jiff::Zoned::now().strftime("%H:%M:%S").to_string()
-}
-
-fn describe(event: &Event) -> String {
-    let line = match event {
-        Event::Adopted { server } => format!("{server}: adopted (recorded in state)"),
-        Event::ReinstallStarted { server, request_id } => match request_id {
-            Some(id) => format!("{server}: reinstall started (request id {id})"),
-            None => format!("{server}: reinstall started"),
-        },
-        Event::Waiting {
-            server,
-            detail,
-            elapsed,
-        } => format!("{server}: {detail} [{}s elapsed]", elapsed.as_secs()),
-        Event::Reinstalled { server, elapsed } => {
-            format!("{server}: reinstalled in {}s", elapsed.as_secs())
-        }
-        Event::Failed { server, message } => format!("{server}: FAILED: {message}"),
-    };
-    format!("[{}] {line}", clock())
-}
-
 fn print_summary(summary: &ApplySummary, printer: &Printer) {
-    let headline = if summary.succeeded() {
+    let headline = if summary.interrupted {
+        "Apply interrupted."
+    } else if summary.succeeded() {
         "Apply complete!"
     } else {
         "Apply finished with errors."
@@ -160,10 +244,38 @@ fn print_summary(summary: &ApplySummary, printer: &Printer) {
         summary.failed.len(),
         summary.not_started.len()
     ));
-    for (server, message) in &summary.failed {
-        printer.status(&format!("  failed: {server}: {message}"));
+    for failed in &summary.failed {
+        let request = match &failed.request_id {
+            Some(id) if !failed.message.contains(id.as_str()) => format!(" (request id {id})"),
+            _ => String::new(),
+        };
+        printer.status(&format!("  failed: {}: {}{request}", failed.server, failed.message));
     }
-    for server in &summary.not_started {
-        printer.status(&format!("  not started: {server}"));
+    for skipped in &summary.not_started {
+        printer.status(&format!("  not started: {}: {}", skipped.server, skipped.reason));
     }
+}
+
+/// Used by `plan`: settles what it can of an interrupted apply without waiting.
+pub async fn reconcile_for_plan(
+    fleet: &Fleet,
+    store: &LocalStateStore,
+    lock: &dyn crate::state::StateLock,
+    state: &mut State,
+    printer: &Printer,
+) -> Result<()> {
+    let reporter = LineReporter::new(printer.clone());
+    let context = Context {
+        fleet,
+        store,
+        lock,
+        reporter: &reporter,
+        interrupt: Interrupt::new(),
+        settings: Settings::default(),
+    };
+    let unresolved = apply::reconcile_journal(&context, state, false).await?;
+    for line in &unresolved {
+        printer.status(&format!("warning: an interrupted apply is still in flight: {line}"));
+    }
+    Ok(())
 }

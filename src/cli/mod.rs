@@ -1,7 +1,7 @@
 //! Command-line interface: argument structs (their doc comments are the `--help` text) and one
 //! module per command. No business logic here: commands call `ops`, `apply` and `plan::render`.
 
-mod apply;
+pub(crate) mod apply;
 mod emulator;
 mod plan;
 mod show;
@@ -70,6 +70,41 @@ impl ManifestArgs {
     }
 }
 
+/// Command-line overrides of the manifest's rollout policy (default and every group).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RolloutArgs {
+    /// Reinstalls in the first wave, which must all succeed before anything else starts.
+    #[arg(long, value_name = "N")]
+    pub canary: Option<usize>,
+    /// Reinstalls in flight at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_parallel: Option<u64>,
+    /// Stop starting new reinstalls after N failures.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_failures: Option<u64>,
+    /// Refuse to apply a plan that reinstalls more than N servers.
+    #[arg(long, value_name = "N")]
+    pub max_reinstalls: Option<usize>,
+}
+
+impl RolloutArgs {
+    pub fn spec(&self) -> crate::manifest::model::RolloutSpec {
+        crate::manifest::model::RolloutSpec {
+            canary: self.canary,
+            max_parallel: self.max_parallel.map(|n| n as usize),
+            max_failures: self.max_failures.map(|n| n as usize),
+            max_reinstalls: self.max_reinstalls,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.canary.is_none()
+            && self.max_parallel.is_none()
+            && self.max_failures.is_none()
+            && self.max_reinstalls.is_none()
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     #[command(flatten)]
@@ -101,6 +136,8 @@ pub struct PlanArgs {
     /// Plan only this server; repeat for several.
     #[arg(long, value_name = "NAME")]
     pub target: Vec<String>,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
     /// State file to use instead of the manifest's.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
@@ -122,9 +159,15 @@ pub struct ApplyArgs {
     /// Apply only to this server (without a plan file).
     #[arg(long, value_name = "NAME")]
     pub target: Vec<String>,
-    /// Reinstalls in flight at once.
-    #[arg(long, value_name = "N", default_value_t = crate::apply::DEFAULT_MAX_PARALLEL)]
-    pub max_parallel: usize,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+    /// Continue a saved plan whose apply was interrupted: in-flight installs are reconciled,
+    /// finished servers skipped, the rest started.
+    #[arg(long, requires = "plan_file")]
+    pub resume: bool,
+    /// Print newline-delimited JSON events (`schemas/apply-events.schema.json`) on stdout.
+    #[arg(long)]
+    pub json: bool,
     /// State file to use instead of the manifest's.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
@@ -176,6 +219,10 @@ const SINGLE_DASH_LONG_OPTIONS: &[&str] = &[
     "state",
     "file",
     "max-parallel",
+    "canary",
+    "max-failures",
+    "max-reinstalls",
+    "resume",
 ];
 
 /// Rewrites `-out=FILE` and friends to `--out=FILE`, so Terraform habits work.

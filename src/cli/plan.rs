@@ -16,14 +16,16 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     let manifest = loaded.manifest;
     let store = state_store(&manifest.state_path, args.state.as_ref());
     let lock = store.lock("reimage plan")?;
-    let (state, created) = read_or_init_state(&store, lock.as_ref())?;
+    let (mut state, created) = read_or_init_state(&store, lock.as_ref())?;
     if created {
         printer.status(&format!("Initialized a new state at `{}`.", store.location()));
     }
     let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
+    super::apply::reconcile_for_plan(&fleet, &store, lock.as_ref(), &mut state, printer).await?;
     let options = PlanOptions {
         targets: args.target.clone(),
         replace: args.replace.clone(),
+        rollout: args.rollout.spec(),
     };
     let mut plan = make_plan(&manifest, &state, &fleet, &options).await?;
     plan.state_path = store.location();

@@ -23,6 +23,62 @@ pub struct Manifest {
     /// Local state file path (absolute).
     pub state_path: PathBuf,
     pub emulator: Option<EmbeddedEmulator>,
+    /// The rollout policy (built-in defaults where the manifest says nothing).
+    pub policy: RolloutPolicy,
+}
+
+/// Rollout limits, all resolved.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Rollout {
+    /// Reinstalls in the first wave, which must all succeed before anything else starts.
+    pub canary: usize,
+    /// Reinstalls in flight at once (≥ 1).
+    pub max_parallel: usize,
+    /// Stop starting new reinstalls after this many failures (`None`: never stop).
+    pub max_failures: Option<usize>,
+    /// Refuse an apply that would reinstall more than this (`None`: no cap).
+    pub max_reinstalls: Option<usize>,
+}
+
+impl Default for Rollout {
+    /// Safe by default: one canary first, ten at a time after it, stop at the first failure.
+    fn default() -> Self {
+        Rollout {
+            canary: 1,
+            max_parallel: 10,
+            max_failures: Some(1),
+            max_reinstalls: None,
+        }
+    }
+}
+
+impl Rollout {
+    /// This rollout with the given settings laid over it.
+    pub fn overlaid(self, spec: &super::model::RolloutSpec) -> Rollout {
+        Rollout {
+            canary: spec.canary.unwrap_or(self.canary),
+            max_parallel: spec.max_parallel.unwrap_or(self.max_parallel).max(1),
+            max_failures: spec.max_failures.or(self.max_failures),
+            max_reinstalls: spec.max_reinstalls.or(self.max_reinstalls),
+        }
+    }
+}
+
+/// The default rollout and the rollout of each named group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RolloutPolicy {
+    pub default: Rollout,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Rollout>,
+}
+
+impl RolloutPolicy {
+    pub fn for_group(&self, group: Option<&str>) -> Rollout {
+        group
+            .and_then(|name| self.groups.get(name))
+            .copied()
+            .unwrap_or(self.default)
+    }
 }
 
 /// A provider as configured, with credential file paths made absolute.
@@ -59,6 +115,9 @@ pub struct DesiredServer {
     pub protect: bool,
     /// Provider-specific install options, merged over `defaults.options`.
     pub options: serde_json::Map<String, serde_json::Value>,
+    /// Rollout group, when the server names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]

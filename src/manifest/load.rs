@@ -92,6 +92,7 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Result<Loaded, Manifest
         servers: resolved.servers,
         state_path: resolved.state_path,
         emulator: resolved.emulator,
+        policy: resolved.policy,
     };
     Ok(Loaded {
         manifest,

@@ -11,7 +11,10 @@ pub mod secrets;
 mod semantic;
 pub mod yaml;
 
-pub use desired::{DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, Manifest};
+pub use desired::{
+    DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, Manifest, Rollout,
+    RolloutPolicy,
+};
 pub use diagnostics::{ManifestDiagnostic, ManifestErrors, Severity};
 pub use load::{LoadOptions, Loaded, SecretCheck, load};
 pub use model::{ProviderType, SecretRef};

@@ -22,6 +22,44 @@ pub struct ManifestFile {
     pub state: Option<StateConfig>,
     #[serde(default)]
     pub emulator: Option<EmbeddedEmulatorConfig>,
+    #[serde(default)]
+    pub policy: Option<PolicySpec>,
+}
+
+/// How applies roll out: the default rollout and overrides per server group.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    #[serde(default)]
+    pub rollout: Option<RolloutSpec>,
+    /// Rollout overrides per group (servers name their group with `group:`).
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupPolicySpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPolicySpec {
+    #[serde(default)]
+    pub rollout: Option<RolloutSpec>,
+}
+
+/// Rollout settings; anything unset falls back to the next level (group → policy → built-in).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSpec {
+    /// Reinstalls in the first wave, which must all succeed before anything else starts.
+    #[serde(default)]
+    pub canary: Option<usize>,
+    /// Reinstalls in flight at once.
+    #[serde(default)]
+    pub max_parallel: Option<usize>,
+    /// Stop starting new reinstalls after this many failures.
+    #[serde(default)]
+    pub max_failures: Option<usize>,
+    /// Refuse an apply that would reinstall more servers than this.
+    #[serde(default)]
+    pub max_reinstalls: Option<usize>,
 }
 
 /// Where reimage keeps its state. Only the local backend exists for now.
@@ -167,6 +205,9 @@ pub struct ServerSpec {
     pub protect: Option<bool>,
     #[serde(default)]
     pub options: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Rollout group (see `policy.groups`).
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
-use super::desired::{DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator};
+use super::desired::{
+    DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, Rollout, RolloutPolicy,
+};
 use super::diagnostics::{
     ManifestDiagnostic, SourceFile, child_pointer, did_you_mean, display_path,
 };
 use super::load::{LoadOptions, SecretCheck, io_message};
 use super::model::{
-    AccessSpec, Defaults, EmbeddedEmulatorConfig, ManifestFile, ProviderConfig, SecretRef,
+    AccessSpec, Defaults, EmbeddedEmulatorConfig, ManifestFile, PolicySpec, ProviderConfig, SecretRef,
     ServerSpec, StateConfig, UserDataSpec,
 };
 use super::secrets;
@@ -65,6 +67,7 @@ pub(crate) struct Resolved {
     pub servers: Vec<DesiredServer>,
     pub state_path: PathBuf,
     pub emulator: Option<EmbeddedEmulator>,
+    pub policy: RolloutPolicy,
     /// Contents of the user-data files read, in first-use order (for the manifest digest).
     pub user_data_files: Vec<String>,
 }
@@ -105,6 +108,7 @@ pub(crate) fn resolve(
     let defaults = single_section(files, "defaults", |model| model.defaults.as_ref(), &mut out);
     let emulator = single_section(files, "emulator", |model| model.emulator.as_ref(), &mut out);
     let state = single_section(files, "state", |model| model.state.as_ref(), &mut out);
+    let policy = single_section(files, "policy", |model| model.policy.as_ref(), &mut out);
     let providers = collect_providers(files, &mut out);
     check_emulator_endpoints(&providers, emulator.is_some(), &mut out);
     if let Some(defaults) = &defaults {
@@ -122,6 +126,7 @@ pub(crate) fn resolve(
         })
         .collect();
     check_duplicate_names(&entries, &mut out);
+    check_groups(&entries, policy.as_ref(), &mut out);
 
     let mut user_data = UserDataReader::default();
     let mut servers = Vec::new();
@@ -158,9 +163,70 @@ pub(crate) fn resolve(
         servers,
         state_path: state_path(files, state.as_ref()),
         emulator: emulator.as_ref().map(embedded_emulator),
+        policy: rollout_policy(policy.as_ref().map(|section| section.value)),
         user_data_files: user_data.contents_in_order,
     };
     (Some(resolved), out)
+}
+
+/// Built-in defaults, overlaid by `policy.rollout`, then per group by its `rollout`.
+fn rollout_policy(spec: Option<&PolicySpec>) -> RolloutPolicy {
+    let mut default = Rollout::default();
+    if let Some(rollout) = spec.and_then(|spec| spec.rollout.as_ref()) {
+        default = default.overlaid(rollout);
+    }
+    let groups = spec
+        .map(|spec| {
+            spec.groups
+                .iter()
+                .map(|(name, group)| {
+                    let rollout = match &group.rollout {
+                        Some(overrides) => default.overlaid(overrides),
+                        None => default,
+                    };
+                    (name.clone(), rollout)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    RolloutPolicy { default, groups }
+}
+
+/// A server's `group` must name a group of `policy.groups`.
+fn check_groups(
+    entries: &[ServerEntry<'_>],
+    policy: Option<&Section<'_, PolicySpec>>,
+    out: &mut Vec<ManifestDiagnostic>,
+) {
+    let known: Vec<&str> = policy
+        .map(|section| section.value.groups.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    for entry in entries {
+        let Some(group) = &entry.spec.group else {
+            continue;
+        };
+        if known.contains(&group.as_str()) {
+            continue;
+        }
+        let pointer = entry.pointer("/group");
+        let help = match did_you_mean(group, known.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`? groups are defined under `policy.groups`"),
+            None if known.is_empty() => {
+                format!("define it under `policy.groups.{group}` (with its `rollout`), or remove `group`")
+            }
+            None => format!("defined groups: {}", known.join(", ")),
+        };
+        out.push(
+            ManifestDiagnostic::error("unknown-group", format!("unknown rollout group `{group}`"))
+                .with_help(help)
+                .at(
+                    &entry.file.source,
+                    &pointer,
+                    entry.file.source.value_span(&pointer),
+                    "not defined in `policy.groups`",
+                ),
+        );
+    }
 }
 
 fn check_versions(files: &[TypedFile], out: &mut Vec<ManifestDiagnostic>) {
@@ -486,6 +552,7 @@ fn resolve_server(
     }
     let provider_type = providers.get(&provider)?.value.provider_type;
     Some(DesiredServer {
+        group: spec.group.clone(),
         name: spec.name.clone(),
         provider,
         provider_type,

@@ -19,6 +19,8 @@ pub struct PlanOptions {
     pub targets: Vec<String>,
     /// Reinstall these even when nothing changed.
     pub replace: Vec<String>,
+    /// Command-line overrides of the rollout, laid over the default and every group.
+    pub rollout: crate::manifest::model::RolloutSpec,
 }
 
 /// Lets each provider check what needs its catalogue (image names, OS ids); every problem
@@ -131,6 +133,12 @@ pub async fn make_plan(
             Err(_) => ReinstallReview::default(),
         },
     });
+    let mut rollout = manifest.policy.clone();
+    rollout.default = rollout.default.overlaid(&options.rollout);
+    for group in rollout.groups.values_mut() {
+        *group = group.overlaid(&options.rollout);
+    }
+    let waves = crate::plan::rollout::waves(&planned, &rollout);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -146,6 +154,8 @@ pub async fn make_plan(
         state_path: manifest.state_path.display().to_string(),
         summary: Summary::count(&planned),
         servers: planned,
+        rollout,
+        waves,
     })
 }
 

@@ -300,6 +300,7 @@ mod tests {
 
     fn server(name: &str, image: &str) -> DesiredServer {
         DesiredServer {
+            group: None,
             name: name.into(),
             provider: "zl".into(),
             provider_type: ProviderType::ZenlayerBmc,

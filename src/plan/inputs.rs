@@ -79,6 +79,7 @@ mod tests {
 
     fn server() -> DesiredServer {
         DesiredServer {
+            group: None,
             name: "web-01".into(),
             provider: "zl".into(),
             provider_type: ProviderType::ZenlayerBmc,

@@ -5,5 +5,6 @@ pub mod file;
 pub mod inputs;
 pub mod model;
 pub mod render;
+pub mod rollout;
 
 pub use model::{ActionKind, Change, Plan, Reason, ServerPlan, Summary};

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{DesiredProvider, DesiredServer, EmbeddedEmulator, ProviderType};
+use super::rollout::Wave;
+use crate::manifest::{DesiredProvider, DesiredServer, EmbeddedEmulator, ProviderType, RolloutPolicy};
 use crate::provider::Observed;
 
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -29,6 +30,10 @@ pub struct Plan {
     pub state_path: String,
     /// One entry per server in scope, in manifest order.
     pub servers: Vec<ServerPlan>,
+    /// The rollout policy the waves were made with.
+    pub rollout: RolloutPolicy,
+    /// The order apply starts the reinstalls in; apply starts nothing else.
+    pub waves: Vec<Wave>,
     pub summary: Summary,
 }
 

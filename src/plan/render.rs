@@ -153,8 +153,58 @@ pub fn text(plan: &Plan) -> String {
         }
         let _ = writeln!(out);
     }
+    render_waves(&mut out, plan);
     let _ = writeln!(out, "{}", summary_line(plan).bold());
     out
+}
+
+/// Names, at most `limit` of them, then how many more.
+fn name_list(names: &[String], limit: usize) -> String {
+    let mut text = names.iter().take(limit).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > limit {
+        text.push_str(&format!(" … and {} more", names.len() - limit));
+    }
+    text
+}
+
+fn wave_title(wave: &super::rollout::Wave) -> String {
+    let mut title = format!("wave {}", wave.index);
+    if wave.canary {
+        title.push_str(" (canary: must all succeed before anything else starts)");
+    }
+    if let Some(group) = &wave.group {
+        title.push_str(&format!(" [group {group}]"));
+    }
+    title
+}
+
+fn failure_rule(wave: &super::rollout::Wave) -> String {
+    match wave.max_failures {
+        Some(limit) => format!("stop starting after {limit} failure(s)"),
+        None => "failures do not stop the rollout".to_string(),
+    }
+}
+
+fn render_waves(out: &mut String, plan: &Plan) {
+    if plan.waves.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Rollout in {} wave(s):", plan.waves.len());
+    for wave in &plan.waves {
+        let _ = writeln!(
+            out,
+            "  {}: {} server(s), at most {} at a time, {}",
+            wave_title(wave),
+            wave.servers.len(),
+            wave.max_parallel,
+            failure_rule(wave)
+        );
+        let _ = writeln!(out, "    {}", name_list(&wave.servers, 8));
+    }
+    if let Some(cap) = plan.rollout.default.max_reinstalls {
+        let _ = writeln!(out, "  at most {cap} reinstalls per apply (max_reinstalls)");
+    }
+    let _ = writeln!(out);
 }
 
 /// Markdown for a pull-request comment.
@@ -187,6 +237,20 @@ pub fn markdown(plan: &Plan) -> String {
             cell(&server.wipes.join(", ")),
             cell(&reasons.join("; "))
         );
+    }
+    if !plan.waves.is_empty() {
+        let _ = writeln!(out, "\n**Rollout** ({} waves):\n", plan.waves.len());
+        for wave in &plan.waves {
+            let _ = writeln!(
+                out,
+                "- {}: {} server(s), at most {} at a time, {} — {}",
+                wave_title(wave),
+                wave.servers.len(),
+                wave.max_parallel,
+                failure_rule(wave),
+                name_list(&wave.servers, 8)
+            );
+        }
     }
     for server in shown
         .iter()

@@ -257,6 +257,12 @@ pub trait Provider: Send + Sync {
         ReinstallReview::default()
     }
 
+    /// How long after a reinstall call whose response was lost an install may still take to
+    /// show at the provider. Until then, "no sign of an install" proves nothing.
+    fn start_grace(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+
     /// Asks the provider to stop a server before a reinstall (`stop-and-reinstall`). `token`
     /// is deterministic per (plan, server, step) for APIs with idempotency tokens. The engine
     /// then observes until the server reads `Stopped`.

@@ -9,15 +9,21 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::journal::{Journal, LocalJournal};
 use super::{LockInfo, State, StateError, StateLock, StateStore};
 
 pub struct LocalStateStore {
     path: PathBuf,
+    journal: LocalJournal,
 }
 
 impl LocalStateStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        LocalStateStore { path: path.into() }
+        let path = path.into();
+        let mut journal_name = path.file_name().unwrap_or_default().to_os_string();
+        journal_name.push(".journal");
+        let journal = LocalJournal::new(path.with_file_name(journal_name));
+        LocalStateStore { path, journal }
     }
 
     pub fn path(&self) -> &Path {
@@ -169,6 +175,10 @@ impl StateStore for LocalStateStore {
         write_atomically(&self.path, &text).map_err(|error| self.write_error(error))?;
         *state = next;
         Ok(())
+    }
+
+    fn journal(&self) -> &dyn Journal {
+        &self.journal
     }
 }
 

@@ -4,6 +4,7 @@
 //! `serial` goes up on every write; `lineage` is fixed when the state is created, so that two
 //! serials can be compared only within one lineage.
 
+pub mod journal;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,19 @@ pub struct State {
     pub digest_key: String,
     #[serde(default)]
     pub servers: BTreeMap<String, ServerRecord>,
+    /// Set while a saved plan is being applied and cleared when its apply ends; an apply cut
+    /// short (crash, Ctrl-C) leaves it, so `apply --resume PLANFILE` can continue that plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applying: Option<ApplyingPlan>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApplyingPlan {
+    pub plan_id: String,
+    /// The state serial the plan was made against.
+    pub base_serial: u64,
+    /// RFC 3339.
+    pub since: String,
 }
 
 impl State {
@@ -40,6 +54,7 @@ impl State {
             serial: 0,
             digest_key: base64::engine::general_purpose::STANDARD.encode(key),
             servers: BTreeMap::new(),
+            applying: None,
         }
     }
 
@@ -132,6 +147,9 @@ pub enum StateError {
     #[error("cannot write state `{path}`: {message}")]
     #[diagnostic(code(reimage::state::write))]
     Write { path: String, message: String },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Journal(#[from] journal::JournalError),
     #[error("state `{path}` changed while this command held it (serial {expected} expected, {found} found)")]
     #[diagnostic(code(reimage::state::conflict))]
     Conflict {
@@ -151,6 +169,8 @@ pub trait StateStore: Send + Sync {
     fn read(&self) -> Result<Option<State>, StateError>;
     /// Writes the state atomically, raising its serial by one. Requires the lock.
     fn write(&self, lock: &dyn StateLock, state: &mut State) -> Result<(), StateError>;
+    /// The journal of apply steps that belongs to this state.
+    fn journal(&self) -> &dyn journal::Journal;
 }
 
 /// Proof of a held lock.

@@ -475,6 +475,10 @@ impl Provider for ZenlayerBmc {
         ProviderType::ZenlayerBmc
     }
 
+    fn start_grace(&self) -> Duration {
+        self.running_grace
+    }
+
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }

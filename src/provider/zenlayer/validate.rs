@@ -366,6 +366,7 @@ mod tests {
 
     fn server() -> DesiredServer {
         DesiredServer {
+            group: None,
             name: "web-1".into(),
             provider: "zl".into(),
             provider_type: ProviderType::ZenlayerBmc,

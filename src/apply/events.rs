@@ -1,0 +1,118 @@
+//! What an apply tells the operator while it runs. The same events feed the terminal display,
+//! the CI line log and `--json` (newline-delimited, `schemas/apply-events.schema.json`).
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The apply starts.
+    Plan {
+        plan_id: String,
+        reinstall: usize,
+        adopt: usize,
+        waves: usize,
+    },
+    /// An in-flight step of an earlier, interrupted apply was checked with the provider.
+    Reconciled {
+        server: String,
+        plan_id: String,
+        step: String,
+        outcome: String,
+        message: Option<String>,
+    },
+    WaveStarted {
+        wave: usize,
+        canary: bool,
+        group: Option<String>,
+        servers: usize,
+        max_parallel: usize,
+    },
+    Adopted {
+        server: String,
+    },
+    StopStarted {
+        server: String,
+    },
+    Stopped {
+        server: String,
+    },
+    ReinstallStarted {
+        server: String,
+        request_id: Option<String>,
+        job_id: Option<String>,
+    },
+    /// A change in what the provider reports for a server in flight.
+    Status {
+        server: String,
+        detail: String,
+        elapsed_s: u64,
+    },
+    /// A call waits: a rate limit, the provider's throttling, or a retry.
+    Waiting {
+        provider: String,
+        family: String,
+        cause: String,
+        wait_ms: u64,
+    },
+    Done {
+        server: String,
+        elapsed_s: u64,
+        note: Option<String>,
+    },
+    Failed {
+        server: String,
+        message: String,
+        request_id: Option<String>,
+    },
+    NotStarted {
+        server: String,
+        reason: String,
+    },
+    /// Ctrl-C: no new reinstalls start; with `abandon`, in-flight ones are left to the journal.
+    Interrupted {
+        abandon: bool,
+    },
+    Heartbeat {
+        in_flight: usize,
+        done: usize,
+        failed: usize,
+        pending: usize,
+    },
+    Summary {
+        reinstalled: Vec<String>,
+        adopted: Vec<String>,
+        failed: Vec<FailedServer>,
+        not_started: Vec<NotStartedServer>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedServer {
+    pub server: String,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotStartedServer {
+    pub server: String,
+    pub reason: String,
+}
+
+/// Receives events; implementations render them.
+pub trait Reporter: Send + Sync {
+    fn report(&self, event: Event);
+}
+
+/// Collects events (tests).
+#[derive(Default)]
+pub struct Recorder(pub std::sync::Mutex<Vec<Event>>);
+
+impl Reporter for Recorder {
+    fn report(&self, event: Event) {
+        if let Ok(mut events) = self.0.lock() {
+            events.push(event);
+        }
+    }
+}

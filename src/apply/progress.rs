@@ -1,0 +1,266 @@
+//! Renders apply events: bars on a terminal, timestamped lines in CI, JSON lines for machines.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::events::{Event, Reporter};
+use crate::output::Printer;
+
+/// Newline-delimited JSON events on stdout (`schemas/apply-events.schema.json`).
+pub struct JsonReporter {
+    printer: Printer,
+}
+
+impl JsonReporter {
+    pub fn new(printer: Printer) -> Self {
+        JsonReporter { printer }
+    }
+}
+
+impl Reporter for JsonReporter {
+    fn report(&self, event: Event) {
+        let mut value = match serde_json::to_value(&event) {
+            Ok(value) => value,
+            Err(_) => return,
+        };
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "at".to_string(),
+                serde_json::Value::String(jiff::Timestamp::now().to_string()),
+            );
+        }
+        self.printer.out(&format!("{value}\n"));
+    }
+}
+
+/// One timestamped line per state change on stderr (CI logs).
+pub struct LineReporter {
+    printer: Printer,
+}
+
+impl LineReporter {
+    pub fn new(printer: Printer) -> Self {
+        LineReporter { printer }
+    }
+}
+
+fn clock() -> String {
+    jiff::Zoned::now().strftime("%H:%M:%S").to_string()
+}
+
+/// A sentence for an event, or `None` for events with nothing to say in a log.
+pub fn describe(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::Plan {
+            reinstall,
+            adopt,
+            waves,
+            ..
+        } => format!("applying: {reinstall} to reinstall in {waves} wave(s), {adopt} to adopt"),
+        Event::Reconciled {
+            server,
+            plan_id,
+            step,
+            outcome,
+            message,
+        } => format!(
+            "{server}: {step} of interrupted plan {plan_id}: {outcome}{}",
+            message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
+        ),
+        Event::WaveStarted {
+            wave,
+            canary,
+            group,
+            servers,
+            max_parallel,
+        } => format!(
+            "wave {wave}{}{}: {servers} server(s), at most {max_parallel} at a time",
+            if *canary { " (canary)" } else { "" },
+            group.as_ref().map(|g| format!(" [group {g}]")).unwrap_or_default()
+        ),
+        Event::Adopted { server } => format!("{server}: adopted (recorded in state)"),
+        Event::StopStarted { server } => format!("{server}: stopping before the reinstall"),
+        Event::Stopped { server } => format!("{server}: stopped"),
+        Event::ReinstallStarted {
+            server,
+            request_id,
+            job_id,
+        } => {
+            let mut ids = Vec::new();
+            if let Some(id) = job_id {
+                ids.push(format!("job {id}"));
+            }
+            if let Some(id) = request_id {
+                ids.push(format!("request id {id}"));
+            }
+            if ids.is_empty() {
+                format!("{server}: reinstall started")
+            } else {
+                format!("{server}: reinstall started ({})", ids.join(", "))
+            }
+        }
+        Event::Status {
+            server,
+            detail,
+            elapsed_s,
+        } => format!("{server}: {detail} [{elapsed_s}s]"),
+        Event::Waiting {
+            provider,
+            family,
+            cause,
+            wait_ms,
+        } => format!(
+            "provider {provider}: {family} calls wait {:.1}s ({})",
+            *wait_ms as f64 / 1000.0,
+            match cause.as_str() {
+                "rate_limit" => "rate limit",
+                "throttled" => "throttled by the provider",
+                _ => "retrying after an error",
+            }
+        ),
+        Event::Done {
+            server,
+            elapsed_s,
+            note,
+        } => format!(
+            "{server}: reinstalled in {elapsed_s}s{}",
+            note.as_ref().map(|n| format!(" — {n}")).unwrap_or_default()
+        ),
+        Event::Failed {
+            server,
+            message,
+            request_id,
+        } => format!(
+            "{server}: FAILED: {message}{}",
+            match request_id {
+                Some(id) if !message.contains(id.as_str()) => format!(" (request id {id})"),
+                _ => String::new(),
+            }
+        ),
+        Event::NotStarted { server, reason } => format!("{server}: not started: {reason}"),
+        Event::Interrupted { abandon: false } => {
+            "interrupted: no new reinstall starts; waiting for those in flight (Ctrl-C again to stop watching)"
+                .to_string()
+        }
+        Event::Interrupted { abandon: true } => {
+            "interrupted again: no longer watching; the journal keeps what is in flight".to_string()
+        }
+        Event::Heartbeat {
+            in_flight,
+            done,
+            failed,
+            pending,
+        } => format!(
+            "still working: {in_flight} in flight, {done} done, {failed} failed, {pending} waiting to start"
+        ),
+        Event::Summary { .. } => return None,
+    })
+}
+
+impl Reporter for LineReporter {
+    fn report(&self, event: Event) {
+        if let Some(line) = describe(&event) {
+            self.printer.status(&format!("[{}] {line}", clock()));
+        }
+    }
+}
+
+/// Bars on a terminal: one overall bar and one line per server in flight.
+pub struct TerminalReporter {
+    bars: MultiProgress,
+    overall: ProgressBar,
+    servers: Mutex<HashMap<String, ProgressBar>>,
+    provider_wait: Mutex<Option<String>>,
+}
+
+impl TerminalReporter {
+    pub fn new(total: u64) -> Self {
+        let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let overall = bars.add(ProgressBar::new(total));
+        overall.set_style(
+            ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} reinstalls  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        overall.enable_steady_tick(Duration::from_millis(250));
+        TerminalReporter {
+            bars,
+            overall,
+            servers: Mutex::new(HashMap::new()),
+            provider_wait: Mutex::new(None),
+        }
+    }
+
+    fn server_bar(&self, server: &str) -> Option<ProgressBar> {
+        let mut servers = self.servers.lock().ok()?;
+        Some(
+            servers
+                .entry(server.to_string())
+                .or_insert_with(|| {
+                    let bar = self.bars.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("  {spinner} {prefix:20} {elapsed:>4} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.set_prefix(server.to_string());
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    bar
+                })
+                .clone(),
+        )
+    }
+
+    fn finish_server(&self, server: &str) {
+        if let Ok(mut servers) = self.servers.lock()
+            && let Some(bar) = servers.remove(server)
+        {
+            bar.finish_and_clear();
+            self.bars.remove(&bar);
+        }
+    }
+}
+
+impl Reporter for TerminalReporter {
+    fn report(&self, event: Event) {
+        match &event {
+            Event::StopStarted { server }
+            | Event::Stopped { server }
+            | Event::ReinstallStarted { server, .. } => {
+                if let Some(bar) = self.server_bar(server)
+                    && let Some(line) = describe(&event)
+                {
+                    bar.set_message(line.trim_start_matches(&format!("{server}: ")).to_string());
+                }
+            }
+            Event::Status { server, detail, .. } => {
+                if let Some(bar) = self.server_bar(server) {
+                    bar.set_message(detail.clone());
+                }
+            }
+            Event::Done { server, .. } | Event::Failed { server, .. } => {
+                self.finish_server(server);
+                self.overall.inc(1);
+                if let Some(line) = describe(&event) {
+                    let _ = self.bars.println(line);
+                }
+            }
+            Event::Waiting { .. } => {
+                if let (Some(line), Ok(mut wait)) = (describe(&event), self.provider_wait.lock()) {
+                    self.overall.set_message(line.clone());
+                    *wait = Some(line);
+                }
+            }
+            Event::Heartbeat { .. } => {}
+            Event::Summary { .. } => {
+                self.overall.finish_and_clear();
+            }
+            _ => {
+                if let Some(line) = describe(&event) {
+                    let _ = self.bars.println(line);
+                }
+            }
+        }
+    }
+}
