@@ -142,6 +142,9 @@ pub fn text(plan: &Plan) -> String {
                 format!("wipes: {}", server.wipes.join(", ")).red()
             );
         }
+        for note in &server.notes {
+            let _ = writeln!(out, "    note: {note}");
+        }
         for change in &server.changes {
             render_change(&mut out, change);
         }

@@ -192,3 +192,4 @@ pub fn stdout_of(output: &std::process::Output) -> String {
 pub fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).to_string()
 }
+pub mod jdcloud;

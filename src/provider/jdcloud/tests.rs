@@ -378,6 +378,7 @@ fn desired(options: Value) -> DesiredServer {
         hostname: None,
         user_data: None,
         protect: false,
+        group: None,
         options: options.as_object().cloned().unwrap_or_default(),
     }
 }

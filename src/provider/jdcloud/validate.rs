@@ -320,6 +320,7 @@ mod tests {
             hostname: Some("web-1".into()),
             user_data: None,
             protect: false,
+            group: None,
             options: Map::new(),
         }
     }
