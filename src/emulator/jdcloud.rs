@@ -901,9 +901,16 @@ fn describe_instances(
     let page_number = page_parameter(query, "pageNumber", 1, usize::MAX)?;
     let page_size = page_parameter(query, "pageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
     let filters = filters(query);
-    for name in filters.keys() {
+    for (name, values) in &filters {
         if name != "instanceId" && name != "status" {
             return Err(ApiError::invalid(format!("unknown filter `{name}`")));
+        }
+        // The brief leaves the limit unconfirmed; the emulator holds clients to a page's worth.
+        if values.len() > MAX_PAGE_SIZE {
+            return Err(ApiError::invalid(format!(
+                "filter `{name}` has {} values; at most {MAX_PAGE_SIZE} are allowed",
+                values.len()
+            )));
         }
     }
     let matching: Vec<&JdcloudServer> = world

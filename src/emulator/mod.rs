@@ -5,6 +5,7 @@
 //! - [`world`]: the world's state and its persistence (`data_dir/world.json`);
 //! - [`server`]: the axum app and the emulator-only admin endpoints under `/_emulator/`;
 //! - [`zenlayer`]: Zenlayer bare metal (`POST /api/v2/bmc`).
+//! - [`jdcloud`]: JD Cloud physical servers (`/v1/regions/{regionId}/instances…`, `/os`).
 //!
 //! The emulator builds and parses API messages on its own, from the providers' briefs. It
 //! shares only the signing code with the clients (pinned by the official vectors), so that a

@@ -282,6 +282,13 @@ async fn describe_filters_by_id_pages_and_keeps_regions_apart() {
     let page = harness.describe("pageNumber=2&pageSize=2").await;
     assert_eq!(page.body["result"]["totalCount"], 4);
     assert_eq!(page.body["result"]["instances"][0]["instanceId"], "cps-bad");
+    let too_many: String = (1..=101)
+        .map(|index| format!("&filters.1.values.{index}=cps-{index}"))
+        .collect();
+    let refused = harness
+        .describe(&format!("filters.1.name=instanceId{too_many}"))
+        .await;
+    assert_eq!(refused.word(), "INVALID_ARGUMENT");
     let bad = harness.describe("pageSize=0").await;
     assert_eq!(
         (bad.status, bad.word()),
@@ -662,4 +669,54 @@ async fn unknown_paths_and_methods_are_404_in_the_envelope() {
             "{path}"
         );
     }
+}
+
+/// Cross-check with a client we did not write: the official `jdcloud-sdk` (JDCLOUD3 signing,
+/// a literal `:` in the path, every parameter in the body) describes, stops, reinstalls twice
+/// with one clientToken and polls (script: `tests/sdk/jdcloud_python_sdk.py`).
+#[tokio::test]
+#[ignore = "needs REIMAGE_JDCLOUD_SDK_PYTHON (a python with jdcloud-sdk)"]
+async fn official_python_sdk_describes_stops_and_reinstalls() {
+    let python = std::env::var("REIMAGE_JDCLOUD_SDK_PYTHON")
+        .expect("set REIMAGE_JDCLOUD_SDK_PYTHON to a python that has jdcloud-sdk");
+    let harness = harness().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/sdk/jdcloud_python_sdk.py"
+    );
+    let mut command = std::process::Command::new(&python);
+    command
+        .arg(script)
+        .args(["--endpoint", &harness.emulator.address.to_string()])
+        .args([
+            "--access-key",
+            AK,
+            "--secret-key",
+            SK,
+            "--region",
+            "cn-east-1",
+        ])
+        .args(["--instance-id", "cps-run", "--os-type-id", "os-ubuntu-2204"]);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(seen["stopped"]["status"], "stopped");
+    assert_eq!(seen["reinstall_again"]["success"], true);
+    assert_eq!(seen["final"]["osTypeId"], "os-ubuntu-2204");
+    let server = harness.server("cps-run").await;
+    assert_eq!(
+        server["reinstall_count"], 1,
+        "the replayed token reinstalled nothing"
+    );
+    let state = harness.state().await;
+    assert_eq!(state["jdcloud"]["token_replays"], 1);
+    assert_eq!(
+        state["jdcloud"]["reinstall_log"][0]["signature_version"],
+        "JDCLOUD3-HMAC-SHA256"
+    );
 }

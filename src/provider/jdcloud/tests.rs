@@ -725,6 +725,14 @@ async fn observe_reads_status_os_and_layout_and_reports_unknown_ids() {
     };
     assert_eq!(stopped.status, ServerStatus::Stopped);
     assert_eq!(observed["cps-nope"], Observation::NotFound);
+
+    // More ids than one call takes (the emulator refuses over 100): chunked, all answered.
+    let mut many: Vec<String> = (0..150).map(|index| format!("cps-none-{index}")).collect();
+    many.push("cps-off".to_string());
+    let observed = setup.provider.observe(&many).await.unwrap();
+    assert_eq!(observed.len(), 151);
+    assert!(matches!(observed["cps-off"], Observation::Found(_)));
+    assert_eq!(observed["cps-none-149"], Observation::NotFound);
 }
 
 #[tokio::test]
