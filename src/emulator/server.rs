@@ -116,6 +116,7 @@ async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
             "servers": servers,
             "reinstall_log": world.zenlayer.reinstall_log,
             "faults": world.zenlayer.faults,
+            "peak_installing": world.zenlayer.peak_installing,
         },
         "jdcloud": world.jdcloud.admin_state(),
     }))
@@ -145,6 +146,12 @@ struct ZenlayerFaultsRequest {
     /// Added to the armed set.
     #[serde(default)]
     drop_connection_after_reinstall: Vec<String>,
+    /// Share of reads answered 500, from now on.
+    #[serde(default)]
+    read_500_rate: Option<f64>,
+    /// Share of reads answered 429, from now on.
+    #[serde(default)]
+    read_429_rate: Option<f64>,
 }
 
 /// `POST /_emulator/faults`: arms faults; answers with the faults now armed.
@@ -182,6 +189,20 @@ async fn admin_faults(
         }
         if let Some(count) = faults.status_500_next {
             world.faults.status_500_next = count;
+        }
+        for rate in [faults.read_500_rate, faults.read_429_rate].into_iter().flatten() {
+            if !(0.0..=1.0).contains(&rate) {
+                return admin_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("a read fault rate must be between 0 and 1, not {rate}"),
+                );
+            }
+        }
+        if let Some(rate) = faults.read_500_rate {
+            world.faults.read_500_rate = rate;
+        }
+        if let Some(rate) = faults.read_429_rate {
+            world.faults.read_429_rate = rate;
         }
         world
             .faults

@@ -41,6 +41,9 @@ pub struct ZenlayerWorld {
     /// Every accepted `ReinstallInstance` call, oldest first.
     pub reinstall_log: Vec<ReinstallRecord>,
     pub faults: ZenlayerFaults,
+    /// The most servers ever `INSTALLING` at once (tests check rollout limits with it).
+    #[serde(default)]
+    pub peak_installing: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -91,6 +94,9 @@ pub struct ReinstallRecord {
     pub key_id: Option<String>,
     pub at: Timestamp,
     pub request_id: String,
+    /// How many servers were `INSTALLING` when this call was accepted, this one included.
+    #[serde(default)]
+    pub installing_at_call: usize,
 }
 
 /// Faults armed at runtime through `POST /_emulator/faults` (or from a previous run).
@@ -104,6 +110,18 @@ pub struct ZenlayerFaults {
     /// The next reinstall of each of these servers is performed, then the connection is closed
     /// without a response.
     pub drop_connection_after_reinstall: BTreeSet<String>,
+    /// Share of `DescribeInstances` calls answered 500 (0.0–1.0).
+    #[serde(default)]
+    pub read_500_rate: f64,
+    /// Share of `DescribeInstances` calls answered 429 with `Retry-After: 1` (0.0–1.0).
+    #[serde(default)]
+    pub read_429_rate: f64,
+    /// State of the generator that decides which reads fail (deterministic per world).
+    #[serde(default)]
+    pub read_fault_state: u64,
+    /// Injected read failures in a row; capped so no read is refused forever.
+    #[serde(default)]
+    pub read_fault_streak: u32,
 }
 
 impl World {

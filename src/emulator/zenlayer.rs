@@ -123,6 +123,11 @@ async fn handle_call(
         save(&store)?;
         return Err(injected);
     }
+    if action == "DescribeInstances"
+        && let Some(injected) = take_random_read_failure(&mut store.world)
+    {
+        return Err(injected);
+    }
     if settled {
         save(&store)?;
     }
@@ -190,6 +195,43 @@ fn take_injected_failure(world: &mut World) -> Option<ApiError> {
         ));
     }
     None
+}
+
+/// Injected reads fail at most this many times in a row, so a client retrying a few times
+/// always gets through (the faults test flakiness, not a dead API).
+const MAX_READ_FAULT_STREAK: u32 = 2;
+
+/// Fails a share of reads (`read_500_rate`, `read_429_rate`) with a deterministic generator.
+fn take_random_read_failure(world: &mut World) -> Option<ApiError> {
+    let faults = &mut world.zenlayer.faults;
+    if faults.read_500_rate <= 0.0 && faults.read_429_rate <= 0.0 {
+        return None;
+    }
+    if faults.read_fault_streak >= MAX_READ_FAULT_STREAK {
+        faults.read_fault_streak = 0;
+        return None;
+    }
+    // xorshift64*: tiny, deterministic, good enough to spread faults.
+    let mut x = faults.read_fault_state ^ 0x9E37_79B9_7F4A_7C15;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    faults.read_fault_state = x;
+    let draw = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
+    let failure = if draw < faults.read_429_rate {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "REQUEST_LIMIT_EXCEEDED",
+            "request limit exceeded (injected by the emulator)",
+        )
+    } else if draw < faults.read_429_rate + faults.read_500_rate {
+        ApiError::internal("internal error (injected by the emulator)")
+    } else {
+        faults.read_fault_streak = 0;
+        return None;
+    };
+    faults.read_fault_streak += 1;
+    Some(failure)
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -670,7 +712,15 @@ fn reinstall_instance(
         request_id,
         "emulator: zenlayer reinstall accepted"
     );
+    let installing_at_call = world
+        .zenlayer
+        .servers
+        .iter()
+        .filter(|server| server.install.is_some())
+        .count();
+    world.zenlayer.peak_installing = world.zenlayer.peak_installing.max(installing_at_call);
     world.zenlayer.reinstall_log.push(ReinstallRecord {
+        installing_at_call,
         server_id: instance_id,
         requested_image_id,
         image_id,

@@ -102,11 +102,14 @@ fn render_change(out: &mut String, change: &Change) {
         return;
     }
     if change.changed && change.before != change.after {
+        let after = match &change.after {
+            Some(text) => format!("{text:?}"),
+            None => "(not set)".to_string(),
+        };
         let _ = writeln!(
             out,
-            "    {marker} {field}: {} -> {}",
+            "    {marker} {field}: {} -> {after}",
             quoted(&change.before),
-            quoted(&change.after)
         );
     } else {
         let _ = writeln!(out, "    {marker} {field}: {}", quoted(&change.after));

@@ -180,6 +180,44 @@ impl ProviderHttp {
         self.execute(request).await
     }
 
+    /// Sends a call that changes something. It is resent only when the provider answered 429
+    /// (throttled: refused before acting, so nothing happened), each time built and signed
+    /// afresh; any other answer or failure is returned as is, and a transport failure says
+    /// whether the request may have reached the server.
+    pub async fn send_mutation<Build>(
+        &self,
+        family: ApiFamily,
+        mut build: Build,
+    ) -> Result<RawResponse, ProviderError>
+    where
+        Build: FnMut() -> Result<Request, ProviderError>,
+    {
+        let max_attempts = self.retry.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let response = self.send_once(family, build()?).await?;
+            if response.status != StatusCode::TOO_MANY_REQUESTS || attempt >= max_attempts {
+                return Ok(response);
+            }
+            let retry_after = response.retry_after();
+            let delay = self.retry.delay_before(attempt, retry_after);
+            announce(WaitNotice {
+                provider: self.provider.clone(),
+                family,
+                cause: WaitCause::Throttled,
+                wait: delay,
+            });
+            tracing::warn!(
+                provider = %self.provider,
+                attempt,
+                retry_in_ms = delay.as_millis() as u64,
+                "throttled (429) before acting; sending again"
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
     /// Sends a read, retrying throttling (429), server errors (5xx) and transport failures with
     /// capped exponential backoff and full jitter, obeying `Retry-After`.
     ///

@@ -36,17 +36,17 @@ pub fn reimage(dir: &Path) -> assert_cmd::Command {
 
 /// One server in an emulator inventory.
 pub struct InventoryServer {
-    pub id: &'static str,
-    pub image: &'static str,
-    pub status: &'static str,
+    pub id: String,
+    pub image: String,
+    pub status: String,
     pub fail_next_install: bool,
 }
 
-pub fn server(id: &'static str, image: &'static str) -> InventoryServer {
+pub fn server(id: &str, image: &str) -> InventoryServer {
     InventoryServer {
-        id,
-        image,
-        status: "RUNNING",
+        id: id.to_string(),
+        image: image.to_string(),
+        status: "RUNNING".to_string(),
         fail_next_install: false,
     }
 }
@@ -191,5 +191,13 @@ pub fn stdout_of(output: &std::process::Output) -> String {
 
 pub fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+/// Text with miette's line wrapping undone: words joined by single spaces, frame glyphs gone.
+pub fn flat(text: &str) -> String {
+    text.split_whitespace()
+        .filter(|word| !matches!(*word, "│" | "|" | "×" | "x" | "╰─▶" | "├─▶"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 pub mod jdcloud;

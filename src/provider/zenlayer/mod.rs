@@ -377,11 +377,21 @@ impl ZenlayerBmc {
             message: format!("server `{}`: {}", request.server, error.message),
             help: error.help,
         })?;
-        let http_request = self.build_request(wire::REINSTALL_INSTANCE, &body)?;
+        // Built (and signed) before the first send, so a request that cannot be built fails
+        // before anything is sent.
+        let first_request = self.build_request(wire::REINSTALL_INSTANCE, &body)?;
         // A new install starts: an INSTALLING seen for an earlier one says nothing about it.
         self.seen_installing().remove(&request.cloud_id);
-        // Exactly once: a reinstall wipes a disk, and the API takes no idempotency token.
-        let response = self.http.send_once(ApiFamily::Reinstall, http_request).await?;
+        // Sent once (a reinstall wipes a disk and the API takes no idempotency token); only a
+        // 429, which refuses before acting, is sent again.
+        let mut first_request = Some(first_request);
+        let response = self
+            .http
+            .send_mutation(ApiFamily::Reinstall, || match first_request.take() {
+                Some(request) => Ok(request),
+                None => self.build_request(wire::REINSTALL_INSTANCE, &body),
+            })
+            .await?;
         let status = response.status;
         let envelope = wire::parse_envelope(&self.name, wire::REINSTALL_INSTANCE, response)
             .map_err(|error| {
