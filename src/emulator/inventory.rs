@@ -26,6 +26,8 @@ pub struct Inventory {
     pub huaweicloud: super::huaweicloud::model::HuaweiInventory,
     #[serde(default)]
     pub edis: super::edis::EdisInventory,
+    #[serde(default)]
+    pub jdcloud: super::jdcloud::JdcloudInventory,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -209,6 +211,7 @@ fn check(inventory: &Inventory) -> Result<(), String> {
     }
     super::huaweicloud::model::check_inventory(&inventory.huaweicloud)?;
     super::edis::check_inventory(&inventory.edis)?;
+    super::jdcloud::check_inventory(&inventory.jdcloud)?;
     let zenlayer = &inventory.zenlayer;
     let mut image_ids = BTreeSet::new();
     for image in &zenlayer.images {

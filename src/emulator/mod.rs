@@ -5,6 +5,7 @@
 //! - [`world`]: the world's state and its persistence (`data_dir/world.json`);
 //! - [`server`]: the axum app and the emulator-only admin endpoints under `/_emulator/`;
 //! - [`zenlayer`]: Zenlayer bare metal (`POST /api/v2/bmc`).
+//! - [`jdcloud`]: JD Cloud physical servers (`/v1/regions/{regionId}/instances…`, `/os`).
 //!
 //! The emulator builds and parses API messages on its own, from the providers' briefs. It
 //! shares only the signing code with the clients (pinned by the official vectors), so that a
@@ -13,6 +14,7 @@
 pub mod huaweicloud;
 pub mod edis;
 pub mod inventory;
+pub mod jdcloud;
 pub mod server;
 pub mod world;
 pub mod zenlayer;
@@ -117,6 +119,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         ProviderType::EdisKvm,
         format!("http://{address}{}", edis::AUTH_PATH),
     );
+    endpoints.insert(ProviderType::JdcloudCps, format!("http://{address}"));
     Ok(RunningEmulator {
         address,
         endpoints,

@@ -14,7 +14,7 @@ use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Json, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 use super::inventory::Inventory;
 use super::world::WorldStore;
 use super::zenlayer;
+use super::jdcloud;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -42,6 +43,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(zenlayer::PATH, post(zenlayer_bmc))
         .merge(super::huaweicloud::routes())
         .route("/kvm/v2/{kind}/{action}", post(edis_kvm))
+        .route("/v1/regions/{region_id}/instances", any(jdcloud_cps))
+        .route("/v1/regions/{region_id}/instances/{instance}", any(jdcloud_cps))
+        .route("/v1/regions/{region_id}/os", any(jdcloud_cps))
         .route("/_emulator/state", get(admin_state))
         .route("/_emulator/faults", post(admin_faults))
         .fallback(not_found)
@@ -65,6 +69,17 @@ async fn edis_kvm(
     body: Bytes,
 ) -> Response {
     super::edis::handle(&shared, &connection, &kind, &action, &headers, &body).await
+}
+
+async fn jdcloud_cps(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(connection): ConnectInfo<ConnectionHandle>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    jdcloud::handle(&shared, &connection, &method, &uri, &headers, &body).await
 }
 
 async fn not_found() -> Response {
@@ -117,6 +132,7 @@ async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
         },
         "huaweicloud": world.huaweicloud.state_view(),
         "edis": world.edis.admin_view(),
+        "jdcloud": world.jdcloud.admin_state(),
     }))
     .into_response()
 }
@@ -129,6 +145,7 @@ struct FaultsRequest {
     #[serde(default)]
     huaweicloud: Option<super::huaweicloud::model::FaultsRequest>,
     edis: Option<super::edis::EdisFaultsRequest>,
+    jdcloud: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +237,16 @@ async fn admin_faults(
         store.world = before;
         return admin_error(StatusCode::BAD_REQUEST, message);
     }
+    let jdcloud_armed = match request.jdcloud {
+        Some(faults) => match store.world.jdcloud.arm_faults(faults) {
+            Ok(armed) => Some(armed),
+            Err(message) => {
+                store.world = before;
+                return admin_error(StatusCode::BAD_REQUEST, message);
+            }
+        },
+        None => None,
+    };
     if let Err(error) = store.save() {
         store.world = before;
         return admin_error(StatusCode::INTERNAL_SERVER_ERROR, error.to_string());
@@ -241,6 +268,7 @@ async fn admin_faults(
         },
         "huaweicloud": store.world.huaweicloud.faults,
         "edis": store.world.edis.faults,
+        "jdcloud": jdcloud_armed,
     }))
     .into_response()
 }

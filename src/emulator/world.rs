@@ -33,6 +33,8 @@ pub struct World {
     pub huaweicloud: super::huaweicloud::model::HuaweiWorld,
     #[serde(default)]
     pub edis: super::edis::EdisWorld,
+    #[serde(default)]
+    pub jdcloud: super::jdcloud::JdcloudWorld,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -162,6 +164,7 @@ impl World {
                 now,
             ),
             edis: super::edis::EdisWorld::from_inventory(&loaded.inventory.edis),
+            jdcloud: super::jdcloud::JdcloudWorld::from_inventory(&loaded.inventory.jdcloud),
         }
     }
 
@@ -173,6 +176,7 @@ impl World {
         }
         changed |= self.huaweicloud.settle(now);
         changed |= self.edis.settle(now);
+        changed |= self.jdcloud.settle(now);
         changed
     }
 }

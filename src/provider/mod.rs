@@ -7,6 +7,7 @@
 pub mod edis;
 pub mod http;
 pub mod huaweicloud;
+pub mod jdcloud;
 pub mod limits;
 pub mod sign;
 pub mod zenlayer;
@@ -309,7 +310,7 @@ pub fn validate_server(
             huaweicloud::validate_server(server, password)
         }
         ProviderType::EdisKvm => edis::validate_server(server, password),
-        _ => Vec::new(),
+        ProviderType::JdcloudCps => jdcloud::validate_server(server, password),
     }
 }
 
@@ -333,10 +334,9 @@ pub fn build(
             endpoint_override,
         )?)),
         ProviderType::EdisKvm => Ok(Box::new(edis::EdisKvm::new(config, endpoint_override)?)),
-        other => Err(ProviderError::Config {
-            provider: config.name.clone(),
-            message: format!("provider type `{other}` is not implemented yet"),
-            help: "supported today: zenlayer-bmc, huaweicloud-ecs, huaweicloud-clouddc".to_string(),
-        }),
+        ProviderType::JdcloudCps => Ok(Box::new(jdcloud::JdcloudCps::new(
+            config,
+            endpoint_override,
+        )?)),
     }
 }

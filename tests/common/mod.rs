@@ -203,3 +203,4 @@ pub fn flat(text: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+pub mod jdcloud;
