@@ -27,7 +27,7 @@ fn desired(index: usize) -> DesiredServer {
         provider: "zl".into(),
         provider_type: ProviderType::ZenlayerBmc,
         cloud_id: format!("{}", 100_000 + index),
-        image: if index % 10 == 0 { "img-new".into() } else { "img-old".into() },
+        image: if index.is_multiple_of(10) { "img-new".into() } else { "img-old".into() },
         revision: 0,
         access: DesiredAccess::SshKeyId { id: "key".into() },
         hostname: Some(format!("server-{index:05}.example.net")),

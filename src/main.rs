@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -28,13 +29,22 @@ fn main() -> ExitCode {
         .init();
     let printer = Printer::from_environment();
     let color = printer.stderr_has_color();
+    // On a terminal miette wraps to its width; in CI logs a wider page keeps each error's lines
+    // whole, so they can be searched.
+    let log_width = (!std::io::stderr().is_terminal()).then(|| {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|columns| columns.parse::<usize>().ok())
+            .unwrap_or(160)
+    });
     let _ = miette::set_hook(Box::new(move |_| {
-        Box::new(
-            miette::MietteHandlerOpts::new()
-                .color(color)
-                .unicode(color)
-                .build(),
-        )
+        let mut options = miette::MietteHandlerOpts::new()
+            .color(color)
+            .unicode(color);
+        if let Some(width) = log_width {
+            options = options.width(width);
+        }
+        Box::new(options.build())
     }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -50,7 +50,7 @@ fn counts(emulator: &Emulator, count: usize) -> Vec<u64> {
         .map(|id| {
             servers
                 .iter()
-                .find(|server| server["id"] == id.to_string())
+                .find(|server| server["id"].as_str() == Some(id.to_string().as_str()))
                 .and_then(|server| server["reinstall_count"].as_u64())
                 .unwrap_or(u64::MAX)
         })

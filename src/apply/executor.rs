@@ -214,25 +214,16 @@ pub struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(
-        plan: Option<&'a Plan>,
-        fleet: &'a Fleet,
-        store: &'a dyn StateStore,
-        lock: &'a dyn StateLock,
-        state: &'a mut State,
-        reporter: &'a dyn Reporter,
-        interrupt: Arc<Interrupt>,
-        settings: Settings,
-    ) -> Self {
+    pub fn new(plan: Option<&'a Plan>, context: &super::Context<'a>, state: &'a mut State) -> Self {
         Engine {
             plan,
-            fleet,
-            store,
-            lock,
+            fleet: context.fleet,
+            store: context.store,
+            lock: context.lock,
             state,
-            reporter,
-            interrupt,
-            settings,
+            reporter: context.reporter,
+            interrupt: context.interrupt.clone(),
+            settings: context.settings.clone(),
             items: BTreeMap::new(),
             calls: JoinSet::new(),
             polls: JoinSet::new(),

@@ -64,16 +64,7 @@ pub async fn run(
         adopt: plan.summary.adopt,
         waves: plan.waves.len(),
     });
-    let mut engine = Engine::new(
-        Some(plan),
-        context.fleet,
-        context.store,
-        context.lock,
-        state,
-        context.reporter,
-        context.interrupt.clone(),
-        context.settings.clone(),
-    );
+    let mut engine = Engine::new(Some(plan), context, state);
     engine.mark_applying(plan)?;
     engine.adopt_all(plan, &resume.finished)?;
     engine.run_waves(plan, resume).await?;
@@ -105,16 +96,7 @@ pub async fn reconcile_journal(
         return Ok(Vec::new());
     }
     let steps = fold(&entries);
-    let mut engine = Engine::new(
-        None,
-        context.fleet,
-        context.store,
-        context.lock,
-        state,
-        context.reporter,
-        context.interrupt.clone(),
-        context.settings.clone(),
-    );
+    let mut engine = Engine::new(None, context, state);
     engine.replay_finished(&steps)?;
     let unresolved = engine.reconcile(steps, wait).await?;
     engine.finish(false)?;

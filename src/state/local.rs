@@ -106,7 +106,7 @@ impl StateStore for LocalStateStore {
                     command: "unknown command".to_string(),
                     since: "unknown time".to_string(),
                 });
-                return Err(StateError::Locked(holder, lock_path.display().to_string()));
+                return Err(StateError::Locked(Box::new(holder), lock_path.display().to_string()));
             }
             Err(std::fs::TryLockError::Error(error)) => {
                 return Err(self.write_error(format!("cannot lock {}: {error}", lock_path.display())));

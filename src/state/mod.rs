@@ -140,7 +140,7 @@ pub enum StateError {
         code(reimage::state::locked),
         help("wait for that command to finish; if it died, remove the lock file `{1}`")
     )]
-    Locked(LockInfo, String),
+    Locked(Box<LockInfo>, String),
     #[error("cannot read state `{path}`: {message}")]
     #[diagnostic(code(reimage::state::read))]
     Read { path: String, message: String },
