@@ -57,16 +57,24 @@ pub struct ManifestArgs {
 }
 
 impl ManifestArgs {
-    pub fn paths(&self) -> Vec<PathBuf> {
-        if self.files.is_empty() {
-            vec![PathBuf::from("reimage.yaml")]
+    pub fn paths(&self) -> Result<Vec<PathBuf>> {
+        if !self.files.is_empty() {
+            return Ok(self.files.clone());
+        }
+        let default = PathBuf::from("reimage.yaml");
+        if default.exists() {
+            Ok(vec![default])
         } else {
-            self.files.clone()
+            Err(Error::usage(
+                "no manifest: none was given with `-f` and there is no `reimage.yaml` in the current folder",
+                "pass the manifest with `-f FILE` (repeat it for several files), or run reimage where \
+                 `reimage.yaml` is; `examples/quickstart/reimage.yaml` is a place to start",
+            ))
         }
     }
 
     pub fn load(&self, secrets: SecretCheck, printer: &Printer) -> Result<Loaded> {
-        let loaded = crate::manifest::load(&self.paths(), &LoadOptions { secrets })?;
+        let loaded = crate::manifest::load(&self.paths()?, &LoadOptions { secrets })?;
         for warning in &loaded.warnings {
             printer.report(warning.to_report());
         }

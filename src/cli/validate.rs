@@ -11,7 +11,7 @@ pub fn run(args: ValidateArgs, printer: &Printer) -> Result<ExitCode> {
     let options = LoadOptions {
         secrets: SecretCheck::BestEffort,
     };
-    let result = crate::manifest::load(&args.manifest.paths(), &options);
+    let result = crate::manifest::load(&args.manifest.paths()?, &options);
     if args.json {
         let (valid, diagnostics) = match &result {
             Ok(loaded) => (true, loaded.warnings.clone()),

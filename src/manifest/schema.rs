@@ -370,6 +370,20 @@ fn wrong_type(
             format!("{} must be a secret reference", quoted(pointer)),
             Some(secret_reference_help(pointer)),
         )
+    } else if matches!(found, Some(Value::Number(_) | Value::Bool(_)))
+        && matches!(kind, TypeKind::Single(jsonschema::JsonType::String))
+    {
+        // Ids and names that look like numbers (`id: 1234567890123456789`) must be quoted:
+        // read as numbers, long ids could be rounded and point at another machine.
+        let text = file
+            .value_span(pointer)
+            .and_then(|span| file.text.get(span.offset..span.offset + span.length))
+            .unwrap_or("...")
+            .to_string();
+        (
+            format!("{} must be text", quoted(pointer)),
+            Some(format!("quote it: `\"{text}\"`")),
+        )
     } else {
         (
             format!("{} must be {}", quoted(pointer), expected_types(kind)),
