@@ -41,6 +41,15 @@ const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 5] = [
     (ApiFamily::Auth, RateLimit::new(30.0, 2)),
 ];
 
+/// CloudDC bare metal: reinstall 50/min and list 500/min (the figures the apply-engine issue
+/// names for Huawei bare metal), overridable likewise.
+const CLOUDDC_DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 4] = [
+    (ApiFamily::Read, RateLimit::new(500.0, 8)),
+    (ApiFamily::Status, RateLimit::new(500.0, 8)),
+    (ApiFamily::Reinstall, RateLimit::new(50.0, 5)),
+    (ApiFamily::Auth, RateLimit::new(30.0, 2)),
+];
+
 /// Manifest credential keys.
 pub const CREDENTIAL_KEYS: [&str; 4] = ["access_key", "secret_key", "security_token", "auth_token"];
 /// Provider options both types accept.
@@ -360,9 +369,13 @@ impl HuaweiClient {
             ));
         }
 
+        let defaults: &[(ApiFamily, RateLimit)] = match service {
+            Service::Ecs => &DEFAULT_RATE_LIMITS,
+            Service::Clouddc => &CLOUDDC_DEFAULT_RATE_LIMITS,
+        };
         let http = ProviderHttp::new(&name, RetryPolicy::default())?.with_limits(RateLimits::new(
             &name,
-            &DEFAULT_RATE_LIMITS,
+            defaults,
             &settings.rate_limits,
         ));
         Ok(ParsedConfig {
