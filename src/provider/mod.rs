@@ -9,6 +9,7 @@ pub mod http;
 pub mod huaweicloud;
 pub mod jdcloud;
 pub mod limits;
+pub mod rules;
 pub mod sign;
 pub mod zenlayer;
 

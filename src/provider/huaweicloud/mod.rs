@@ -24,10 +24,10 @@ pub use clouddc::HuaweiClouddc;
 pub use ecs::HuaweiEcs;
 pub use validate::validate_server;
 
-use super::ProviderError;
 use super::http::{ProviderHttp, RawResponse, RetryPolicy};
 use super::limits::{ApiFamily, RateLimit, RateLimits};
 use super::sign::sdk_hmac;
+use super::{ProviderError, rules};
 use crate::manifest::secrets;
 use crate::manifest::{DesiredProvider, SecretRef};
 
@@ -225,7 +225,7 @@ impl HuaweiClient {
                     "unknown option `{key}` for a {} provider",
                     service.provider_type()
                 ),
-                validate::allowed_keys_help(key, &allowed),
+                rules::allowed_keys_help(key, &allowed),
             ));
         }
 
@@ -749,7 +749,7 @@ fn resolve_credentials(
     {
         return Err(config_error(
             format!("unknown credential `{unknown}` for a Huawei Cloud provider"),
-            validate::allowed_keys_help(unknown, &CREDENTIAL_KEYS),
+            rules::allowed_keys_help(unknown, &CREDENTIAL_KEYS),
         ));
     }
     // Errors name the reference (env var or file path), never a value.
