@@ -15,8 +15,9 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::wire::{self, DcInstance};
-use super::{HuaweiClient, Service, Target, lock, seconds_setting};
+use super::{HuaweiClient, Service, Target, lock};
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType};
+use crate::provider::config;
 use crate::provider::http::RetryPolicy;
 use crate::provider::limits::ApiFamily;
 use crate::provider::{
@@ -119,13 +120,13 @@ impl HuaweiClouddc {
             observe_batch: wire::MAX_IDS_PER_READ,
             reports_image: true,
             reinstall_batch,
-            poll_interval: seconds_setting(
+            poll_interval: config::positive_seconds(
                 name,
                 "poll_interval",
                 settings.poll_interval,
                 DEFAULT_POLL_INTERVAL,
             )?,
-            install_timeout: seconds_setting(
+            install_timeout: config::positive_seconds(
                 name,
                 "install_timeout",
                 settings.install_timeout,

@@ -15,8 +15,9 @@ use reqwest::Method;
 
 use super::validate::EcsOptions;
 use super::wire::{self, EcsCall, EcsVariant, JobState};
-use super::{HuaweiClient, Service, Target, seconds_setting};
+use super::{HuaweiClient, Service, Target};
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType};
+use crate::provider::config;
 use crate::provider::http::RetryPolicy;
 use crate::provider::limits::ApiFamily;
 use crate::provider::{
@@ -60,13 +61,13 @@ impl HuaweiEcs {
             reports_image: true,
             // One server per changeos/reinstallos call.
             reinstall_batch: 1,
-            poll_interval: seconds_setting(
+            poll_interval: config::positive_seconds(
                 &config.name,
                 "poll_interval",
                 settings.poll_interval,
                 DEFAULT_POLL_INTERVAL,
             )?,
-            install_timeout: seconds_setting(
+            install_timeout: config::positive_seconds(
                 &config.name,
                 "install_timeout",
                 settings.install_timeout,

@@ -26,13 +26,13 @@ use validate::ServerOptions;
 pub use validate::validate_server;
 use wire::{ApiCall, Credentials, InstanceInfo};
 
+use super::config;
 use super::http::{ProviderHttp, RetryPolicy};
 use super::limits::{ApiFamily, RateLimit, RateLimits};
 use super::{
     BoxFuture, Capabilities, FieldIssue, Observation, Observed, Operation, OperationStatus,
     Provider, ProviderError, ReinstallRequest, ReinstallReview, ResolvedAccess, ServerStatus,
 };
-use crate::manifest::secrets;
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType, SecretRef};
 
 /// JD publishes no limits for CPS (brief §2, unconfirmed): conservative defaults, overridable
@@ -109,21 +109,12 @@ impl JdcloudCps {
             message,
             help: help.to_string(),
         };
-        let env = |key: &str| env(key).filter(|value| !value.trim().is_empty());
+        let env = config::non_empty_env(env);
         let settings = &config.config;
 
-        let (endpoint_text, source) = match (endpoint_override, settings.endpoint.as_deref()) {
-            (Some(url), _) => (url.to_string(), "the endpoint override"),
-            (None, Some("emulator")) => {
-                return Err(config_error(
-                    "`endpoint: emulator` needs the embedded emulator, which was not started"
-                        .to_string(),
-                    "add an `emulator:` section to the manifest, or set a real endpoint",
-                ));
-            }
-            (None, Some(url)) => (url.to_string(), "`endpoint` in the manifest"),
-            (None, None) => (wire::DEFAULT_ENDPOINT.to_string(), "the default"),
-        };
+        let (endpoint_text, source) =
+            config::configured_endpoint(&name, endpoint_override, settings.endpoint.as_deref())?
+                .unwrap_or_else(|| (wire::DEFAULT_ENDPOINT.to_string(), "the default"));
         let (endpoint, signed_host) =
             parse_endpoint(&endpoint_text).map_err(|(message, help)| {
                 config_error(
@@ -175,42 +166,28 @@ impl JdcloudCps {
                         })?;
                 }
                 _ => {
-                    return Err(config_error(
-                        format!("unknown option `{key}` for a jdcloud-cps provider"),
-                        &format!(
-                            "allowed provider options: {}",
-                            PROVIDER_OPTION_KEYS.join(", ")
-                        ),
+                    return Err(config::unknown_option(
+                        &name,
+                        "jdcloud-cps",
+                        key,
+                        &PROVIDER_OPTION_KEYS,
                     ));
                 }
             }
         }
 
-        let positive_seconds = |field: &str, value: Option<f64>, default: Duration| match value {
-            None => Ok(default),
-            Some(seconds) => Duration::try_from_secs_f64(seconds)
-                .ok()
-                .filter(|duration| !duration.is_zero())
-                .ok_or_else(|| {
-                    config_error(
-                        format!("`{field}` is {seconds}; it must be a number of seconds > 0"),
-                        &format!(
-                            "omit `{field}` to use the default of {}s",
-                            default.as_secs()
-                        ),
-                    )
-                }),
-        };
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_CALL,
             reports_image: true,
             reinstall_batch: 1,
-            poll_interval: positive_seconds(
+            poll_interval: config::positive_seconds(
+                &name,
                 "poll_interval",
                 settings.poll_interval,
                 DEFAULT_POLL_INTERVAL,
             )?,
-            install_timeout: positive_seconds(
+            install_timeout: config::positive_seconds(
+                &name,
                 "install_timeout",
                 settings.install_timeout,
                 DEFAULT_INSTALL_TIMEOUT,
@@ -1027,50 +1004,15 @@ fn operation_status(
     }
 }
 
-/// Parses and checks an endpoint URL; returns it with the `Host` value the client will send.
+/// Parses and checks an endpoint URL; returns it with the `Host` value the client will send
+/// (brief §3: port omitted for 80/443).
 fn parse_endpoint(text: &str) -> Result<(Url, String), (String, &'static str)> {
-    let url_help = "write it as https://HOST[:PORT], e.g. https://cps.jdcloud-api.com";
-    let url =
-        Url::parse(text.trim()).map_err(|error| (format!("is not a URL: {error}"), url_help))?;
-    let Some(host) = url.host_str().filter(|host| !host.is_empty()) else {
-        return Err(("has no host".to_string(), url_help));
-    };
-    let loopback = if let Some(ipv6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        ipv6.parse::<std::net::Ipv6Addr>()
-            .is_ok_and(|address| address.is_loopback())
-    } else if let Ok(ipv4) = host.parse::<std::net::Ipv4Addr>() {
-        ipv4.is_loopback()
-    } else {
-        host.eq_ignore_ascii_case("localhost")
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err((
-                "uses plain http to a host that is not this machine".to_string(),
-                "use https; plain http is only accepted for 127.0.0.0/8, ::1 and localhost \
-                 (a local emulator), since requests carry credentials and passwords",
-            ));
-        }
-        other => return Err((format!("has scheme `{other}`"), url_help)),
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err((
-            "contains user info".to_string(),
-            "put credentials under `credentials:`, never in the URL",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(("has a query or fragment".to_string(), url_help));
-    }
-    let host = url.host_str().unwrap_or_default().to_string();
-    // The url crate drops a port equal to the scheme's default, as does the HTTP client when it
-    // writes the Host header: the two agree (brief §3: port omitted for 80/443).
-    let signed_host = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host,
-    };
+    let url = config::check_endpoint(
+        text,
+        "write it as https://HOST[:PORT], e.g. https://cps.jdcloud-api.com",
+        config::PLAIN_HTTP_HELP,
+    )?;
+    let signed_host = config::signed_host(&url);
     Ok((url, signed_host))
 }
 
@@ -1080,28 +1022,15 @@ fn resolve_credentials(
     references: &BTreeMap<String, SecretRef>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ProviderError> {
-    let config_error = |message: String, help: String| ProviderError::Config {
-        provider: provider.to_string(),
-        message,
-        help,
-    };
-    if let Some(unknown) = references
-        .keys()
-        .find(|key| !CREDENTIAL_KEYS.contains(&key.as_str()))
-    {
-        return Err(config_error(
-            format!("unknown credential `{unknown}` for a jdcloud-cps provider"),
-            format!("allowed credentials: {}", CREDENTIAL_KEYS.join(", ")),
-        ));
-    }
-    // Errors name the reference (env var or file path), never a value.
+    config::check_credential_keys(
+        provider,
+        "a jdcloud-cps",
+        references,
+        &CREDENTIAL_KEYS,
+        |_| format!("allowed credentials: {}", CREDENTIAL_KEYS.join(", ")),
+    )?;
     let resolve = |key: &str, reference: &SecretRef| {
-        secrets::resolve(reference).map_err(|error| {
-            config_error(
-                format!("credential `{key}`: {error}"),
-                format!("make `{reference}` hold the JD Cloud {key}"),
-            )
-        })
+        config::resolve_credential(provider, "JD Cloud", key, reference)
     };
     match (references.get("access_key"), references.get("secret_key")) {
         (Some(access_key), Some(secret_key)) => Ok(Credentials {
@@ -1111,26 +1040,22 @@ fn resolve_credentials(
                 .to_string(),
             secret_key: resolve("secret_key", secret_key)?,
         }),
-        (Some(_), None) | (None, Some(_)) => Err(config_error(
-            "`access_key` and `secret_key` must be given together".to_string(),
-            "add the missing one, or remove both to use environment variables".to_string(),
-        )),
-        (None, None) => match (env(ENV_ACCESS_KEY), env(ENV_SECRET_KEY)) {
-            (Some(access_key), Some(secret_key)) => Ok(Credentials {
+        (Some(_), None) | (None, Some(_)) => {
+            Err(config::half_pair(provider, "access_key", "secret_key"))
+        }
+        (None, None) => match config::env_pair(provider, env, ENV_ACCESS_KEY, ENV_SECRET_KEY)? {
+            Some((access_key, secret_key)) => Ok(Credentials {
                 access_key: access_key.trim().to_string(),
                 secret_key: SecretString::from(secret_key),
             }),
-            (None, None) => Err(config_error(
-                "no JD Cloud credentials found".to_string(),
+            None => Err(config::config_error(
+                provider,
+                "no JD Cloud credentials found",
                 format!(
                     "set `credentials.access_key` and `credentials.secret_key` in the manifest \
                      (as {{env: NAME}} or {{file: PATH}}), or export {ENV_ACCESS_KEY} and \
                      {ENV_SECRET_KEY}"
                 ),
-            )),
-            _ => Err(config_error(
-                format!("only one of {ENV_ACCESS_KEY} and {ENV_SECRET_KEY} is set"),
-                "set both, or neither".to_string(),
             )),
         },
     }
