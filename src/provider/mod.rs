@@ -10,6 +10,7 @@ pub mod http;
 pub mod huaweicloud;
 pub mod jdcloud;
 pub mod limits;
+pub mod response;
 pub mod rules;
 pub mod sign;
 pub mod zenlayer;

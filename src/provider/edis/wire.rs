@@ -4,13 +4,13 @@
 //!
 //! Nothing here does I/O; `mod.rs` sends what these functions build.
 
-use reqwest::StatusCode;
 use reqwest::Url;
 use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::provider::config;
 use crate::provider::http::RawResponse;
+use crate::provider::response::is_retryable_status;
 use crate::provider::{ProviderError, ServerStatus};
 
 /// Production auth URL (brief §1: the auth host is fixed).
@@ -134,7 +134,7 @@ pub fn api_error(provider: &str, what: &str, response: &RawResponse) -> Provider
         message: format!("{what}: {message} (HTTP {})", status.as_u16()),
         request_id: None,
         // The brief documents no rate limits; 429 and 5xx are the usual "try again later".
-        retryable: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+        retryable: is_retryable_status(status),
     }
 }
 
@@ -387,6 +387,7 @@ fn split_port(host: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
+    use reqwest::StatusCode;
     use reqwest::header::HeaderMap;
     use secrecy::ExposeSecret;
 

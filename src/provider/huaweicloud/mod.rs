@@ -27,7 +27,7 @@ pub use validate::validate_server;
 use super::http::{ProviderHttp, RawResponse, RetryPolicy};
 use super::limits::{ApiFamily, RateLimit, RateLimits};
 use super::sign::sdk_hmac;
-use super::{ProviderError, config, rules};
+use super::{ProviderError, config, response, rules};
 use crate::manifest::{DesiredProvider, SecretRef};
 
 /// Huawei publishes no per-API quotas (brief §6.4, unconfirmed): conservative defaults,
@@ -643,23 +643,12 @@ impl HuaweiClient {
     /// A reinstall call whose answer does not prove it was refused: report it as "may have been
     /// sent", so the caller checks the server instead of calling again.
     pub fn ambiguous(&self, error: ProviderError, what: &str) -> ProviderError {
-        let detail = match &error {
-            ProviderError::Api {
-                message,
-                request_id: Some(request_id),
-                ..
-            } => format!("{message} (request id {request_id})"),
-            ProviderError::Api { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
-        ProviderError::Transport {
-            provider: self.name.clone(),
-            url: self.endpoint.to_string(),
-            message: format!(
-                "{detail}; {what} may have started: check the server before trying again"
-            ),
-            maybe_sent: true,
-        }
+        response::maybe_started(
+            &self.name,
+            self.endpoint.as_str(),
+            &error,
+            &format!("{what} may have started: check the server before trying again"),
+        )
     }
 }
 

@@ -29,6 +29,7 @@ use wire::{ApiCall, Credentials, InstanceInfo};
 use super::config;
 use super::http::{ProviderHttp, RetryPolicy};
 use super::limits::{ApiFamily, RateLimit, RateLimits};
+use super::response;
 use super::{
     BoxFuture, Capabilities, FieldIssue, Observation, Observed, Operation, OperationStatus,
     Provider, ProviderError, ReinstallRequest, ReinstallReview, ResolvedAccess, ServerStatus,
@@ -604,25 +605,16 @@ impl JdcloudCps {
 
     /// A 5xx or an unreadable success does not prove the reinstall did not start.
     fn ambiguous_reinstall(&self, error: ProviderError, cloud_id: &str) -> ProviderError {
-        let detail = match &error {
-            ProviderError::Api {
-                message,
-                request_id: Some(request_id),
-                ..
-            } => format!("{message} (request id {request_id})"),
-            ProviderError::Api { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
-        ProviderError::Transport {
-            provider: self.name.clone(),
-            url: self.endpoint.to_string(),
-            message: format!(
-                "{detail}; the reinstall of `{cloud_id}` may have started: check the instance \
-                 before trying again (a retry of the same plan step reuses its clientToken, so \
-                 JD runs it at most once)"
+        response::maybe_started(
+            &self.name,
+            self.endpoint.as_str(),
+            &error,
+            &format!(
+                "the reinstall of `{cloud_id}` may have started: check the instance before \
+                 trying again (a retry of the same plan step reuses its clientToken, so JD runs \
+                 it at most once)"
             ),
-            maybe_sent: true,
-        }
+        )
     }
 
     /// Names the refusals an operator can act on: operation protection (MFA) and a server that

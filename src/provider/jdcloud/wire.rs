@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 
 use crate::provider::http::RawResponse;
+use crate::provider::response::{failure_message, is_retryable_status, non_json_message};
 use crate::provider::sign::jdcloud as sign;
 use crate::provider::{ProviderError, ServerStatus};
 
@@ -297,11 +298,7 @@ pub fn parse_envelope(
     let Some(object) = parsed else {
         return Err(api_error(
             None,
-            format!(
-                "{action}: unexpected non-JSON answer (HTTP {}): {}",
-                status.as_u16(),
-                response.body_excerpt(200)
-            ),
+            non_json_message(action, &response),
             header_request_id,
         ));
     };
@@ -327,31 +324,18 @@ pub fn parse_envelope(
             .map(str::to_string)
     };
     let code = text("status");
-    let message = match (&code, text("message")) {
-        (Some(code), Some(message)) => format!(
-            "{action} failed with {code} (HTTP {}): {message}",
-            status.as_u16()
-        ),
-        (Some(code), None) => format!("{action} failed with {code} (HTTP {})", status.as_u16()),
-        (None, Some(message)) => format!("{action} failed (HTTP {}): {message}", status.as_u16()),
-        (None, None) if status.is_success() => format!(
-            "{action}: the answer has no `result` object (HTTP {}): {}",
-            status.as_u16(),
-            response.body_excerpt(200)
-        ),
-        (None, None) => format!(
-            "{action} failed (HTTP {}): {}",
-            status.as_u16(),
-            response.body_excerpt(200)
-        ),
-    };
+    let message = failure_message(
+        action,
+        code.as_deref(),
+        text("message"),
+        "result",
+        &response,
+    );
     Err(api_error(code, message, request_id))
 }
 
 fn is_retryable(status: StatusCode, code: Option<&str>) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-        || code == Some("RESOURCE_EXHAUSTED")
+    is_retryable_status(status) || code == Some("RESOURCE_EXHAUSTED")
 }
 
 /// One instance as `describeInstances` reports it (only the fields reimage uses).

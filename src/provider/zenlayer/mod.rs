@@ -24,6 +24,7 @@ use wire::{ApiVersion, Credentials};
 use super::config;
 use super::http::{ProviderHttp, RetryPolicy};
 use super::limits::{ApiFamily, RateLimit, RateLimits};
+use super::response;
 use super::{
     BoxFuture, Capabilities, Observation, Observed, Operation, OperationStatus, Provider,
     ProviderError, ReinstallRequest, ServerStatus,
@@ -428,24 +429,15 @@ impl ZenlayerBmc {
     }
 
     fn ambiguous_reinstall(&self, error: ProviderError, cloud_id: &str) -> ProviderError {
-        let detail = match &error {
-            ProviderError::Api {
-                message,
-                request_id: Some(request_id),
-                ..
-            } => format!("{message} (request id {request_id})"),
-            ProviderError::Api { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
-        ProviderError::Transport {
-            provider: self.name.clone(),
-            url: self.endpoint.to_string(),
-            message: format!(
-                "{detail}; the reinstall of `{cloud_id}` may have started: check the instance \
-                 status before trying again"
+        response::maybe_started(
+            &self.name,
+            self.endpoint.as_str(),
+            &error,
+            &format!(
+                "the reinstall of `{cloud_id}` may have started: check the instance status \
+                 before trying again"
             ),
-            maybe_sent: true,
-        }
+        )
     }
 
     fn seen_installing(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
