@@ -4,3 +4,4 @@
 pub mod zc2;
 pub mod sdk_hmac;
 pub mod jdcloud;
+pub mod percent;
