@@ -10,7 +10,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 
 use super::ProviderError;
-use crate::manifest::{SecretRef, secrets};
+use crate::manifest::{DesiredProvider, SecretRef, secrets};
 
 /// The help of an endpoint that uses plain http to another machine, for providers whose every
 /// request carries credentials.
@@ -54,6 +54,30 @@ pub fn positive_seconds(
                 )
             }),
     }
+}
+
+/// The `poll_interval` and `install_timeout` of a provider entry, each as
+/// [`positive_seconds`] reads it.
+pub fn poll_and_timeout(
+    config: &DesiredProvider,
+    default_poll_interval: Duration,
+    default_install_timeout: Duration,
+) -> Result<(Duration, Duration), ProviderError> {
+    let settings = &config.config;
+    Ok((
+        positive_seconds(
+            &config.name,
+            "poll_interval",
+            settings.poll_interval,
+            default_poll_interval,
+        )?,
+        positive_seconds(
+            &config.name,
+            "install_timeout",
+            settings.install_timeout,
+            default_install_timeout,
+        )?,
+    ))
 }
 
 /// The endpoint given for this run: the override (the embedded emulator), else the manifest's

@@ -121,17 +121,16 @@ impl EdisKvm {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let name = config.name.clone();
-        let config_error = |message: String, help: &str| ProviderError::Config {
-            provider: name.clone(),
-            message,
-            help: help.to_string(),
-        };
         let settings = &config.config;
         let (text, source) =
             config::configured_endpoint(&name, endpoint_override, settings.endpoint.as_deref())?
                 .unwrap_or_else(|| (wire::DEFAULT_AUTH_URL.to_string(), "the default"));
         let auth_url = parse_auth_url(&text).map_err(|(message, help)| {
-            config_error(format!("auth URL `{text}` (from {source}) {message}"), help)
+            config::config_error(
+                &name,
+                format!("auth URL `{text}` (from {source}) {message}"),
+                help,
+            )
         })?;
         let production = auth_url
             .host_str()
@@ -139,25 +138,17 @@ impl EdisKvm {
 
         let (email, password) = resolve_credentials(&name, &settings.credentials, &env)?;
         let options = ProviderOptions::parse(&settings.options)
-            .map_err(|(message, help)| config_error(message, &help))?;
+            .map_err(|(message, help)| config::config_error(&name, message, &help))?;
 
+        let (poll_interval, install_timeout) =
+            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
         let capabilities = Capabilities {
             // One auth call covers the account; each VPS then needs one power read.
             observe_batch: 50,
             reports_image: false,
             reinstall_batch: 1,
-            poll_interval: config::positive_seconds(
-                &name,
-                "poll_interval",
-                settings.poll_interval,
-                DEFAULT_POLL_INTERVAL,
-            )?,
-            install_timeout: config::positive_seconds(
-                &name,
-                "install_timeout",
-                settings.install_timeout,
-                DEFAULT_INSTALL_TIMEOUT,
-            )?,
+            poll_interval,
+            install_timeout,
         };
         Ok(Self {
             http: ProviderHttp::new(&name, RetryPolicy::default())?.with_limits(RateLimits::new(
@@ -999,11 +990,6 @@ fn resolve_credentials(
     references: &BTreeMap<String, SecretRef>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(SecretString, SecretString), ProviderError> {
-    let config_error = |message: String, help: String| ProviderError::Config {
-        provider: provider.to_string(),
-        message,
-        help,
-    };
     config::check_credential_keys(
         provider,
         "an edis-kvm",
@@ -1021,7 +1007,8 @@ fn resolve_credentials(
         (Some(email), Some(password)) => {
             Ok((resolve("email", email)?, resolve("password", password)?))
         }
-        (Some(_), None) | (None, Some(_)) => Err(config_error(
+        (Some(_), None) | (None, Some(_)) => Err(config::config_error(
+            provider,
             "`credentials.email` and `credentials.password` must be given together".to_string(),
             format!("add the missing one, or remove both to use {ENV_EMAIL} and {ENV_PASSWORD}"),
         )),
@@ -1032,7 +1019,8 @@ fn resolve_credentials(
                     SecretString::from(email.trim().to_string()),
                     SecretString::from(password),
                 )),
-                _ => Err(config_error(
+                _ => Err(config::config_error(
+                    provider,
                     "no EDIS credentials found".to_string(),
                     format!(
                         "set `credentials.email` and `credentials.password` (e.g. `{{env: \

@@ -115,23 +115,14 @@ impl HuaweiClouddc {
                 _ => {}
             }
         }
-        let settings = &config.config;
+        let (poll_interval, install_timeout) =
+            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_READ,
             reports_image: true,
             reinstall_batch,
-            poll_interval: config::positive_seconds(
-                name,
-                "poll_interval",
-                settings.poll_interval,
-                DEFAULT_POLL_INTERVAL,
-            )?,
-            install_timeout: config::positive_seconds(
-                name,
-                "install_timeout",
-                settings.install_timeout,
-                DEFAULT_INSTALL_TIMEOUT,
-            )?,
+            poll_interval,
+            install_timeout,
         };
         Ok(Self {
             client: parsed.client,

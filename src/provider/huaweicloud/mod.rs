@@ -685,11 +685,6 @@ fn resolve_credentials(
     references: &BTreeMap<String, SecretRef>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ProviderError> {
-    let config_error = |message: String, help: String| ProviderError::Config {
-        provider: provider.to_string(),
-        message,
-        help,
-    };
     config::check_credential_keys(
         provider,
         "a Huawei Cloud",
@@ -718,18 +713,21 @@ fn resolve_credentials(
         (None, None, Some(token)) if security_token.is_none() => {
             Ok(Credentials::Token(resolve("auth_token", token)?))
         }
-        (None, None, Some(_)) => Err(config_error(
+        (None, None, Some(_)) => Err(config::config_error(
+            provider,
             "`security_token` goes with an access key, not with `auth_token`".to_string(),
             "remove `security_token`, or use `access_key` + `secret_key`".to_string(),
         )),
-        (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => Err(config_error(
+        (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => Err(config::config_error(
+            provider,
             "both an access key and an auth token are configured".to_string(),
             "keep either `access_key` + `secret_key` (signing) or `auth_token`".to_string(),
         )),
         (Some(_), None, None) | (None, Some(_), None) => {
             Err(config::half_pair(provider, "access_key", "secret_key"))
         }
-        (None, None, None) if security_token.is_some() => Err(config_error(
+        (None, None, None) if security_token.is_some() => Err(config::config_error(
+            provider,
             "`security_token` alone is not a credential".to_string(),
             "add `access_key` and `secret_key` (temporary ones, from STS)".to_string(),
         )),

@@ -105,11 +105,6 @@ impl JdcloudCps {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let name = config.name.clone();
-        let config_error = |message: String, help: &str| ProviderError::Config {
-            provider: name.clone(),
-            message,
-            help: help.to_string(),
-        };
         let env = config::non_empty_env(env);
         let settings = &config.config;
 
@@ -118,7 +113,8 @@ impl JdcloudCps {
                 .unwrap_or_else(|| (wire::DEFAULT_ENDPOINT.to_string(), "the default"));
         let (endpoint, signed_host) =
             parse_endpoint(&endpoint_text).map_err(|(message, help)| {
-                config_error(
+                config::config_error(
+                    &name,
                     format!("endpoint `{endpoint_text}` (from {source}) {message}"),
                     help,
                 )
@@ -127,9 +123,10 @@ impl JdcloudCps {
         let region = match settings.region.clone().or_else(|| env(ENV_REGION)) {
             Some(region) => region.trim().to_string(),
             None => {
-                return Err(config_error(
+                return Err(config::config_error(
+                    &name,
                     "no region configured".to_string(),
-                    &format!(
+                    format!(
                         "set `region:` on the provider (e.g. cn-east-1), or export {ENV_REGION}"
                     ),
                 ));
@@ -140,7 +137,8 @@ impl JdcloudCps {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Err(config_error(
+            return Err(config::config_error(
+                &name,
                 format!("region `{region}` is not a JD Cloud region id"),
                 "region ids look like cn-north-1, cn-east-1, cn-east-2, cn-south-1",
             ));
@@ -156,7 +154,8 @@ impl JdcloudCps {
                         .as_f64()
                         .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
                         .ok_or_else(|| {
-                            config_error(
+                            config::config_error(
+                                &name,
                                 format!(
                                     "option `running_grace_seconds` is {value}; it must be a \
                                      number of seconds ≥ 0"
@@ -177,22 +176,14 @@ impl JdcloudCps {
             }
         }
 
+        let (poll_interval, install_timeout) =
+            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_CALL,
             reports_image: true,
             reinstall_batch: 1,
-            poll_interval: config::positive_seconds(
-                &name,
-                "poll_interval",
-                settings.poll_interval,
-                DEFAULT_POLL_INTERVAL,
-            )?,
-            install_timeout: config::positive_seconds(
-                &name,
-                "install_timeout",
-                settings.install_timeout,
-                DEFAULT_INSTALL_TIMEOUT,
-            )?,
+            poll_interval,
+            install_timeout,
         };
 
         Ok(Self {

@@ -100,11 +100,6 @@ impl ZenlayerBmc {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let name = config.name.clone();
-        let config_error = |message: String, help: &str| ProviderError::Config {
-            provider: name.clone(),
-            message,
-            help: help.to_string(),
-        };
         // Empty variables count as unset, like most SDKs treat them.
         let env = config::non_empty_env(env);
 
@@ -131,7 +126,8 @@ impl ZenlayerBmc {
         };
         let (endpoint, signed_host) =
             parse_endpoint(&endpoint_text).map_err(|(message, help)| {
-                config_error(
+                config::config_error(
+                    &name,
                     format!("endpoint `{endpoint_text}` (from {source}) {message}"),
                     help,
                 )
@@ -145,7 +141,8 @@ impl ZenlayerBmc {
             match key.as_str() {
                 "api_version" => {
                     api_version = value.as_str().and_then(ApiVersion::parse).ok_or_else(|| {
-                        config_error(
+                        config::config_error(
+                            &name,
                             format!(
                                 "option `api_version` is {value}, which is not a bmc API version"
                             ),
@@ -159,7 +156,8 @@ impl ZenlayerBmc {
                         .as_f64()
                         .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
                         .ok_or_else(|| {
-                            config_error(
+                            config::config_error(
+                                &name,
                                 format!(
                                     "option `running_grace_seconds` is {value}; it must be a \
                                      number of seconds ≥ 0"
@@ -180,22 +178,14 @@ impl ZenlayerBmc {
             }
         }
 
+        let (poll_interval, install_timeout) =
+            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_CALL,
             reports_image: true,
             reinstall_batch: 1,
-            poll_interval: config::positive_seconds(
-                &name,
-                "poll_interval",
-                settings.poll_interval,
-                DEFAULT_POLL_INTERVAL,
-            )?,
-            install_timeout: config::positive_seconds(
-                &name,
-                "install_timeout",
-                settings.install_timeout,
-                DEFAULT_INSTALL_TIMEOUT,
-            )?,
+            poll_interval,
+            install_timeout,
         };
 
         Ok(Self {
