@@ -82,19 +82,46 @@ pub fn maybe_started(
     }
 }
 
+/// Helpers for the tests of the providers' response parsers.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
+    use reqwest::StatusCode;
     use reqwest::header::HeaderMap;
 
-    use super::*;
+    use crate::provider::ProviderError;
+    use crate::provider::http::RawResponse;
 
-    fn response(status: u16, body: &str) -> RawResponse {
+    /// A response with `status`, no headers and `body`.
+    pub fn response(status: u16, body: &str) -> RawResponse {
         RawResponse {
             status: StatusCode::from_u16(status).unwrap(),
             headers: HeaderMap::new(),
             body: body.as_bytes().to_vec(),
         }
     }
+
+    /// The status, code, message, request id and retryability of an API error.
+    pub fn api_error<T: std::fmt::Debug>(
+        result: Result<T, ProviderError>,
+    ) -> (Option<u16>, Option<String>, String, Option<String>, bool) {
+        match result {
+            Err(ProviderError::Api {
+                status,
+                code,
+                message,
+                request_id,
+                retryable,
+                ..
+            }) => (status, code, message, request_id, retryable),
+            other => panic!("expected an API error, got {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::response;
+    use super::*;
 
     #[test]
     fn retryable_statuses() {

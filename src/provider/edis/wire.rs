@@ -387,19 +387,10 @@ fn split_port(host: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
-    use reqwest::StatusCode;
-    use reqwest::header::HeaderMap;
     use secrecy::ExposeSecret;
 
     use super::*;
-
-    fn response(status: u16, body: &str) -> RawResponse {
-        RawResponse {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers: HeaderMap::new(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::provider::response::testing::response;
 
     /// Expected values computed with Python's `urllib.parse.quote_plus(s, safe='*')` with `~`
     /// written `%7E` (WHATWG form encoding): an oracle independent of this code.

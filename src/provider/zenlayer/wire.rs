@@ -422,33 +422,10 @@ pub fn map_status(raw: &str) -> ServerStatus {
 
 #[cfg(test)]
 mod tests {
-    use reqwest::header::{HeaderMap, HeaderValue};
+    use reqwest::header::HeaderValue;
 
     use super::*;
-
-    fn response(status: u16, body: &str) -> RawResponse {
-        RawResponse {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers: HeaderMap::new(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
-    fn api_error(
-        result: Result<Envelope, ProviderError>,
-    ) -> (Option<u16>, Option<String>, String, Option<String>, bool) {
-        match result {
-            Err(ProviderError::Api {
-                status,
-                code,
-                message,
-                request_id,
-                retryable,
-                ..
-            }) => (status, code, message, request_id, retryable),
-            other => panic!("expected an API error, got {other:?}"),
-        }
-    }
+    use crate::provider::response::testing::{api_error, response};
 
     #[test]
     fn status_words_map_case_insensitively() {
