@@ -13,6 +13,7 @@
 //! `x-jdcloud-nonce` as the docs require; the current Python SDK signs only `content-type;host`).
 
 pub use super::percent::{decode, encode};
+pub use super::signatures_match;
 use crate::digest::{hmac_sha256, sha256_hex};
 
 pub const DATE_HEADER: &str = "x-jdcloud-date";
@@ -265,17 +266,6 @@ pub fn parse_authorization(header: &str) -> Option<ParsedAuthorization> {
         signed_headers,
         signature: signature?,
     })
-}
-
-/// Constant-time comparison of two signatures.
-pub fn signatures_match(expected: &str, received: &str) -> bool {
-    let (expected, received) = (expected.as_bytes(), received.as_bytes());
-    expected.len() == received.len()
-        && expected
-            .iter()
-            .zip(received)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 /// `YYYYMMDDTHHMMSSZ` for a Unix time.

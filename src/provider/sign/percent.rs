@@ -57,6 +57,7 @@ mod tests {
     fn decoding_keeps_malformed_escapes() {
         assert_eq!(decode("a%2Cb"), "a,b");
         assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz"), "%zz");
         assert_eq!(decode("%zz%4"), "%zz%4");
         assert_eq!(decode("%E2%9C%93"), "✓");
         assert_eq!(decode("%%41"), "%A");
