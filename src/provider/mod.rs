@@ -4,11 +4,14 @@
 //! [`Capabilities::observe_batch`], calls [`Provider::reinstall`] once per planned server and
 //! polls the returned [`Operation`]s until they end.
 
+pub mod config;
 pub mod edis;
 pub mod http;
 pub mod huaweicloud;
 pub mod jdcloud;
 pub mod limits;
+pub mod response;
+pub mod rules;
 pub mod sign;
 pub mod zenlayer;
 

@@ -29,6 +29,7 @@ use completion::{Heuristic, PowerVerdict, Progress};
 pub use validate::validate_server;
 use wire::Ticket;
 
+use super::config;
 use super::http::{ProviderHttp, RawResponse, RetryPolicy};
 use super::limits::{ApiFamily, RateLimit, RateLimits};
 use super::{
@@ -36,7 +37,6 @@ use super::{
     Provider, ProviderError, ReinstallRequest, ReinstallReview, ResolvedAccess, ServerStatus,
 };
 use crate::manifest::diagnostics::did_you_mean;
-use crate::manifest::secrets;
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType, SecretRef};
 
 /// EDIS documents no rate limits (brief §4: "send calls serially per account"): one call in
@@ -121,26 +121,16 @@ impl EdisKvm {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let name = config.name.clone();
-        let config_error = |message: String, help: &str| ProviderError::Config {
-            provider: name.clone(),
-            message,
-            help: help.to_string(),
-        };
         let settings = &config.config;
-        let (text, source) = match (endpoint_override, settings.endpoint.as_deref()) {
-            (Some(url), _) => (url.to_string(), "the endpoint override"),
-            (None, Some("emulator")) => {
-                return Err(config_error(
-                    "`endpoint: emulator` needs the embedded emulator, which was not started"
-                        .to_string(),
-                    "add an `emulator:` section to the manifest, or set a real endpoint",
-                ));
-            }
-            (None, Some(url)) => (url.to_string(), "`endpoint` in the manifest"),
-            (None, None) => (wire::DEFAULT_AUTH_URL.to_string(), "the default"),
-        };
+        let (text, source) =
+            config::configured_endpoint(&name, endpoint_override, settings.endpoint.as_deref())?
+                .unwrap_or_else(|| (wire::DEFAULT_AUTH_URL.to_string(), "the default"));
         let auth_url = parse_auth_url(&text).map_err(|(message, help)| {
-            config_error(format!("auth URL `{text}` (from {source}) {message}"), help)
+            config::config_error(
+                &name,
+                format!("auth URL `{text}` (from {source}) {message}"),
+                help,
+            )
         })?;
         let production = auth_url
             .host_str()
@@ -148,38 +138,17 @@ impl EdisKvm {
 
         let (email, password) = resolve_credentials(&name, &settings.credentials, &env)?;
         let options = ProviderOptions::parse(&settings.options)
-            .map_err(|(message, help)| config_error(message, &help))?;
+            .map_err(|(message, help)| config::config_error(&name, message, &help))?;
 
-        let positive_seconds = |field: &str, value: Option<f64>, default: Duration| match value {
-            None => Ok(default),
-            Some(seconds) => Duration::try_from_secs_f64(seconds)
-                .ok()
-                .filter(|duration| !duration.is_zero())
-                .ok_or_else(|| {
-                    config_error(
-                        format!("`{field}` is {seconds}; it must be a number of seconds > 0"),
-                        &format!(
-                            "omit `{field}` to use the default of {}s",
-                            default.as_secs()
-                        ),
-                    )
-                }),
-        };
+        let (poll_interval, install_timeout) =
+            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
         let capabilities = Capabilities {
             // One auth call covers the account; each VPS then needs one power read.
             observe_batch: 50,
             reports_image: false,
             reinstall_batch: 1,
-            poll_interval: positive_seconds(
-                "poll_interval",
-                settings.poll_interval,
-                DEFAULT_POLL_INTERVAL,
-            )?,
-            install_timeout: positive_seconds(
-                "install_timeout",
-                settings.install_timeout,
-                DEFAULT_INSTALL_TIMEOUT,
-            )?,
+            poll_interval,
+            install_timeout,
         };
         Ok(Self {
             http: ProviderHttp::new(&name, RetryPolicy::default())?.with_limits(RateLimits::new(
@@ -1003,33 +972,12 @@ impl ProviderOptions {
 
 /// Parses and checks the auth URL; a bare host means the documented path.
 fn parse_auth_url(text: &str) -> Result<Url, (String, &'static str)> {
-    let url_help = "write it as https://HOST[:PORT][/kvm/v2/get/auth]";
-    let mut url =
-        Url::parse(text.trim()).map_err(|error| (format!("is not a URL: {error}"), url_help))?;
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(("has no host".to_string(), url_help));
-    }
-    match url.scheme() {
-        "https" => {}
-        "http" if wire::is_loopback_host(&url) => {}
-        "http" => {
-            return Err((
-                "uses plain http to a host that is not this machine".to_string(),
-                "use https; plain http is only accepted for 127.0.0.0/8, ::1 and localhost (a \
-                 local emulator), since the login carries the client-area password",
-            ));
-        }
-        other => return Err((format!("has scheme `{other}`"), url_help)),
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err((
-            "contains user info".to_string(),
-            "put credentials under `credentials:`, never in the URL",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(("has a query or fragment".to_string(), url_help));
-    }
+    let mut url = config::check_endpoint(
+        text,
+        "write it as https://HOST[:PORT][/kvm/v2/get/auth]",
+        "use https; plain http is only accepted for 127.0.0.0/8, ::1 and localhost (a local \
+         emulator), since the login carries the client-area password",
+    )?;
     if url.path() == "/" || url.path().is_empty() {
         url.set_path(wire::AUTH_PATH);
     }
@@ -1042,49 +990,37 @@ fn resolve_credentials(
     references: &BTreeMap<String, SecretRef>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(SecretString, SecretString), ProviderError> {
-    let config_error = |message: String, help: String| ProviderError::Config {
-        provider: provider.to_string(),
-        message,
-        help,
-    };
-    if let Some(unknown) = references
-        .keys()
-        .find(|key| !CREDENTIAL_KEYS.contains(&key.as_str()))
-    {
-        let help = match did_you_mean(unknown, CREDENTIAL_KEYS) {
+    config::check_credential_keys(
+        provider,
+        "an edis-kvm",
+        references,
+        &CREDENTIAL_KEYS,
+        |unknown| match did_you_mean(unknown, CREDENTIAL_KEYS) {
             Some(close) => format!("did you mean `{close}`? allowed: email, password"),
             None => "allowed credentials: email, password".to_string(),
-        };
-        return Err(config_error(
-            format!("unknown credential `{unknown}` for an edis-kvm provider"),
-            help,
-        ));
-    }
-    // Errors name the reference, never a value.
+        },
+    )?;
     let resolve = |key: &str, reference: &SecretRef| {
-        secrets::resolve(reference).map_err(|error| {
-            config_error(
-                format!("credential `{key}`: {error}"),
-                format!("make `{reference}` hold the EDIS client-area {key}"),
-            )
-        })
+        config::resolve_credential(provider, "EDIS client-area", key, reference)
     };
     match (references.get("email"), references.get("password")) {
         (Some(email), Some(password)) => {
             Ok((resolve("email", email)?, resolve("password", password)?))
         }
-        (Some(_), None) | (None, Some(_)) => Err(config_error(
+        (Some(_), None) | (None, Some(_)) => Err(config::config_error(
+            provider,
             "`credentials.email` and `credentials.password` must be given together".to_string(),
             format!("add the missing one, or remove both to use {ENV_EMAIL} and {ENV_PASSWORD}"),
         )),
         (None, None) => {
-            let env = |key: &str| env(key).filter(|value| !value.trim().is_empty());
+            let env = config::non_empty_env(env);
             match (env(ENV_EMAIL), env(ENV_PASSWORD)) {
                 (Some(email), Some(password)) => Ok((
                     SecretString::from(email.trim().to_string()),
                     SecretString::from(password),
                 )),
-                _ => Err(config_error(
+                _ => Err(config::config_error(
+                    provider,
                     "no EDIS credentials found".to_string(),
                     format!(
                         "set `credentials.email` and `credentials.password` (e.g. `{{env: \

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::manifest::diagnostics::did_you_mean;
 use crate::manifest::{DesiredAccess, DesiredServer};
 use crate::provider::FieldIssue;
+use crate::provider::rules::{ClassRule, PasswordPolicy, escape_pointer, issue};
 
 /// Password length reimage accepts (EDIS's own policy is unconfirmed).
 pub const PASSWORD_LENGTH: std::ops::RangeInclusive<usize> = 8..=64;
@@ -118,7 +119,7 @@ pub fn validate_server(server: &DesiredServer, password: Option<&SecretString>) 
         }
     }
     for key in server.options.keys() {
-        let pointer = format!("/options/{}", key.replace('~', "~0").replace('/', "~1"));
+        let pointer = format!("/options/{}", escape_pointer(key));
         let help = match did_you_mean(key, PROVIDER_OPTION_KEYS) {
             Some(provider_key) => format!(
                 "`{provider_key}` is a provider option: set it under `providers.<name>.options` \
@@ -137,41 +138,18 @@ pub fn validate_server(server: &DesiredServer, password: Option<&SecretString>) 
     issues
 }
 
+/// reimage's password rule for EDIS (see [`PASSWORD_LENGTH`] and [`PASSWORD_FORBIDDEN`]).
+const PASSWORD_POLICY: PasswordPolicy = PasswordPolicy {
+    length: PASSWORD_LENGTH,
+    specials: None,
+    classes: ClassRule::Every,
+    allowed: |c| c.is_ascii_graphic() && !PASSWORD_FORBIDDEN.contains(c),
+    refused: "character(s) reimage does not send to EDIS",
+};
+
 /// What is wrong with a password, in words that never quote it.
 pub fn password_problem(password: &str) -> Option<String> {
-    let mut problems = Vec::new();
-    let length = password.chars().count();
-    if !PASSWORD_LENGTH.contains(&length) {
-        problems.push(format!("it is {length} characters long"));
-    }
-    if !password.chars().any(|c| c.is_ascii_uppercase()) {
-        problems.push("no upper-case letter".to_string());
-    }
-    if !password.chars().any(|c| c.is_ascii_lowercase()) {
-        problems.push("no lower-case letter".to_string());
-    }
-    if !password.chars().any(|c| c.is_ascii_digit()) {
-        problems.push("no digit".to_string());
-    }
-    let refused = password
-        .chars()
-        .filter(|c| !c.is_ascii_graphic() || PASSWORD_FORBIDDEN.contains(*c))
-        .count();
-    if refused > 0 {
-        // Counted, never named: even one character narrows a guess.
-        problems.push(format!(
-            "{refused} character(s) reimage does not send to EDIS"
-        ));
-    }
-    (!problems.is_empty()).then(|| problems.join(", "))
-}
-
-fn issue(pointer: &str, message: &str, help: Option<&str>) -> FieldIssue {
-    FieldIssue {
-        pointer: pointer.to_string(),
-        message: message.to_string(),
-        help: help.map(str::to_string),
-    }
+    PASSWORD_POLICY.problem(password)
 }
 
 #[cfg(test)]

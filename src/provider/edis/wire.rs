@@ -4,12 +4,13 @@
 //!
 //! Nothing here does I/O; `mod.rs` sends what these functions build.
 
-use reqwest::StatusCode;
 use reqwest::Url;
 use secrecy::SecretString;
 use serde_json::Value;
 
+use crate::provider::config;
 use crate::provider::http::RawResponse;
+use crate::provider::response::is_retryable_status;
 use crate::provider::{ProviderError, ServerStatus};
 
 /// Production auth URL (brief §1: the auth host is fixed).
@@ -133,7 +134,7 @@ pub fn api_error(provider: &str, what: &str, response: &RawResponse) -> Provider
         message: format!("{what}: {message} (HTTP {})", status.as_u16()),
         request_id: None,
         // The brief documents no rate limits; 429 and 5xx are the usual "try again later".
-        retryable: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+        retryable: is_retryable_status(status),
     }
 }
 
@@ -323,23 +324,6 @@ pub fn parse_reinstall(provider: &str, response: &RawResponse) -> Result<(), Pro
     success_body(provider, "reinstall", response).map(|_| ())
 }
 
-/// Whether a URL host is this machine (127.0.0.0/8, ::1, localhost).
-pub fn is_loopback_host(url: &Url) -> bool {
-    // The url crate has normalised the host (`127.1` → `127.0.0.1`, IPv6 in brackets).
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    if let Some(ipv6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return ipv6
-            .parse::<std::net::Ipv6Addr>()
-            .is_ok_and(|address| address.is_loopback());
-    }
-    match host.parse::<std::net::Ipv4Addr>() {
-        Ok(address) => address.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
-}
-
 /// The base URL of a VPS's management host: `api_host` as returned, reached with the auth URL's
 /// scheme. Refuses anything but `host[:port]`, plain http to another machine, and (against the
 /// production auth host) hosts outside EDIS's domains.
@@ -365,7 +349,7 @@ pub fn management_base(auth_url: &Url, api_host: &str, production: bool) -> Resu
     if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
         return Err(format!("`api_host` {host:?} is not a plain host name"));
     }
-    if url.scheme() == "http" && !is_loopback_host(&url) {
+    if url.scheme() == "http" && !config::is_loopback(&url) {
         return Err(format!(
             "`api_host` {host:?} is not this machine, and plain http is only used for a local \
              emulator"
@@ -403,18 +387,10 @@ fn split_port(host: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
-    use reqwest::header::HeaderMap;
     use secrecy::ExposeSecret;
 
     use super::*;
-
-    fn response(status: u16, body: &str) -> RawResponse {
-        RawResponse {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers: HeaderMap::new(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::provider::response::testing::response;
 
     /// Expected values computed with Python's `urllib.parse.quote_plus(s, safe='*')` with `~`
     /// written `%7E` (WHATWG form encoding): an oracle independent of this code.

@@ -15,8 +15,9 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::wire::{self, DcInstance};
-use super::{HuaweiClient, Service, Target, lock, seconds_setting};
+use super::{HuaweiClient, Service, Target, lock};
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType};
+use crate::provider::config;
 use crate::provider::http::RetryPolicy;
 use crate::provider::limits::ApiFamily;
 use crate::provider::{
@@ -114,23 +115,14 @@ impl HuaweiClouddc {
                 _ => {}
             }
         }
-        let settings = &config.config;
+        let (poll_interval, install_timeout) =
+            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_READ,
             reports_image: true,
             reinstall_batch,
-            poll_interval: seconds_setting(
-                name,
-                "poll_interval",
-                settings.poll_interval,
-                DEFAULT_POLL_INTERVAL,
-            )?,
-            install_timeout: seconds_setting(
-                name,
-                "install_timeout",
-                settings.install_timeout,
-                DEFAULT_INSTALL_TIMEOUT,
-            )?,
+            poll_interval,
+            install_timeout,
         };
         Ok(Self {
             client: parsed.client,

@@ -15,8 +15,9 @@ use reqwest::Method;
 
 use super::validate::EcsOptions;
 use super::wire::{self, EcsCall, EcsVariant, JobState};
-use super::{HuaweiClient, Service, Target, seconds_setting};
+use super::{HuaweiClient, Service, Target};
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType};
+use crate::provider::config;
 use crate::provider::http::RetryPolicy;
 use crate::provider::limits::ApiFamily;
 use crate::provider::{
@@ -54,24 +55,15 @@ impl HuaweiEcs {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let parsed = HuaweiClient::from_config(Service::Ecs, config, endpoint_override, &[], &env)?;
-        let settings = &config.config;
+        let (poll_interval, install_timeout) =
+            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_READ,
             reports_image: true,
             // One server per changeos/reinstallos call.
             reinstall_batch: 1,
-            poll_interval: seconds_setting(
-                &config.name,
-                "poll_interval",
-                settings.poll_interval,
-                DEFAULT_POLL_INTERVAL,
-            )?,
-            install_timeout: seconds_setting(
-                &config.name,
-                "install_timeout",
-                settings.install_timeout,
-                DEFAULT_INSTALL_TIMEOUT,
-            )?,
+            poll_interval,
+            install_timeout,
         };
         Ok(Self {
             client: parsed.client,

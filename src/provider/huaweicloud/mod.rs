@@ -24,11 +24,10 @@ pub use clouddc::HuaweiClouddc;
 pub use ecs::HuaweiEcs;
 pub use validate::validate_server;
 
-use super::ProviderError;
 use super::http::{ProviderHttp, RawResponse, RetryPolicy};
 use super::limits::{ApiFamily, RateLimit, RateLimits};
 use super::sign::sdk_hmac;
-use crate::manifest::secrets;
+use super::{ProviderError, config, response, rules};
 use crate::manifest::{DesiredProvider, SecretRef};
 
 /// Huawei publishes no per-API quotas (brief §6.4, unconfirmed): conservative defaults,
@@ -197,7 +196,7 @@ impl HuaweiClient {
             help,
         };
         // Empty variables count as unset, as the SDKs treat them.
-        let env = |key: &str| env(key).filter(|value| !value.trim().is_empty());
+        let env = config::non_empty_env(env);
         let settings = &config.config;
 
         let mut type_options = serde_json::Map::new();
@@ -234,7 +233,7 @@ impl HuaweiClient {
                     "unknown option `{key}` for a {} provider",
                     service.provider_type()
                 ),
-                validate::allowed_keys_help(key, &allowed),
+                rules::allowed_keys_help(key, &allowed),
             ));
         }
 
@@ -263,18 +262,11 @@ impl HuaweiClient {
             .or_else(|| env(ENV_BASE_DOMAIN))
             .unwrap_or_else(|| DEFAULT_BASE_DOMAIN.to_string());
 
-        let (endpoint_text, source) = match (endpoint_override, settings.endpoint.as_deref()) {
-            (Some(url), _) => (url.to_string(), "the endpoint override".to_string()),
-            (None, Some("emulator")) => {
-                return Err(config_error(
-                    "`endpoint: emulator` needs the embedded emulator, which was not started"
-                        .to_string(),
-                    "add an `emulator:` section to the manifest, or set a real endpoint"
-                        .to_string(),
-                ));
-            }
-            (None, Some(url)) => (url.to_string(), "`endpoint` in the manifest".to_string()),
-            (None, None) => {
+        let configured =
+            config::configured_endpoint(&name, endpoint_override, settings.endpoint.as_deref())?;
+        let (endpoint_text, source) = match configured {
+            Some((url, source)) => (url, source.to_string()),
+            None => {
                 let Some(region) = &region else {
                     return Err(config_error(
                         "no region and no endpoint".to_string(),
@@ -521,10 +513,7 @@ impl HuaweiClient {
         url.set_path(&full_path);
         let canonical_query = sdk_hmac::canonical_query(query);
         url.set_query((!canonical_query.is_empty()).then_some(canonical_query.as_str()));
-        let host = match url.port() {
-            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-            None => url.host_str().unwrap_or_default().to_string(),
-        };
+        let host = config::signed_host(&url);
         let content_type = if body.is_some() {
             CONTENT_TYPE_BODY
         } else {
@@ -667,23 +656,12 @@ impl HuaweiClient {
     /// A reinstall call whose answer does not prove it was refused: report it as "may have been
     /// sent", so the caller checks the server instead of calling again.
     pub fn ambiguous(&self, error: ProviderError, what: &str) -> ProviderError {
-        let detail = match &error {
-            ProviderError::Api {
-                message,
-                request_id: Some(request_id),
-                ..
-            } => format!("{message} (request id {request_id})"),
-            ProviderError::Api { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
-        ProviderError::Transport {
-            provider: self.name.clone(),
-            url: self.endpoint.to_string(),
-            message: format!(
-                "{detail}; {what} may have started: check the server before trying again"
-            ),
-            maybe_sent: true,
-        }
+        response::maybe_started(
+            &self.name,
+            self.endpoint.as_str(),
+            &error,
+            &format!("{what} may have started: check the server before trying again"),
+        )
     }
 }
 
@@ -704,44 +682,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Parses and checks an endpoint URL (https, or http to loopback only).
 fn parse_endpoint(text: &str) -> Result<Url, (String, String)> {
-    let url_help = "write it as https://HOST[:PORT]".to_string();
-    let url = Url::parse(text.trim())
-        .map_err(|error| (format!("is not a URL: {error}"), url_help.clone()))?;
-    let Some(host) = url.host_str().filter(|host| !host.is_empty()) else {
-        return Err(("has no host".to_string(), url_help));
-    };
-    // The url crate has already normalised the host (`127.1` → `127.0.0.1`, IPv6 in brackets).
-    let loopback = if let Some(ipv6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        ipv6.parse::<std::net::Ipv6Addr>()
-            .is_ok_and(|address| address.is_loopback())
-    } else if let Ok(ipv4) = host.parse::<std::net::Ipv4Addr>() {
-        ipv4.is_loopback()
-    } else {
-        host.eq_ignore_ascii_case("localhost")
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err((
-                "uses plain http to a host that is not this machine".to_string(),
-                "use https; plain http is only accepted for loopback addresses (a local \
-                 emulator), since requests carry credentials and passwords"
-                    .to_string(),
-            ));
-        }
-        other => return Err((format!("has scheme `{other}`"), url_help)),
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err((
-            "contains user info".to_string(),
-            "put credentials under `credentials:`, never in the URL".to_string(),
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(("has a query or fragment".to_string(), url_help));
-    }
-    Ok(url)
+    config::check_endpoint(
+        text,
+        "write it as https://HOST[:PORT]",
+        "use https; plain http is only accepted for loopback addresses (a local emulator), \
+         since requests carry credentials and passwords",
+    )
+    .map_err(|(message, help)| (message, help.to_string()))
 }
 
 /// Credentials from the manifest, else from the environment (`HW_*`, `HUAWEICLOUD_SDK_*`,
@@ -751,28 +698,15 @@ fn resolve_credentials(
     references: &BTreeMap<String, SecretRef>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ProviderError> {
-    let config_error = |message: String, help: String| ProviderError::Config {
-        provider: provider.to_string(),
-        message,
-        help,
-    };
-    if let Some(unknown) = references
-        .keys()
-        .find(|key| !CREDENTIAL_KEYS.contains(&key.as_str()))
-    {
-        return Err(config_error(
-            format!("unknown credential `{unknown}` for a Huawei Cloud provider"),
-            validate::allowed_keys_help(unknown, &CREDENTIAL_KEYS),
-        ));
-    }
-    // Errors name the reference (env var or file path), never a value.
+    config::check_credential_keys(
+        provider,
+        "a Huawei Cloud",
+        references,
+        &CREDENTIAL_KEYS,
+        |unknown| rules::allowed_keys_help(unknown, &CREDENTIAL_KEYS),
+    )?;
     let resolve = |key: &str, reference: &SecretRef| {
-        secrets::resolve(reference).map_err(|error| {
-            config_error(
-                format!("credential `{key}`: {error}"),
-                format!("make `{reference}` hold the Huawei Cloud {key}"),
-            )
-        })
+        config::resolve_credential(provider, "Huawei Cloud", key, reference)
     };
     let access_key = references.get("access_key");
     let secret_key = references.get("secret_key");
@@ -792,19 +726,21 @@ fn resolve_credentials(
         (None, None, Some(token)) if security_token.is_none() => {
             Ok(Credentials::Token(resolve("auth_token", token)?))
         }
-        (None, None, Some(_)) => Err(config_error(
+        (None, None, Some(_)) => Err(config::config_error(
+            provider,
             "`security_token` goes with an access key, not with `auth_token`".to_string(),
             "remove `security_token`, or use `access_key` + `secret_key`".to_string(),
         )),
-        (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => Err(config_error(
+        (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => Err(config::config_error(
+            provider,
             "both an access key and an auth token are configured".to_string(),
             "keep either `access_key` + `secret_key` (signing) or `auth_token`".to_string(),
         )),
-        (Some(_), None, None) | (None, Some(_), None) => Err(config_error(
-            "`access_key` and `secret_key` must be given together".to_string(),
-            "add the missing one, or remove both to use environment variables".to_string(),
-        )),
-        (None, None, None) if security_token.is_some() => Err(config_error(
+        (Some(_), None, None) | (None, Some(_), None) => {
+            Err(config::half_pair(provider, "access_key", "secret_key"))
+        }
+        (None, None, None) if security_token.is_some() => Err(config::config_error(
+            provider,
             "`security_token` alone is not a credential".to_string(),
             "add `access_key` and `secret_key` (temporary ones, from STS)".to_string(),
         )),
@@ -817,25 +753,14 @@ fn credentials_from_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ProviderError> {
     for family in &ENV_FAMILIES {
-        match (env(family.access_key), env(family.secret_key)) {
-            (Some(access_key), Some(secret_key)) => {
-                return Ok(Credentials::AccessKey {
-                    access_key: access_key.trim().to_string(),
-                    secret_key: SecretString::from(secret_key),
-                    security_token: env(family.security_token).map(SecretString::from),
-                });
-            }
-            (None, None) => {}
-            _ => {
-                return Err(ProviderError::Config {
-                    provider: provider.to_string(),
-                    message: format!(
-                        "only one of {} and {} is set",
-                        family.access_key, family.secret_key
-                    ),
-                    help: "set both, or neither".to_string(),
-                });
-            }
+        if let Some((access_key, secret_key)) =
+            config::env_pair(provider, env, family.access_key, family.secret_key)?
+        {
+            return Ok(Credentials::AccessKey {
+                access_key: access_key.trim().to_string(),
+                secret_key: SecretString::from(secret_key),
+                security_token: env(family.security_token).map(SecretString::from),
+            });
         }
         if let Some(token) = family.auth_token.and_then(env) {
             return Ok(Credentials::Token(SecretString::from(token)));
@@ -850,29 +775,6 @@ fn credentials_from_env(
                OS_SECRET_KEY, HW_AUTH_TOKEN)"
             .to_string(),
     })
-}
-
-/// Seconds from a provider option, or the default.
-pub(crate) fn seconds_setting(
-    provider: &str,
-    field: &str,
-    value: Option<f64>,
-    default: std::time::Duration,
-) -> Result<std::time::Duration, ProviderError> {
-    match value {
-        None => Ok(default),
-        Some(seconds) => std::time::Duration::try_from_secs_f64(seconds)
-            .ok()
-            .filter(|duration| !duration.is_zero())
-            .ok_or_else(|| ProviderError::Config {
-                provider: provider.to_string(),
-                message: format!("`{field}` is {seconds}; it must be a number of seconds > 0"),
-                help: format!(
-                    "omit `{field}` to use the default of {}s",
-                    default.as_secs()
-                ),
-            }),
-    }
 }
 
 #[cfg(test)]

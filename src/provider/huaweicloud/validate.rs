@@ -7,6 +7,9 @@ use serde_json::{Map, Value};
 use super::wire::{Cloud, USER_DATA_MAX_BYTES};
 use crate::manifest::{DesiredAccess, DesiredServer, ProviderType};
 use crate::provider::FieldIssue;
+use crate::provider::rules::{
+    ClassRule, PasswordPolicy, allowed_keys_help, escape_pointer, issue, join_problems,
+};
 
 /// Server options of a `huaweicloud-ecs` server.
 pub const ECS_OPTION_KEYS: [&str; 4] = ["cloud_init", "cloud", "user_id", "with_stop_server"];
@@ -222,31 +225,18 @@ fn validate_clouddc(server: &DesiredServer, password: Option<&SecretString>) -> 
     issues
 }
 
+/// Huawei Cloud's password policy, but for the account names (brief §4.1 and §7.3).
+const PASSWORD_POLICY: PasswordPolicy = PasswordPolicy {
+    length: PASSWORD_LENGTH,
+    specials: Some(PASSWORD_SPECIALS),
+    classes: ClassRule::AtLeast(3),
+    allowed: |c| c.is_ascii_alphanumeric() || PASSWORD_SPECIALS.contains(c),
+    refused: "character(s) outside the allowed set",
+};
+
 /// What is wrong with a password, in words that never quote it.
 pub fn password_problem(password: &str) -> Option<String> {
-    let length = password.chars().count();
-    let mut problems = Vec::new();
-    if !PASSWORD_LENGTH.contains(&length) {
-        problems.push(format!("it is {length} characters long"));
-    }
-    let classes = [
-        password.chars().any(|c| c.is_ascii_uppercase()),
-        password.chars().any(|c| c.is_ascii_lowercase()),
-        password.chars().any(|c| c.is_ascii_digit()),
-        password.chars().any(|c| PASSWORD_SPECIALS.contains(c)),
-    ];
-    let present = classes.iter().filter(|present| **present).count();
-    if present < 3 {
-        problems.push(format!("only {present} of the 4 character classes"));
-    }
-    let disallowed = password
-        .chars()
-        .filter(|c| !c.is_ascii_alphanumeric() && !PASSWORD_SPECIALS.contains(*c))
-        .count();
-    if disallowed > 0 {
-        // Counting rather than naming them: even one character narrows a guess.
-        problems.push(format!("{disallowed} character(s) outside the allowed set"));
-    }
+    let mut problems = PASSWORD_POLICY.problems(password);
     let lower = password.to_ascii_lowercase();
     for name in ACCOUNT_NAMES {
         let reversed: String = name.chars().rev().collect();
@@ -256,58 +246,7 @@ pub fn password_problem(password: &str) -> Option<String> {
             ));
         }
     }
-    (!problems.is_empty()).then(|| problems.join(", "))
-}
-
-fn issue(pointer: &str, message: &str, help: Option<&str>) -> FieldIssue {
-    FieldIssue {
-        pointer: pointer.to_string(),
-        message: message.to_string(),
-        help: help.map(str::to_string),
-    }
-}
-
-/// "did you mean `x`?" when a close allowed key exists, then the full list.
-pub fn allowed_keys_help(key: &str, allowed: &[&str]) -> String {
-    let list = allowed
-        .iter()
-        .map(|name| format!("`{name}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let closest = allowed
-        .iter()
-        .map(|name| (edit_distance(&key.to_ascii_lowercase(), name), *name))
-        .min();
-    match closest {
-        // A third of the name may differ: a typo rather than a different word.
-        Some((distance, name)) if distance <= (name.len() / 3).max(1) => {
-            format!("did you mean `{name}`? allowed: {list}")
-        }
-        _ => format!("allowed: {list}"),
-    }
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb))
-                .min(above + 1)
-                .min(row[j] + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-/// JSON pointer escaping (RFC 6901).
-fn escape_pointer(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
+    join_problems(problems)
 }
 
 #[cfg(test)]
@@ -504,12 +443,5 @@ mod tests {
             pointers(&validate_server(&server, None)),
             ["/os/image", "/hostname"]
         );
-    }
-
-    #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("cloudinit", "cloud_init"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 
 use crate::provider::http::RawResponse;
+use crate::provider::response::is_retryable_status;
 use crate::provider::sign::sdk_hmac::encode;
 use crate::provider::{ProviderError, ResolvedAccess, ServerStatus};
 
@@ -98,7 +99,7 @@ pub fn error_from_response(provider: &str, what: &str, response: &RawResponse) -
         code,
         message: format!("{what}: HTTP {} ({detail}){hint}", status.as_u16()),
         request_id: request_id(response, body.as_ref()),
-        retryable: status.as_u16() == 429 || status.is_server_error(),
+        retryable: is_retryable_status(status),
     }
 }
 

@@ -26,13 +26,14 @@ use validate::ServerOptions;
 pub use validate::validate_server;
 use wire::{ApiCall, Credentials, InstanceInfo};
 
+use super::config;
 use super::http::{ProviderHttp, RetryPolicy};
 use super::limits::{ApiFamily, RateLimit, RateLimits};
+use super::response;
 use super::{
     BoxFuture, Capabilities, FieldIssue, Observation, Observed, Operation, OperationStatus,
     Provider, ProviderError, ReinstallRequest, ReinstallReview, ResolvedAccess, ServerStatus,
 };
-use crate::manifest::secrets;
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType, SecretRef};
 
 /// JD publishes no limits for CPS (brief §2, unconfirmed): conservative defaults, overridable
@@ -104,29 +105,16 @@ impl JdcloudCps {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let name = config.name.clone();
-        let config_error = |message: String, help: &str| ProviderError::Config {
-            provider: name.clone(),
-            message,
-            help: help.to_string(),
-        };
-        let env = |key: &str| env(key).filter(|value| !value.trim().is_empty());
+        let env = config::non_empty_env(env);
         let settings = &config.config;
 
-        let (endpoint_text, source) = match (endpoint_override, settings.endpoint.as_deref()) {
-            (Some(url), _) => (url.to_string(), "the endpoint override"),
-            (None, Some("emulator")) => {
-                return Err(config_error(
-                    "`endpoint: emulator` needs the embedded emulator, which was not started"
-                        .to_string(),
-                    "add an `emulator:` section to the manifest, or set a real endpoint",
-                ));
-            }
-            (None, Some(url)) => (url.to_string(), "`endpoint` in the manifest"),
-            (None, None) => (wire::DEFAULT_ENDPOINT.to_string(), "the default"),
-        };
+        let (endpoint_text, source) =
+            config::configured_endpoint(&name, endpoint_override, settings.endpoint.as_deref())?
+                .unwrap_or_else(|| (wire::DEFAULT_ENDPOINT.to_string(), "the default"));
         let (endpoint, signed_host) =
             parse_endpoint(&endpoint_text).map_err(|(message, help)| {
-                config_error(
+                config::config_error(
+                    &name,
                     format!("endpoint `{endpoint_text}` (from {source}) {message}"),
                     help,
                 )
@@ -135,9 +123,10 @@ impl JdcloudCps {
         let region = match settings.region.clone().or_else(|| env(ENV_REGION)) {
             Some(region) => region.trim().to_string(),
             None => {
-                return Err(config_error(
+                return Err(config::config_error(
+                    &name,
                     "no region configured".to_string(),
-                    &format!(
+                    format!(
                         "set `region:` on the provider (e.g. cn-east-1), or export {ENV_REGION}"
                     ),
                 ));
@@ -148,7 +137,8 @@ impl JdcloudCps {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Err(config_error(
+            return Err(config::config_error(
+                &name,
                 format!("region `{region}` is not a JD Cloud region id"),
                 "region ids look like cn-north-1, cn-east-1, cn-east-2, cn-south-1",
             ));
@@ -164,7 +154,8 @@ impl JdcloudCps {
                         .as_f64()
                         .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
                         .ok_or_else(|| {
-                            config_error(
+                            config::config_error(
+                                &name,
                                 format!(
                                     "option `running_grace_seconds` is {value}; it must be a \
                                      number of seconds ≥ 0"
@@ -175,46 +166,24 @@ impl JdcloudCps {
                         })?;
                 }
                 _ => {
-                    return Err(config_error(
-                        format!("unknown option `{key}` for a jdcloud-cps provider"),
-                        &format!(
-                            "allowed provider options: {}",
-                            PROVIDER_OPTION_KEYS.join(", ")
-                        ),
+                    return Err(config::unknown_option(
+                        &name,
+                        "jdcloud-cps",
+                        key,
+                        &PROVIDER_OPTION_KEYS,
                     ));
                 }
             }
         }
 
-        let positive_seconds = |field: &str, value: Option<f64>, default: Duration| match value {
-            None => Ok(default),
-            Some(seconds) => Duration::try_from_secs_f64(seconds)
-                .ok()
-                .filter(|duration| !duration.is_zero())
-                .ok_or_else(|| {
-                    config_error(
-                        format!("`{field}` is {seconds}; it must be a number of seconds > 0"),
-                        &format!(
-                            "omit `{field}` to use the default of {}s",
-                            default.as_secs()
-                        ),
-                    )
-                }),
-        };
+        let (poll_interval, install_timeout) =
+            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_CALL,
             reports_image: true,
             reinstall_batch: 1,
-            poll_interval: positive_seconds(
-                "poll_interval",
-                settings.poll_interval,
-                DEFAULT_POLL_INTERVAL,
-            )?,
-            install_timeout: positive_seconds(
-                "install_timeout",
-                settings.install_timeout,
-                DEFAULT_INSTALL_TIMEOUT,
-            )?,
+            poll_interval,
+            install_timeout,
         };
 
         Ok(Self {
@@ -627,25 +596,16 @@ impl JdcloudCps {
 
     /// A 5xx or an unreadable success does not prove the reinstall did not start.
     fn ambiguous_reinstall(&self, error: ProviderError, cloud_id: &str) -> ProviderError {
-        let detail = match &error {
-            ProviderError::Api {
-                message,
-                request_id: Some(request_id),
-                ..
-            } => format!("{message} (request id {request_id})"),
-            ProviderError::Api { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
-        ProviderError::Transport {
-            provider: self.name.clone(),
-            url: self.endpoint.to_string(),
-            message: format!(
-                "{detail}; the reinstall of `{cloud_id}` may have started: check the instance \
-                 before trying again (a retry of the same plan step reuses its clientToken, so \
-                 JD runs it at most once)"
+        response::maybe_started(
+            &self.name,
+            self.endpoint.as_str(),
+            &error,
+            &format!(
+                "the reinstall of `{cloud_id}` may have started: check the instance before \
+                 trying again (a retry of the same plan step reuses its clientToken, so JD runs \
+                 it at most once)"
             ),
-            maybe_sent: true,
-        }
+        )
     }
 
     /// Names the refusals an operator can act on: operation protection (MFA) and a server that
@@ -1027,50 +987,15 @@ fn operation_status(
     }
 }
 
-/// Parses and checks an endpoint URL; returns it with the `Host` value the client will send.
+/// Parses and checks an endpoint URL; returns it with the `Host` value the client will send
+/// (brief §3: port omitted for 80/443).
 fn parse_endpoint(text: &str) -> Result<(Url, String), (String, &'static str)> {
-    let url_help = "write it as https://HOST[:PORT], e.g. https://cps.jdcloud-api.com";
-    let url =
-        Url::parse(text.trim()).map_err(|error| (format!("is not a URL: {error}"), url_help))?;
-    let Some(host) = url.host_str().filter(|host| !host.is_empty()) else {
-        return Err(("has no host".to_string(), url_help));
-    };
-    let loopback = if let Some(ipv6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        ipv6.parse::<std::net::Ipv6Addr>()
-            .is_ok_and(|address| address.is_loopback())
-    } else if let Ok(ipv4) = host.parse::<std::net::Ipv4Addr>() {
-        ipv4.is_loopback()
-    } else {
-        host.eq_ignore_ascii_case("localhost")
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err((
-                "uses plain http to a host that is not this machine".to_string(),
-                "use https; plain http is only accepted for 127.0.0.0/8, ::1 and localhost \
-                 (a local emulator), since requests carry credentials and passwords",
-            ));
-        }
-        other => return Err((format!("has scheme `{other}`"), url_help)),
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err((
-            "contains user info".to_string(),
-            "put credentials under `credentials:`, never in the URL",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(("has a query or fragment".to_string(), url_help));
-    }
-    let host = url.host_str().unwrap_or_default().to_string();
-    // The url crate drops a port equal to the scheme's default, as does the HTTP client when it
-    // writes the Host header: the two agree (brief §3: port omitted for 80/443).
-    let signed_host = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host,
-    };
+    let url = config::check_endpoint(
+        text,
+        "write it as https://HOST[:PORT], e.g. https://cps.jdcloud-api.com",
+        config::PLAIN_HTTP_HELP,
+    )?;
+    let signed_host = config::signed_host(&url);
     Ok((url, signed_host))
 }
 
@@ -1080,28 +1005,15 @@ fn resolve_credentials(
     references: &BTreeMap<String, SecretRef>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ProviderError> {
-    let config_error = |message: String, help: String| ProviderError::Config {
-        provider: provider.to_string(),
-        message,
-        help,
-    };
-    if let Some(unknown) = references
-        .keys()
-        .find(|key| !CREDENTIAL_KEYS.contains(&key.as_str()))
-    {
-        return Err(config_error(
-            format!("unknown credential `{unknown}` for a jdcloud-cps provider"),
-            format!("allowed credentials: {}", CREDENTIAL_KEYS.join(", ")),
-        ));
-    }
-    // Errors name the reference (env var or file path), never a value.
+    config::check_credential_keys(
+        provider,
+        "a jdcloud-cps",
+        references,
+        &CREDENTIAL_KEYS,
+        |_| format!("allowed credentials: {}", CREDENTIAL_KEYS.join(", ")),
+    )?;
     let resolve = |key: &str, reference: &SecretRef| {
-        secrets::resolve(reference).map_err(|error| {
-            config_error(
-                format!("credential `{key}`: {error}"),
-                format!("make `{reference}` hold the JD Cloud {key}"),
-            )
-        })
+        config::resolve_credential(provider, "JD Cloud", key, reference)
     };
     match (references.get("access_key"), references.get("secret_key")) {
         (Some(access_key), Some(secret_key)) => Ok(Credentials {
@@ -1111,26 +1023,22 @@ fn resolve_credentials(
                 .to_string(),
             secret_key: resolve("secret_key", secret_key)?,
         }),
-        (Some(_), None) | (None, Some(_)) => Err(config_error(
-            "`access_key` and `secret_key` must be given together".to_string(),
-            "add the missing one, or remove both to use environment variables".to_string(),
-        )),
-        (None, None) => match (env(ENV_ACCESS_KEY), env(ENV_SECRET_KEY)) {
-            (Some(access_key), Some(secret_key)) => Ok(Credentials {
+        (Some(_), None) | (None, Some(_)) => {
+            Err(config::half_pair(provider, "access_key", "secret_key"))
+        }
+        (None, None) => match config::env_pair(provider, env, ENV_ACCESS_KEY, ENV_SECRET_KEY)? {
+            Some((access_key, secret_key)) => Ok(Credentials {
                 access_key: access_key.trim().to_string(),
                 secret_key: SecretString::from(secret_key),
             }),
-            (None, None) => Err(config_error(
-                "no JD Cloud credentials found".to_string(),
+            None => Err(config::config_error(
+                provider,
+                "no JD Cloud credentials found",
                 format!(
                     "set `credentials.access_key` and `credentials.secret_key` in the manifest \
                      (as {{env: NAME}} or {{file: PATH}}), or export {ENV_ACCESS_KEY} and \
                      {ENV_SECRET_KEY}"
                 ),
-            )),
-            _ => Err(config_error(
-                format!("only one of {ENV_ACCESS_KEY} and {ENV_SECRET_KEY} is set"),
-                "set both, or neither".to_string(),
             )),
         },
     }

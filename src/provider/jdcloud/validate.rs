@@ -6,6 +6,9 @@ use serde_json::{Map, Value};
 
 use crate::manifest::{DesiredAccess, DesiredServer};
 use crate::provider::FieldIssue;
+use crate::provider::rules::{
+    self, ClassRule, PasswordPolicy, allowed_keys_help, escape_pointer, issue,
+};
 
 /// Server options (`servers[].options`) of a `jdcloud-cps` server.
 pub const OPTION_KEYS: [&str; 8] = [
@@ -132,48 +135,25 @@ pub fn validate_server(server: &DesiredServer, password: Option<&SecretString>) 
     issues
 }
 
+/// JD's common password rule (see [`PASSWORD_LENGTH`]).
+const PASSWORD_POLICY: PasswordPolicy = PasswordPolicy {
+    length: PASSWORD_LENGTH,
+    specials: None,
+    classes: ClassRule::Every,
+    allowed: |c| c.is_ascii_graphic(),
+    refused: "character(s) that are not printable ASCII",
+};
+
 fn password_problem(password: &str) -> Option<String> {
-    let length = password.chars().count();
-    let mut problems = Vec::new();
-    if !PASSWORD_LENGTH.contains(&length) {
-        problems.push(format!("it is {length} characters long"));
-    }
-    let has = |predicate: fn(char) -> bool| password.chars().any(predicate);
-    if !has(|c| c.is_ascii_uppercase()) {
-        problems.push("no upper-case letter".to_string());
-    }
-    if !has(|c| c.is_ascii_lowercase()) {
-        problems.push("no lower-case letter".to_string());
-    }
-    if !has(|c| c.is_ascii_digit()) {
-        problems.push("no digit".to_string());
-    }
-    let outside = password.chars().filter(|c| !c.is_ascii_graphic()).count();
-    if outside > 0 {
-        // Counted, never named: even one character narrows a guess.
-        problems.push(format!(
-            "{outside} character(s) that are not printable ASCII"
-        ));
-    }
-    (!problems.is_empty()).then(|| problems.join(", "))
+    PASSWORD_POLICY.problem(password)
 }
 
 fn hostname_problem(hostname: &str) -> Option<String> {
-    if hostname.is_empty() {
-        return Some("the hostname is empty".to_string());
-    }
-    let length = hostname.chars().count();
-    if length > HOSTNAME_MAX {
-        return Some(format!(
-            "the hostname is {length} characters long; at most {HOSTNAME_MAX} are allowed"
-        ));
-    }
-    let bad: Vec<String> = hostname
-        .chars()
-        .filter(|c| !c.is_ascii_alphanumeric() && *c != '-' && *c != '.')
-        .map(|c| format!("`{c}`"))
-        .collect();
-    (!bad.is_empty()).then(|| format!("the hostname contains {}", bad.join(", ")))
+    rules::hostname_problem(
+        hostname,
+        HOSTNAME_MAX,
+        &format!("at most {HOSTNAME_MAX} are allowed"),
+    )
 }
 
 /// Problems with JD Cloud server options, at `/options/...`.
@@ -245,58 +225,6 @@ fn option_help(key: &str) -> &'static str {
         }
         _ => "the key pair id from the JD Cloud console",
     }
-}
-
-fn issue(pointer: &str, message: &str, help: Option<&str>) -> FieldIssue {
-    FieldIssue {
-        pointer: pointer.to_string(),
-        message: message.to_string(),
-        help: help.map(str::to_string),
-    }
-}
-
-/// "did you mean `x`?" when a close allowed key exists, then the full list.
-fn allowed_keys_help(key: &str, allowed: &[&str]) -> String {
-    let list = allowed
-        .iter()
-        .map(|name| format!("`{name}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let lowered = key.to_ascii_lowercase();
-    let closest = allowed
-        .iter()
-        .map(|name| (edit_distance(&lowered, name), *name))
-        .min();
-    match closest {
-        // A third of the name may differ: a typo rather than another word.
-        Some((distance, name)) if distance <= (name.len() / 3).max(1) => {
-            format!("did you mean `{name}`? allowed: {list}")
-        }
-        _ => format!("allowed: {list}"),
-    }
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb))
-                .min(above + 1)
-                .min(row[j] + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-/// JSON pointer escaping (RFC 6901).
-fn escape_pointer(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 //! headers are signed is the caller's choice (reimage signs `x-jdcloud-date` and
 //! `x-jdcloud-nonce` as the docs require; the current Python SDK signs only `content-type;host`).
 
+pub use super::percent::{decode, encode};
+pub use super::signatures_match;
 use crate::digest::{hmac_sha256, sha256_hex};
 
 pub const DATE_HEADER: &str = "x-jdcloud-date";
@@ -54,46 +56,6 @@ impl Version {
             .into_iter()
             .find(|version| version.algorithm() == text)
     }
-}
-
-fn is_unreserved(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~')
-}
-
-/// Percent-encodes every byte outside the unreserved set (and `/` when `keep_slash`), with
-/// upper-case hex.
-pub fn encode(text: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &byte in text.as_bytes() {
-        if is_unreserved(byte) || (keep_slash && byte == b'/') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// Decodes `%XX` escapes; a malformed escape is kept as written. Invalid UTF-8 is replaced,
-/// which can only make a signature fail, never pass.
-pub fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%'
-            && let Some(hex) = bytes.get(index + 1..index + 3)
-            && let Ok(text) = std::str::from_utf8(hex)
-            && let Ok(value) = u8::from_str_radix(text, 16)
-        {
-            out.push(value);
-            index += 3;
-            continue;
-        }
-        out.push(bytes[index]);
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The canonical URI of a path as sent (encoded or not).
@@ -304,17 +266,6 @@ pub fn parse_authorization(header: &str) -> Option<ParsedAuthorization> {
         signed_headers,
         signature: signature?,
     })
-}
-
-/// Constant-time comparison of two signatures.
-pub fn signatures_match(expected: &str, received: &str) -> bool {
-    let (expected, received) = (expected.as_bytes(), received.as_bytes());
-    expected.len() == received.len()
-        && expected
-            .iter()
-            .zip(received)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 /// `YYYYMMDDTHHMMSSZ` for a Unix time.

@@ -8,6 +8,9 @@
 //! String to sign: `SDK-HMAC-SHA256\n{X-Sdk-Date}\n{hex sha256(canonical request)}`; the
 //! signature is hex HMAC-SHA256 keyed with the secret key itself (no key derivation).
 
+use super::percent;
+pub use super::percent::decode;
+pub use super::signatures_match;
 use crate::digest::{hmac_sha256, sha256_hex};
 
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
@@ -16,37 +19,7 @@ pub const DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// Decodes `%XX` sequences; anything malformed is kept as it is (a verifier then simply
-/// computes a signature that does not match).
-pub fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%'
-            && let Some(value) = text
-                .get(index + 1..index + 3)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(value);
-            index += 3;
-            continue;
-        }
-        out.push(bytes[index]);
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent::encode(text, false)
 }
 
 /// The canonical URI of a path as sent on the wire (no trailing `/` needed there).
@@ -209,17 +182,6 @@ pub fn parse_authorization(header: &str) -> Option<ParsedAuthorization> {
     })
 }
 
-/// Constant-time comparison of two signatures.
-pub fn signatures_match(expected: &str, received: &str) -> bool {
-    let (expected, received) = (expected.as_bytes(), received.as_bytes());
-    expected.len() == received.len()
-        && expected
-            .iter()
-            .zip(received)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,13 +319,5 @@ mod tests {
             .is_none()
         );
         assert!(parse_authorization("SDK-HMAC-SHA256Access=a").is_none());
-    }
-
-    #[test]
-    fn decode_keeps_malformed_escapes() {
-        assert_eq!(decode("a%2Cb"), "a,b");
-        assert_eq!(decode("100%"), "100%");
-        assert_eq!(decode("%zz"), "%zz");
-        assert_eq!(decode("%E2%9C%93"), "✓");
     }
 }

@@ -21,13 +21,14 @@ use secrecy::{ExposeSecret, SecretString};
 pub use validate::validate_server;
 use wire::{ApiVersion, Credentials};
 
+use super::config;
 use super::http::{ProviderHttp, RetryPolicy};
 use super::limits::{ApiFamily, RateLimit, RateLimits};
+use super::response;
 use super::{
     BoxFuture, Capabilities, Observation, Observed, Operation, OperationStatus, Provider,
     ProviderError, ReinstallRequest, ServerStatus,
 };
-use crate::manifest::secrets;
 use crate::manifest::{DesiredProvider, ProviderType, SecretRef};
 
 /// Manifest credential keys.
@@ -99,26 +100,15 @@ impl ZenlayerBmc {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let name = config.name.clone();
-        let config_error = |message: String, help: &str| ProviderError::Config {
-            provider: name.clone(),
-            message,
-            help: help.to_string(),
-        };
         // Empty variables count as unset, like most SDKs treat them.
-        let env = |key: &str| env(key).filter(|value| !value.trim().is_empty());
+        let env = config::non_empty_env(env);
 
         let settings = &config.config;
-        let (endpoint_text, source) = match (endpoint_override, settings.endpoint.as_deref()) {
-            (Some(url), _) => (url.to_string(), "the endpoint override".to_string()),
-            (None, Some("emulator")) => {
-                return Err(config_error(
-                    "`endpoint: emulator` needs the embedded emulator, which was not started"
-                        .to_string(),
-                    "add an `emulator:` section to the manifest, or set a real endpoint",
-                ));
-            }
-            (None, Some(url)) => (url.to_string(), "`endpoint` in the manifest".to_string()),
-            (None, None) => match env(ENV_DOMAIN) {
+        let configured =
+            config::configured_endpoint(&name, endpoint_override, settings.endpoint.as_deref())?;
+        let (endpoint_text, source) = match configured {
+            Some((url, source)) => (url, source.to_string()),
+            None => match env(ENV_DOMAIN) {
                 Some(domain) => {
                     let scheme = env(ENV_SCHEME)
                         .unwrap_or_else(|| "https".to_string())
@@ -136,7 +126,8 @@ impl ZenlayerBmc {
         };
         let (endpoint, signed_host) =
             parse_endpoint(&endpoint_text).map_err(|(message, help)| {
-                config_error(
+                config::config_error(
+                    &name,
                     format!("endpoint `{endpoint_text}` (from {source}) {message}"),
                     help,
                 )
@@ -150,7 +141,8 @@ impl ZenlayerBmc {
             match key.as_str() {
                 "api_version" => {
                     api_version = value.as_str().and_then(ApiVersion::parse).ok_or_else(|| {
-                        config_error(
+                        config::config_error(
+                            &name,
                             format!(
                                 "option `api_version` is {value}, which is not a bmc API version"
                             ),
@@ -164,7 +156,8 @@ impl ZenlayerBmc {
                         .as_f64()
                         .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
                         .ok_or_else(|| {
-                            config_error(
+                            config::config_error(
+                                &name,
                                 format!(
                                     "option `running_grace_seconds` is {value}; it must be a \
                                      number of seconds ≥ 0"
@@ -175,46 +168,24 @@ impl ZenlayerBmc {
                         })?;
                 }
                 _ => {
-                    return Err(config_error(
-                        format!("unknown option `{key}` for a zenlayer-bmc provider"),
-                        &format!(
-                            "allowed provider options: {}",
-                            PROVIDER_OPTION_KEYS.join(", ")
-                        ),
+                    return Err(config::unknown_option(
+                        &name,
+                        "zenlayer-bmc",
+                        key,
+                        &PROVIDER_OPTION_KEYS,
                     ));
                 }
             }
         }
 
-        let positive_seconds = |field: &str, value: Option<f64>, default: Duration| match value {
-            None => Ok(default),
-            Some(seconds) => Duration::try_from_secs_f64(seconds)
-                .ok()
-                .filter(|duration| !duration.is_zero())
-                .ok_or_else(|| {
-                    config_error(
-                        format!("`{field}` is {seconds}; it must be a number of seconds > 0"),
-                        &format!(
-                            "omit `{field}` to use the default of {}s",
-                            default.as_secs()
-                        ),
-                    )
-                }),
-        };
+        let (poll_interval, install_timeout) =
+            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_CALL,
             reports_image: true,
             reinstall_batch: 1,
-            poll_interval: positive_seconds(
-                "poll_interval",
-                settings.poll_interval,
-                DEFAULT_POLL_INTERVAL,
-            )?,
-            install_timeout: positive_seconds(
-                "install_timeout",
-                settings.install_timeout,
-                DEFAULT_INSTALL_TIMEOUT,
-            )?,
+            poll_interval,
+            install_timeout,
         };
 
         Ok(Self {
@@ -448,24 +419,15 @@ impl ZenlayerBmc {
     }
 
     fn ambiguous_reinstall(&self, error: ProviderError, cloud_id: &str) -> ProviderError {
-        let detail = match &error {
-            ProviderError::Api {
-                message,
-                request_id: Some(request_id),
-                ..
-            } => format!("{message} (request id {request_id})"),
-            ProviderError::Api { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
-        ProviderError::Transport {
-            provider: self.name.clone(),
-            url: self.endpoint.to_string(),
-            message: format!(
-                "{detail}; the reinstall of `{cloud_id}` may have started: check the instance \
-                 status before trying again"
+        response::maybe_started(
+            &self.name,
+            self.endpoint.as_str(),
+            &error,
+            &format!(
+                "the reinstall of `{cloud_id}` may have started: check the instance status \
+                 before trying again"
             ),
-            maybe_sent: true,
-        }
+        )
     }
 
     fn seen_installing(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -626,54 +588,16 @@ fn explain_reinstall_error(error: ProviderError, cloud_id: &str) -> ProviderErro
 
 /// Parses and checks an endpoint URL; returns it with the `Host` value the client will send.
 fn parse_endpoint(text: &str) -> Result<(Url, String), (String, &'static str)> {
-    let url_help = "write it as https://HOST[:PORT]/api/v2/bmc";
-    let mut url =
-        Url::parse(text.trim()).map_err(|error| (format!("is not a URL: {error}"), url_help))?;
-    let Some(host) = url.host_str().filter(|host| !host.is_empty()) else {
-        return Err(("has no host".to_string(), url_help));
-    };
-    // The url crate has already normalised the host (e.g. `127.1` → `127.0.0.1`; IPv6 in
-    // brackets), so parsing its text is enough to recognise loopback addresses.
-    let loopback = if let Some(ipv6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        ipv6.parse::<std::net::Ipv6Addr>()
-            .is_ok_and(|address| address.is_loopback())
-    } else if let Ok(ipv4) = host.parse::<std::net::Ipv4Addr>() {
-        ipv4.is_loopback()
-    } else {
-        host.eq_ignore_ascii_case("localhost")
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err((
-                "uses plain http to a host that is not this machine".to_string(),
-                "use https; plain http is only accepted for 127.0.0.0/8, ::1 and localhost \
-                 (a local emulator), since requests carry credentials and passwords",
-            ));
-        }
-        other => return Err((format!("has scheme `{other}`"), url_help)),
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err((
-            "contains user info".to_string(),
-            "put credentials under `credentials:`, never in the URL",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(("has a query or fragment".to_string(), url_help));
-    }
+    let mut url = config::check_endpoint(
+        text,
+        "write it as https://HOST[:PORT]/api/v2/bmc",
+        config::PLAIN_HTTP_HELP,
+    )?;
     // A bare domain (as in ZENLAYERCLOUD_DOMAIN) means the service's usual path.
     if url.path() == "/" || url.path().is_empty() {
         url.set_path(wire::SERVICE_PATH);
     }
-    let host = url.host_str().unwrap_or_default().to_string();
-    // The url crate drops a port equal to the scheme's default, and so does the HTTP client
-    // when it writes the Host header: the two agree.
-    let signed_host = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host,
-    };
+    let signed_host = config::signed_host(&url);
     Ok((url, signed_host))
 }
 
@@ -683,31 +607,20 @@ fn resolve_credentials(
     references: &BTreeMap<String, SecretRef>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ProviderError> {
-    let config_error = |message: String, help: String| ProviderError::Config {
-        provider: provider.to_string(),
-        message,
-        help,
-    };
-    if let Some(unknown) = references
-        .keys()
-        .find(|key| !CREDENTIAL_KEYS.contains(&key.as_str()))
-    {
-        return Err(config_error(
-            format!("unknown credential `{unknown}` for a zenlayer-bmc provider"),
+    config::check_credential_keys(
+        provider,
+        "a zenlayer-bmc",
+        references,
+        &CREDENTIAL_KEYS,
+        |_| {
             format!(
                 "allowed credentials: {} (either the access key pair or a token)",
                 CREDENTIAL_KEYS.join(", ")
-            ),
-        ));
-    }
-    // Errors name the reference (env var or file path), never a value.
-    let resolve = |key: &str, reference: &SecretRef| {
-        secrets::resolve(reference).map_err(|error| {
-            config_error(
-                format!("credential `{key}`: {error}"),
-                format!("make `{reference}` hold the Zenlayer {key}"),
             )
-        })
+        },
+    )?;
+    let resolve = |key: &str, reference: &SecretRef| {
+        config::resolve_credential(provider, "Zenlayer", key, reference)
     };
     let key_id = references.get("access_key_id");
     let key_password = references.get("access_key_password");
@@ -718,13 +631,15 @@ fn resolve_credentials(
             password: resolve("access_key_password", password)?,
         }),
         (None, None, Some(token)) => Ok(Credentials::Token(resolve("token", token)?)),
-        (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => Err(config_error(
-            "both an access key and a token are configured".to_string(),
-            "keep either `access_key_id` + `access_key_password` or `token`".to_string(),
+        (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => Err(config::config_error(
+            provider,
+            "both an access key and a token are configured",
+            "keep either `access_key_id` + `access_key_password` or `token`",
         )),
-        (Some(_), None, None) | (None, Some(_), None) => Err(config_error(
-            "`access_key_id` and `access_key_password` must be given together".to_string(),
-            "add the missing one, or remove both to use environment variables".to_string(),
+        (Some(_), None, None) | (None, Some(_), None) => Err(config::half_pair(
+            provider,
+            "access_key_id",
+            "access_key_password",
         )),
         (None, None, None) => credentials_from_env(provider, env),
     }
@@ -735,21 +650,11 @@ fn credentials_from_env(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ProviderError> {
     for (id_var, password_var) in ENV_ACCESS_KEY_PAIRS {
-        match (env(id_var), env(password_var)) {
-            (Some(id), Some(password)) => {
-                return Ok(Credentials::AccessKey {
-                    id: id.trim().to_string(),
-                    password: SecretString::from(password),
-                });
-            }
-            (None, None) => {}
-            _ => {
-                return Err(ProviderError::Config {
-                    provider: provider.to_string(),
-                    message: format!("only one of {id_var} and {password_var} is set"),
-                    help: "set both, or neither".to_string(),
-                });
-            }
+        if let Some((id, password)) = config::env_pair(provider, env, id_var, password_var)? {
+            return Ok(Credentials::AccessKey {
+                id: id.trim().to_string(),
+                password: SecretString::from(password),
+            });
         }
     }
     if let Some(token) = env(ENV_TOKEN) {

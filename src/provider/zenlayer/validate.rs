@@ -6,6 +6,9 @@ use serde_json::{Map, Value};
 
 use crate::manifest::{DesiredAccess, DesiredServer};
 use crate::provider::FieldIssue;
+use crate::provider::rules::{
+    self, ClassRule, PasswordPolicy, allowed_keys_help, escape_pointer, issue,
+};
 
 /// Provider options a Zenlayer server may set.
 pub const OPTION_KEYS: [&str; 3] = ["raid_type", "partitions", "nic"];
@@ -88,53 +91,26 @@ pub fn validate_server(server: &DesiredServer, password: Option<&SecretString>) 
     issues
 }
 
+/// Zenlayer's password policy.
+const PASSWORD_POLICY: PasswordPolicy = PasswordPolicy {
+    length: PASSWORD_LENGTH,
+    specials: Some(PASSWORD_SPECIALS),
+    classes: ClassRule::Every,
+    allowed: |c| c.is_ascii_alphanumeric() || PASSWORD_SPECIALS.contains(c),
+    refused: "character(s) outside the allowed set",
+};
+
 /// What is wrong with a password, in words that never quote it.
 fn password_problem(password: &str) -> Option<String> {
-    let length = password.chars().count();
-    let mut problems = Vec::new();
-    if !PASSWORD_LENGTH.contains(&length) {
-        problems.push(format!("it is {length} characters long"));
-    }
-    let has = |predicate: fn(char) -> bool| password.chars().any(predicate);
-    if !has(|c| c.is_ascii_uppercase()) {
-        problems.push("no upper-case letter".to_string());
-    }
-    if !has(|c| c.is_ascii_lowercase()) {
-        problems.push("no lower-case letter".to_string());
-    }
-    if !has(|c| c.is_ascii_digit()) {
-        problems.push("no digit".to_string());
-    }
-    if !has(|c| PASSWORD_SPECIALS.contains(c)) {
-        problems.push("no special character".to_string());
-    }
-    let disallowed = password
-        .chars()
-        .filter(|c| !c.is_ascii_alphanumeric() && !PASSWORD_SPECIALS.contains(*c))
-        .count();
-    if disallowed > 0 {
-        // Counting rather than naming them: even one character narrows a guess.
-        problems.push(format!("{disallowed} character(s) outside the allowed set"));
-    }
-    (!problems.is_empty()).then(|| problems.join(", "))
+    PASSWORD_POLICY.problem(password)
 }
 
 fn hostname_problem(hostname: &str) -> Option<String> {
-    if hostname.is_empty() {
-        return Some("the hostname is empty".to_string());
-    }
-    let length = hostname.chars().count();
-    if length > HOSTNAME_MAX {
-        return Some(format!(
-            "the hostname is {length} characters long; Zenlayer accepts at most {HOSTNAME_MAX}"
-        ));
-    }
-    let bad: Vec<String> = hostname
-        .chars()
-        .filter(|c| !c.is_ascii_alphanumeric() && *c != '-' && *c != '.')
-        .map(|c| format!("`{c}`"))
-        .collect();
-    (!bad.is_empty()).then(|| format!("the hostname contains {}", bad.join(", ")))
+    rules::hostname_problem(
+        hostname,
+        HOSTNAME_MAX,
+        &format!("Zenlayer accepts at most {HOSTNAME_MAX}"),
+    )
 }
 
 /// Problems with Zenlayer provider options, at `/options/...`.
@@ -307,54 +283,6 @@ fn nic_issues(pointer: &str, value: &Value, issues: &mut Vec<FieldIssue>) {
             Some(help),
         ));
     }
-}
-
-fn issue(pointer: &str, message: &str, help: Option<&str>) -> FieldIssue {
-    FieldIssue {
-        pointer: pointer.to_string(),
-        message: message.to_string(),
-        help: help.map(str::to_string),
-    }
-}
-
-/// "did you mean `x`?" when a close allowed key exists, then the full list.
-fn allowed_keys_help(key: &str, allowed: &[&str]) -> String {
-    let list = allowed
-        .iter()
-        .map(|name| format!("`{name}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let closest = allowed
-        .iter()
-        .map(|name| (edit_distance(&key.to_ascii_lowercase(), name), *name))
-        .min();
-    match closest {
-        // A third of the name may differ: close enough to be a typo, not a different word.
-        Some((distance, name)) if distance <= (name.len() / 3).max(1) => {
-            format!("did you mean `{name}`? allowed: {list}")
-        }
-        _ => format!("allowed: {list}"),
-    }
-}
-
-/// Levenshtein distance, for suggestions.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
-/// JSON pointer escaping (RFC 6901).
-fn escape_pointer(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 #[cfg(test)]
@@ -588,12 +516,5 @@ mod tests {
             "{help}"
         );
         assert!(!issues[1].help.as_deref().unwrap().contains("did you mean"));
-    }
-
-    #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("raidtype", "raid_type"), 1);
-        assert_eq!(edit_distance("", "nic"), 3);
-        assert_eq!(edit_distance("nic", "nic"), 0);
     }
 }

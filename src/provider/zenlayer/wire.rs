@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 
 use crate::provider::http::RawResponse;
+use crate::provider::response::{failure_message, is_retryable_status, non_json_message};
 use crate::provider::sign::zc2;
 use crate::provider::{ProviderError, ResolvedAccess, ServerStatus};
 
@@ -315,11 +316,7 @@ pub fn parse_envelope(
         let retryable = is_retryable_status(status);
         return Err(api_error(
             None,
-            format!(
-                "{action}: unexpected non-JSON answer (HTTP {}): {}",
-                status.as_u16(),
-                response.body_excerpt(200)
-            ),
+            non_json_message(action, &response),
             None,
             retryable,
         ));
@@ -345,31 +342,14 @@ pub fn parse_envelope(
     }
 
     let retryable = is_retryable_status(status) || code.as_deref() == Some(CODE_RATE_LIMITED);
-    let message = match (&code, text("message")) {
-        (Some(code), Some(message)) => {
-            format!(
-                "{action} failed with {code} (HTTP {}): {message}",
-                status.as_u16()
-            )
-        }
-        (Some(code), None) => format!("{action} failed with {code} (HTTP {})", status.as_u16()),
-        (None, Some(message)) => format!("{action} failed (HTTP {}): {message}", status.as_u16()),
-        (None, None) if status.is_success() => format!(
-            "{action}: the answer has no `response` object (HTTP {}): {}",
-            status.as_u16(),
-            response.body_excerpt(200)
-        ),
-        (None, None) => format!(
-            "{action} failed (HTTP {}): {}",
-            status.as_u16(),
-            response.body_excerpt(200)
-        ),
-    };
+    let message = failure_message(
+        action,
+        code.as_deref(),
+        text("message"),
+        "response",
+        &response,
+    );
     Err(api_error(code, message, request_id, retryable))
-}
-
-fn is_retryable_status(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
 /// One instance as `DescribeInstances` reports it (only the fields reimage uses).
@@ -442,33 +422,10 @@ pub fn map_status(raw: &str) -> ServerStatus {
 
 #[cfg(test)]
 mod tests {
-    use reqwest::header::{HeaderMap, HeaderValue};
+    use reqwest::header::HeaderValue;
 
     use super::*;
-
-    fn response(status: u16, body: &str) -> RawResponse {
-        RawResponse {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers: HeaderMap::new(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
-    fn api_error(
-        result: Result<Envelope, ProviderError>,
-    ) -> (Option<u16>, Option<String>, String, Option<String>, bool) {
-        match result {
-            Err(ProviderError::Api {
-                status,
-                code,
-                message,
-                request_id,
-                retryable,
-                ..
-            }) => (status, code, message, request_id, retryable),
-            other => panic!("expected an API error, got {other:?}"),
-        }
-    }
+    use crate::provider::response::testing::{api_error, response};
 
     #[test]
     fn status_words_map_case_insensitively() {
