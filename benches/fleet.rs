@@ -27,7 +27,11 @@ fn desired(index: usize) -> DesiredServer {
         provider: "zl".into(),
         provider_type: ProviderType::ZenlayerBmc,
         cloud_id: format!("{}", 100_000 + index),
-        image: if index.is_multiple_of(10) { "img-new".into() } else { "img-old".into() },
+        image: if index.is_multiple_of(10) {
+            "img-new".into()
+        } else {
+            "img-old".into()
+        },
         revision: 0,
         access: DesiredAccess::SshKeyId { id: "key".into() },
         hostname: Some(format!("server-{index:05}.example.net")),
@@ -76,7 +80,11 @@ fn bench_diff(count: usize) -> Duration {
     });
     let rendered: usize = planned
         .iter()
-        .map(|server| serde_json::to_string(server).map(|text| text.len()).unwrap_or(0))
+        .map(|server| {
+            serde_json::to_string(server)
+                .map(|text| text.len())
+                .unwrap_or(0)
+        })
         .sum();
     let elapsed = started.elapsed();
     assert!(rendered > 0 && planned.len() == count);
@@ -104,11 +112,19 @@ fn emulator(dir: &Path, servers: usize, install_seconds: f64) -> Emulator {
         "install_seconds: {install_seconds}\nzenlayer:\n  credentials:\n    - {{access_key_id: ZLAKBENCH, access_key_password: BenchPassword0001}}\n  images:\n    - {{id: img-old, name: Old}}\n    - {{id: img-new, name: New}}\n  servers:\n"
     );
     for id in 1..=servers {
-        inventory.push_str(&format!("    - {{id: \"{id}\", name: s{id}, image: img-old}}\n"));
+        inventory.push_str(&format!(
+            "    - {{id: \"{id}\", name: s{id}, image: img-old}}\n"
+        ));
     }
     std::fs::write(dir.join("inventory.yaml"), inventory).unwrap();
     let mut child = Command::new(binary())
-        .args(["emulator", "serve", "--listen", "127.0.0.1:0", "--inventory"])
+        .args([
+            "emulator",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--inventory",
+        ])
         .arg(dir.join("inventory.yaml"))
         .arg("--data-dir")
         .arg(dir.join("emulator"))
@@ -188,9 +204,17 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let emulator_2000 = emulator(dir.path(), 2_000, 1.0);
-    std::fs::write(dir.path().join("reimage.yaml"), manifest(&emulator_2000.endpoint, 2_000, 10)).unwrap();
+    std::fs::write(
+        dir.path().join("reimage.yaml"),
+        manifest(&emulator_2000.endpoint, 2_000, 10),
+    )
+    .unwrap();
     let (plan_2000, rss_2000) = run(dir.path(), &["plan", "--detailed-exitcode"]);
-    std::fs::write(dir.path().join("reimage.yaml"), manifest(&emulator_2000.endpoint, 200, 10)).unwrap();
+    std::fs::write(
+        dir.path().join("reimage.yaml"),
+        manifest(&emulator_2000.endpoint, 200, 10),
+    )
+    .unwrap();
     let (plan_200, rss_200) = run(dir.path(), &["plan", "--detailed-exitcode"]);
     println!(
         "plan   200 servers (2 reads of 100 ids):   {:>7.2} s, max RSS {rss_200} KiB",

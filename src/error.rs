@@ -31,14 +31,18 @@ pub enum Error {
     #[error("the saved plan is stale and was not applied:\n{}", .differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
     #[diagnostic(
         code(reimage::plan::stale),
-        help("nothing was changed; run `reimage plan -out PLANFILE` again, review it, and apply the new plan")
+        help(
+            "nothing was changed; run `reimage plan -out PLANFILE` again, review it, and apply the new plan"
+        )
     )]
     StalePlan { differences: Vec<String> },
     /// The plan has blocked servers.
     #[error("{count} server(s) are blocked:\n{}", .details.join("\n"))]
     #[diagnostic(
         code(reimage::plan::blocked),
-        help("fix the cause, or leave those servers out with `--target NAME`; nothing was changed")
+        help(
+            "fix the cause, or leave those servers out with `--target NAME`; nothing was changed"
+        )
     )]
     Blocked { count: usize, details: Vec<String> },
     /// Anything else the user can fix.

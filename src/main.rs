@@ -38,9 +38,7 @@ fn main() -> ExitCode {
             .unwrap_or(160)
     });
     let _ = miette::set_hook(Box::new(move |_| {
-        let mut options = miette::MietteHandlerOpts::new()
-            .color(color)
-            .unicode(color);
+        let mut options = miette::MietteHandlerOpts::new().color(color).unicode(color);
         if let Some(width) = log_width {
             options = options.width(width);
         }

@@ -48,7 +48,10 @@ fn the_first_plan_of_an_existing_fleet_blocks_every_vps_and_apply_wipes_nothing(
         "{out}"
     );
     assert!(out.contains("unknown current OS"), "{out}");
-    assert!(out.contains("Plan: 0 to reinstall, 0 to adopt, 0 unchanged, 2 blocked."), "{out}");
+    assert!(
+        out.contains("Plan: 0 to reinstall, 0 to adopt, 0 unchanged, 2 blocked."),
+        "{out}"
+    );
     // miette wraps long lines: look for pieces that fit on one.
     assert!(err.contains("`reimage state adopt NAME"), "{err}");
     assert!(err.contains("--replace NAME"), "{err}");
@@ -74,8 +77,14 @@ fn adoption_is_recorded_and_the_plan_compares_with_the_record() {
         .unwrap();
     assert!(adopt.status.success(), "{}", stderr_of(&adopt));
     let out = stdout_of(&adopt);
-    assert!(out.contains("Adopted `web-1` (edis-kvm `edis`, id kvm_100001_1)"), "{out}");
-    assert!(out.contains("recorded as running `debian-bookworm`"), "{out}");
+    assert!(
+        out.contains("Adopted `web-1` (edis-kvm `edis`, id kvm_100001_1)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("recorded as running `debian-bookworm`"),
+        "{out}"
+    );
     assert!(out.contains("The machine was not touched."), "{out}");
     assert!(out.contains("the next plan shows no change"), "{out}");
     let adopt = reimage(dir.path())
@@ -101,13 +110,21 @@ fn adoption_is_recorded_and_the_plan_compares_with_the_record() {
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr_of(&again).contains("--force"), "{}", stderr_of(&again));
+    assert!(
+        stderr_of(&again).contains("--force"),
+        "{}",
+        stderr_of(&again)
+    );
     let typo = reimage(dir.path())
         .args(["state", "adopt", "web-3", "--image", "debian-bookworm"])
         .output()
         .unwrap();
     assert_eq!(typo.status.code(), Some(1));
-    assert!(stderr_of(&typo).contains("did you mean `web-1`?"), "{}", stderr_of(&typo));
+    assert!(
+        stderr_of(&typo).contains("did you mean `web-1`?"),
+        "{}",
+        stderr_of(&typo)
+    );
 
     let plan = reimage(dir.path())
         .args(["plan", "-detailed-exitcode"])
@@ -117,7 +134,10 @@ fn adoption_is_recorded_and_the_plan_compares_with_the_record() {
     assert_eq!(plan.status.code(), Some(2), "{out}{}", stderr_of(&plan));
     assert!(!out.contains("# web-1"), "web-1 matches its record: {out}");
     assert!(out.contains("# web-2 will be reinstalled"), "{out}");
-    assert!(out.contains(r#"image: "debian-bullseye" -> "debian-bookworm""#), "{out}");
+    assert!(
+        out.contains(r#"image: "debian-bullseye" -> "debian-bookworm""#),
+        "{out}"
+    );
     assert!(
         out.contains(
             "note: current OS not reported by EDIS; last applied by reimage: debian-bullseye \
@@ -125,14 +145,20 @@ fn adoption_is_recorded_and_the_plan_compares_with_the_record() {
         ),
         "{out}"
     );
-    assert!(out.contains("Plan: 1 to reinstall, 0 to adopt, 1 unchanged, 0 blocked."), "{out}");
+    assert!(
+        out.contains("Plan: 1 to reinstall, 0 to adopt, 1 unchanged, 0 blocked."),
+        "{out}"
+    );
     assert!(
         out.contains("image differs: recorded by reimage `debian-bullseye`"),
         "the before image is the record, not an observation: {out}"
     );
 
     // The JSON plan carries the notes and follows the published schema.
-    let json = reimage(dir.path()).args(["plan", "--json"]).output().unwrap();
+    let json = reimage(dir.path())
+        .args(["plan", "--json"])
+        .output()
+        .unwrap();
     let document: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
@@ -142,23 +168,43 @@ fn adoption_is_recorded_and_the_plan_compares_with_the_record() {
     )
     .unwrap();
     let validator = jsonschema::draft202012::new(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&document).map(|e| e.to_string()).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&document)
+        .map(|e| e.to_string())
+        .collect();
     assert!(errors.is_empty(), "{errors:#?}");
     let web2 = &document["servers"][1];
     assert_eq!(web2["reasons"][0]["kind"], "recorded_image_differs");
     assert_eq!(web2["observed"]["image"], serde_json::Value::Null);
-    assert!(web2["notes"][0].as_str().unwrap().starts_with("current OS not reported by EDIS"));
+    assert!(
+        web2["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("current OS not reported by EDIS")
+    );
 
     let apply = reimage(dir.path())
         .args(["apply", "--auto-approve"])
         .timeout(std::time::Duration::from_secs(120))
         .output()
         .unwrap();
-    assert!(apply.status.success(), "{}{}", stdout_of(&apply), stderr_of(&apply));
-    assert_eq!(emulator.reinstall_count("kvm_100001_1"), 0, "adopted and matching: untouched");
+    assert!(
+        apply.status.success(),
+        "{}{}",
+        stdout_of(&apply),
+        stderr_of(&apply)
+    );
+    assert_eq!(
+        emulator.reinstall_count("kvm_100001_1"),
+        0,
+        "adopted and matching: untouched"
+    );
     assert_eq!(emulator.reinstall_count("kvm_100002_1"), 1);
     assert_eq!(emulator.vps("kvm_100002_1")["image"], "debian-bookworm");
-    assert_eq!(state_json(dir.path())["servers"]["web-2"]["image"], "debian-bookworm");
+    assert_eq!(
+        state_json(dir.path())["servers"]["web-2"]["image"],
+        "debian-bookworm"
+    );
 
     let again = reimage(dir.path())
         .args(["plan", "-detailed-exitcode"])
@@ -173,14 +219,24 @@ fn replace_reinstalls_an_unrecorded_vps_with_the_password_intact_and_no_secret_l
     let (dir, emulator) = setup(3600.0, 0.5);
     write_manifest(dir.path(), &emulator, "");
     let plan = reimage(dir.path())
-        .args(["plan", "--target", "web-1", "--replace", "web-1", "-out=plan.json"])
+        .args([
+            "plan",
+            "--target",
+            "web-1",
+            "--replace",
+            "web-1",
+            "-out=plan.json",
+        ])
         .output()
         .unwrap();
     let out = stdout_of(&plan);
     assert!(plan.status.success(), "{out}{}", stderr_of(&plan));
     assert!(out.contains("# web-1 will be reinstalled"), "{out}");
     assert!(out.contains("reinstall requested with --replace"), "{out}");
-    assert!(out.contains(r#"image: (unknown) -> "debian-bookworm""#), "{out}");
+    assert!(
+        out.contains(r#"image: (unknown) -> "debian-bookworm""#),
+        "{out}"
+    );
     assert!(out.contains("EDIS reports no install progress"), "{out}");
 
     let apply = reimage(dir.path())
@@ -189,7 +245,12 @@ fn replace_reinstalls_an_unrecorded_vps_with_the_password_intact_and_no_secret_l
         .timeout(std::time::Duration::from_secs(120))
         .output()
         .unwrap();
-    assert!(apply.status.success(), "{}{}", stdout_of(&apply), stderr_of(&apply));
+    assert!(
+        apply.status.success(),
+        "{}{}",
+        stdout_of(&apply),
+        stderr_of(&apply)
+    );
     let progress = stderr_of(&apply);
     assert!(
         progress.contains("web-1: reinstalled in")
@@ -210,7 +271,10 @@ fn replace_reinstalls_an_unrecorded_vps_with_the_password_intact_and_no_secret_l
     );
     let state = state_json(dir.path());
     assert_eq!(state["servers"]["web-1"]["image"], "debian-bookworm");
-    assert_eq!(state["servers"]["web-1"]["last_operation"]["kind"], "reinstall");
+    assert_eq!(
+        state["servers"]["web-1"]["last_operation"]["kind"],
+        "reinstall"
+    );
 
     let plan = reimage(dir.path())
         .args(["plan", "--target", "web-1", "-detailed-exitcode"])
@@ -240,10 +304,19 @@ fn replace_reinstalls_an_unrecorded_vps_with_the_password_intact_and_no_secret_l
         std::fs::read_to_string(dir.path().join(".reimage/state.json")).unwrap(),
     ];
     for text in texts {
-        assert!(!text.contains(ROOT_PASSWORD), "root password leaked: {text}");
-        assert!(!text.contains(ACCOUNT_PASSWORD), "account password leaked: {text}");
+        assert!(
+            !text.contains(ROOT_PASSWORD),
+            "root password leaked: {text}"
+        );
+        assert!(
+            !text.contains(ACCOUNT_PASSWORD),
+            "account password leaked: {text}"
+        );
         for signature in &signatures {
-            assert!(!text.contains(signature.as_str()), "a ticket leaked: {text}");
+            assert!(
+                !text.contains(signature.as_str()),
+                "a ticket leaked: {text}"
+            );
         }
     }
 }
@@ -254,14 +327,29 @@ fn tickets_are_renewed_in_the_middle_of_an_apply() {
     let (dir, emulator) = setup(1.0, 3.0);
     write_manifest(dir.path(), &emulator, "");
     let apply = reimage(dir.path())
-        .args(["apply", "--auto-approve", "--replace", "web-1", "--target", "web-1"])
+        .args([
+            "apply",
+            "--auto-approve",
+            "--replace",
+            "web-1",
+            "--target",
+            "web-1",
+        ])
         .timeout(std::time::Duration::from_secs(120))
         .output()
         .unwrap();
-    assert!(apply.status.success(), "{}{}", stdout_of(&apply), stderr_of(&apply));
+    assert!(
+        apply.status.success(),
+        "{}{}",
+        stdout_of(&apply),
+        stderr_of(&apply)
+    );
     assert_eq!(emulator.reinstall_count("kvm_100001_1"), 1);
     let auths = emulator.state()["auth_count"].as_u64().unwrap();
-    assert!(auths >= 3, "only {auths} logins in a 3 s apply with 1 s tickets");
+    assert!(
+        auths >= 3,
+        "only {auths} logins in a 3 s apply with 1 s tickets"
+    );
 }
 
 #[test]
@@ -282,13 +370,28 @@ fn the_ssh_probe_connects_to_a_local_listener() {
     assert!(out.contains(&format!("SSH at {address} answers")), "{out}");
 
     let apply = reimage(dir.path())
-        .args(["apply", "--auto-approve", "--replace", "web-1", "--target", "web-1"])
+        .args([
+            "apply",
+            "--auto-approve",
+            "--replace",
+            "web-1",
+            "--target",
+            "web-1",
+        ])
         .timeout(std::time::Duration::from_secs(120))
         .output()
         .unwrap();
-    assert!(apply.status.success(), "{}{}", stdout_of(&apply), stderr_of(&apply));
+    assert!(
+        apply.status.success(),
+        "{}{}",
+        stdout_of(&apply),
+        stderr_of(&apply)
+    );
     let progress = stderr_of(&apply);
-    assert!(progress.contains(&format!("SSH port {address} answered")), "{progress}");
+    assert!(
+        progress.contains(&format!("SSH port {address} answered")),
+        "{progress}"
+    );
     // The probe's connection waits in the listener's queue.
     listener.set_nonblocking(true).unwrap();
     let (_stream, peer) = listener.accept().expect("the SSH probe never connected");
@@ -322,7 +425,10 @@ fn the_example_validates_and_plans_against_the_emulator() {
         .unwrap();
     let out = stdout_of(&plan);
     assert_eq!(plan.status.code(), Some(1), "{out}{}", stderr_of(&plan));
-    assert!(out.contains("Plan: 0 to reinstall, 0 to adopt, 0 unchanged, 3 blocked."), "{out}");
+    assert!(
+        out.contains("Plan: 0 to reinstall, 0 to adopt, 0 unchanged, 3 blocked."),
+        "{out}"
+    );
 
     // The workflow the example describes: adopt what runs now, then plan.
     for (name, image) in [
@@ -331,7 +437,15 @@ fn the_example_validates_and_plans_against_the_emulator() {
         ("db-01", "debian-bookworm"),
     ] {
         let adopt = reimage(dir.path())
-            .args(["state", "adopt", name, "--image", image, "-f", "edis-kvm.yaml"])
+            .args([
+                "state",
+                "adopt",
+                name,
+                "--image",
+                image,
+                "-f",
+                "edis-kvm.yaml",
+            ])
             .output()
             .unwrap();
         assert!(adopt.status.success(), "{name}: {}", stderr_of(&adopt));
@@ -343,7 +457,10 @@ fn the_example_validates_and_plans_against_the_emulator() {
     let out = stdout_of(&plan);
     assert_eq!(plan.status.code(), Some(2), "{out}{}", stderr_of(&plan));
     assert!(out.contains("# web-02 will be reinstalled"), "{out}");
-    assert!(out.contains("Plan: 1 to reinstall, 0 to adopt, 2 unchanged, 0 blocked."), "{out}");
+    assert!(
+        out.contains("Plan: 1 to reinstall, 0 to adopt, 2 unchanged, 0 blocked."),
+        "{out}"
+    );
 }
 
 #[test]
@@ -355,15 +472,26 @@ fn validate_enforces_edis_input_rules_without_quoting_the_password() {
         &[("web-1", "kvm_100001_1", "debian-bookworm")],
         "",
     );
-    text.push_str("    hostname: web-1.example.net\n    options:\n      ssh_probe: \"127.0.0.1:22\"\n");
+    text.push_str(
+        "    hostname: web-1.example.net\n    options:\n      ssh_probe: \"127.0.0.1:22\"\n",
+    );
     std::fs::write(dir.path().join("reimage.yaml"), text).unwrap();
     let weak = "weak&pw";
     std::fs::write(dir.path().join("root.password"), format!("{weak}\n")).unwrap();
     let validate = reimage(dir.path()).arg("validate").output().unwrap();
     let err = stderr_of(&validate);
     assert_eq!(validate.status.code(), Some(1), "{err}");
-    assert!(err.contains("the password does not meet reimage's rules for EDIS"), "{err}");
-    assert!(err.contains("EDIS's reinstall has no hostname field"), "{err}");
-    assert!(err.contains("unknown EDIS server option `ssh_probe`"), "{err}");
+    assert!(
+        err.contains("the password does not meet reimage's rules for EDIS"),
+        "{err}"
+    );
+    assert!(
+        err.contains("EDIS's reinstall has no hostname field"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown EDIS server option `ssh_probe`"),
+        "{err}"
+    );
     assert!(!err.contains(weak), "{err}");
 }

@@ -21,14 +21,17 @@ fn fleet_manifest(
         "version: 1\n{policy}providers:\n  zl:\n    type: zenlayer-bmc\n    endpoint: {endpoint}\n    poll_interval: 0.1\n    credentials:\n      access_key_id: {{env: TEST_ZL_KEY_ID}}\n      access_key_password: {{env: TEST_ZL_KEY_PASSWORD}}\n    options:\n      running_grace_seconds: 2\n    rate_limits:\n      read: {{per_minute: 60000, concurrency: 8}}\n      status: {{per_minute: 60000, concurrency: 8}}\n      reinstall: {{per_minute: 60000, concurrency: 50}}\n{provider_extra}defaults:\n  provider: zl\n  os: {{image: {image}}}\n  access: {{ssh_key_id: key-test}}\nservers:\n"
     );
     for id in 1..=count {
-        text.push_str(&format!("  - {{name: s{id:03}, id: \"{id}\"}}\n{server_extra}"));
+        text.push_str(&format!(
+            "  - {{name: s{id:03}, id: \"{id}\"}}\n{server_extra}"
+        ));
     }
     text
 }
 
 fn fleet(dir: &Path, count: usize, image: &str, install_seconds: f64) -> Emulator {
-    let servers: Vec<InventoryServer> =
-        (1..=count).map(|id| server(&id.to_string(), image)).collect();
+    let servers: Vec<InventoryServer> = (1..=count)
+        .map(|id| server(&id.to_string(), image))
+        .collect();
     Emulator::start(dir, &inventory(&servers, install_seconds))
 }
 
@@ -45,7 +48,10 @@ fn reinstall_log(emulator: &Emulator) -> Vec<serde_json::Value> {
 
 fn counts(emulator: &Emulator, count: usize) -> Vec<u64> {
     let state = emulator.state();
-    let servers = state["zenlayer"]["servers"].as_array().cloned().unwrap_or_default();
+    let servers = state["zenlayer"]["servers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     (1..=count)
         .map(|id| {
             servers
@@ -72,16 +78,30 @@ fn two_hundred_servers_roll_out_in_waves_within_max_parallel() {
             "",
         ),
     );
-    let plan = reimage(dir.path()).args(["plan", "-out", "plan.json"]).output().unwrap();
+    let plan = reimage(dir.path())
+        .args(["plan", "-out", "plan.json"])
+        .output()
+        .unwrap();
     assert!(plan.status.success(), "{}", stderr_of(&plan));
     let text = stdout_of(&plan);
     assert!(text.contains("Rollout in 2 wave(s):"), "{text}");
     assert!(text.contains("wave 1 (canary"), "{text}");
-    assert!(text.contains("wave 2: 198 server(s), at most 20 at a time"), "{text}");
+    assert!(
+        text.contains("wave 2: 198 server(s), at most 20 at a time"),
+        "{text}"
+    );
 
     let started = Instant::now();
-    let apply = reimage(dir.path()).args(["apply", "plan.json"]).output().unwrap();
-    assert!(apply.status.success(), "{}{}", stdout_of(&apply), stderr_of(&apply));
+    let apply = reimage(dir.path())
+        .args(["apply", "plan.json"])
+        .output()
+        .unwrap();
+    assert!(
+        apply.status.success(),
+        "{}{}",
+        stdout_of(&apply),
+        stderr_of(&apply)
+    );
     assert!(stdout_of(&apply).contains("Apply complete! 200 reinstalled"));
     eprintln!("200 servers applied in {:?}", started.elapsed());
 
@@ -89,47 +109,81 @@ fn two_hundred_servers_roll_out_in_waves_within_max_parallel() {
     let log = reinstall_log(&emulator);
     assert_eq!(log.len(), 200);
     // The canary wave: the first two servers, and nothing else until both finished.
-    let mut first_two: Vec<&str> = log[..2].iter().map(|e| e["server_id"].as_str().unwrap()).collect();
+    let mut first_two: Vec<&str> = log[..2]
+        .iter()
+        .map(|e| e["server_id"].as_str().unwrap())
+        .collect();
     first_two.sort();
     assert_eq!(first_two, ["1", "2"]);
-    assert_eq!(log[2]["installing_at_call"], 1, "the third reinstall started while a canary ran");
-    let peak = emulator.state()["zenlayer"]["peak_installing"].as_u64().unwrap();
+    assert_eq!(
+        log[2]["installing_at_call"], 1,
+        "the third reinstall started while a canary ran"
+    );
+    let peak = emulator.state()["zenlayer"]["peak_installing"]
+        .as_u64()
+        .unwrap();
     assert!(peak <= 20, "more than max_parallel in flight: {peak}");
-    assert!(peak >= 10, "the rolling wave did not run in parallel: peak {peak}");
+    assert!(
+        peak >= 10,
+        "the rolling wave did not run in parallel: peak {peak}"
+    );
 }
 
 #[test]
 fn a_failed_canary_stops_the_rollout() {
     let dir = tempfile::tempdir().unwrap();
-    let mut servers: Vec<InventoryServer> =
-        ["1", "2", "3", "4", "5", "6"].into_iter().map(|id| server(id, "img-old")).collect();
+    let mut servers: Vec<InventoryServer> = ["1", "2", "3", "4", "5", "6"]
+        .into_iter()
+        .map(|id| server(id, "img-old"))
+        .collect();
     servers[0].fail_next_install = true;
     let emulator = Emulator::start(dir.path(), &inventory(&servers, 0.3));
     write(
         dir.path(),
-        &fleet_manifest(&emulator.zenlayer, 6, "img-new", "policy:\n  rollout: {canary: 1, max_parallel: 5, max_failures: 10}\n", "", ""),
+        &fleet_manifest(
+            &emulator.zenlayer,
+            6,
+            "img-new",
+            "policy:\n  rollout: {canary: 1, max_parallel: 5, max_failures: 10}\n",
+            "",
+            "",
+        ),
     );
-    let output = reimage(dir.path()).args(["apply", "--auto-approve"]).output().unwrap();
+    let output = reimage(dir.path())
+        .args(["apply", "--auto-approve"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let summary = stdout_of(&output);
     assert!(
-        summary.contains("Apply finished with errors. 0 reinstalled, 0 adopted, 1 failed, 5 not started."),
+        summary.contains(
+            "Apply finished with errors. 0 reinstalled, 0 adopted, 1 failed, 5 not started."
+        ),
         "{summary}"
     );
-    assert!(stderr_of(&output).contains("not started: s002: a canary reinstall failed"), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("not started: s002: a canary reinstall failed"),
+        "{}",
+        stderr_of(&output)
+    );
     assert_eq!(counts(&emulator, 6), [1, 0, 0, 0, 0, 0]);
 }
 
 #[test]
 fn max_failures_stops_new_work_and_max_reinstalls_refuses_up_front() {
     let dir = tempfile::tempdir().unwrap();
-    let mut servers: Vec<InventoryServer> =
-        ["1", "2", "3", "4", "5", "6"].into_iter().map(|id| server(id, "img-old")).collect();
+    let mut servers: Vec<InventoryServer> = ["1", "2", "3", "4", "5", "6"]
+        .into_iter()
+        .map(|id| server(id, "img-old"))
+        .collect();
     for failing in &mut servers[..3] {
         failing.fail_next_install = true;
     }
     let emulator = Emulator::start(dir.path(), &inventory(&servers, 0.3));
-    write(dir.path(), &fleet_manifest(&emulator.zenlayer, 6, "img-new", "", "", ""));
+    write(
+        dir.path(),
+        &fleet_manifest(&emulator.zenlayer, 6, "img-new", "", "", ""),
+    );
 
     let refused = reimage(dir.path())
         .args(["apply", "--auto-approve", "--max-reinstalls", "5"])
@@ -137,7 +191,8 @@ fn max_failures_stops_new_work_and_max_reinstalls_refuses_up_front() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
     assert!(
-        flat(&stderr_of(&refused)).contains("the plan reinstalls 6 servers, more than `max_reinstalls: 5` allows"),
+        flat(&stderr_of(&refused))
+            .contains("the plan reinstalls 6 servers, more than `max_reinstalls: 5` allows"),
         "{}",
         stderr_of(&refused)
     );
@@ -145,7 +200,16 @@ fn max_failures_stops_new_work_and_max_reinstalls_refuses_up_front() {
 
     // One at a time, so the order of failures is certain: the second failure stops the rollout.
     let output = reimage(dir.path())
-        .args(["apply", "--auto-approve", "--canary", "0", "--max-parallel", "1", "--max-failures", "2"])
+        .args([
+            "apply",
+            "--auto-approve",
+            "--canary",
+            "0",
+            "--max-parallel",
+            "1",
+            "--max-failures",
+            "2",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -154,7 +218,11 @@ fn max_failures_stops_new_work_and_max_reinstalls_refuses_up_front() {
         "{}",
         stdout_of(&output)
     );
-    assert!(flat(&stderr_of(&output)).contains("(max_failures: 2)"), "{}", stderr_of(&output));
+    assert!(
+        flat(&stderr_of(&output)).contains("(max_failures: 2)"),
+        "{}",
+        stderr_of(&output)
+    );
     assert_eq!(counts(&emulator, 6), [1, 1, 0, 0, 0, 0]);
 }
 
@@ -162,7 +230,8 @@ fn max_failures_stops_new_work_and_max_reinstalls_refuses_up_front() {
 fn read_errors_and_throttling_during_observe_and_polls_still_reinstall_each_server_once() {
     let dir = tempfile::tempdir().unwrap();
     let emulator = fleet(dir.path(), 40, "img-old", 0.5);
-    emulator.set_faults(serde_json::json!({"zenlayer": {"read_500_rate": 0.3, "read_429_rate": 0.1}}));
+    emulator
+        .set_faults(serde_json::json!({"zenlayer": {"read_500_rate": 0.3, "read_429_rate": 0.1}}));
     write(
         dir.path(),
         &fleet_manifest(
@@ -174,24 +243,55 @@ fn read_errors_and_throttling_during_observe_and_polls_still_reinstall_each_serv
             "",
         ),
     );
-    let output = reimage(dir.path()).args(["apply", "--auto-approve"]).output().unwrap();
-    assert!(output.status.success(), "{}{}", stdout_of(&output), stderr_of(&output));
+    let output = reimage(dir.path())
+        .args(["apply", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout_of(&output),
+        stderr_of(&output)
+    );
     assert!(stdout_of(&output).contains("Apply complete! 40 reinstalled"));
-    assert!(counts(&emulator, 40).iter().all(|count| *count == 1), "{:?}", counts(&emulator, 40));
+    assert!(
+        counts(&emulator, 40).iter().all(|count| *count == 1),
+        "{:?}",
+        counts(&emulator, 40)
+    );
     // The waits were visible.
     let log = stderr_of(&output);
-    assert!(log.contains("throttled by the provider") || log.contains("retrying after an error"), "{log}");
+    assert!(
+        log.contains("throttled by the provider") || log.contains("retrying after an error"),
+        "{log}"
+    );
 }
 
 #[test]
 fn a_lost_reinstall_response_is_checked_not_resent() {
     let dir = tempfile::tempdir().unwrap();
     let emulator = fleet(dir.path(), 3, "img-old", 0.5);
-    emulator.set_faults(serde_json::json!({"zenlayer": {"drop_connection_after_reinstall": ["2"]}}));
-    write(dir.path(), &fleet_manifest(&emulator.zenlayer, 3, "img-new", "", "", ""));
-    let output = reimage(dir.path()).args(["apply", "--auto-approve"]).output().unwrap();
-    assert!(output.status.success(), "{}{}", stdout_of(&output), stderr_of(&output));
-    assert!(stderr_of(&output).contains("reinstall response lost"), "{}", stderr_of(&output));
+    emulator
+        .set_faults(serde_json::json!({"zenlayer": {"drop_connection_after_reinstall": ["2"]}}));
+    write(
+        dir.path(),
+        &fleet_manifest(&emulator.zenlayer, 3, "img-new", "", "", ""),
+    );
+    let output = reimage(dir.path())
+        .args(["apply", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout_of(&output),
+        stderr_of(&output)
+    );
+    assert!(
+        stderr_of(&output).contains("reinstall response lost"),
+        "{}",
+        stderr_of(&output)
+    );
     assert_eq!(counts(&emulator, 3), [1, 1, 1]);
 }
 
@@ -225,23 +325,31 @@ fn state_parses(dir: &Path) {
 /// printed on stderr.
 fn run_to_completion(dir: &Path) -> String {
     // Continue the interrupted plan, if the state says one was interrupted.
-    let resume = reimage(dir).args(["apply", "--resume", "plan.json"]).output().unwrap();
+    let resume = reimage(dir)
+        .args(["apply", "--resume", "plan.json"])
+        .output()
+        .unwrap();
     let message = stderr_of(&resume);
     assert!(
-        resume.status.code() == Some(0)
-            || resume.status.code() == Some(1),
+        resume.status.code() == Some(0) || resume.status.code() == Some(1),
         "{message}"
     );
     state_parses(dir);
     // Anything the crash left undecided is planned afresh until nothing is left.
     let mut last = String::new();
     for _ in 0..5 {
-        let plan = reimage(dir).args(["plan", "--detailed-exitcode"]).output().unwrap();
+        let plan = reimage(dir)
+            .args(["plan", "--detailed-exitcode"])
+            .output()
+            .unwrap();
         if plan.status.code() == Some(0) {
             return message;
         }
         last = format!("{}{}", stdout_of(&plan), stderr_of(&plan));
-        let apply = reimage(dir).args(["apply", "--auto-approve"]).output().unwrap();
+        let apply = reimage(dir)
+            .args(["apply", "--auto-approve"])
+            .output()
+            .unwrap();
         state_parses(dir);
         assert!(
             apply.status.code() == Some(0) || apply.status.code() == Some(1),
@@ -262,7 +370,11 @@ fn kill_9_at_random_moments_never_reinstalls_a_planned_server_twice() {
     let (mut resumes, mut reconciled) = (0, 0);
     for iteration in 1..=ITERATIONS {
         // Alternate images, so every iteration reinstalls every server exactly once more.
-        let image = if iteration % 2 == 1 { "img-new" } else { "img-old" };
+        let image = if iteration % 2 == 1 {
+            "img-new"
+        } else {
+            "img-old"
+        };
         write(
             dir.path(),
             &fleet_manifest(
@@ -274,7 +386,10 @@ fn kill_9_at_random_moments_never_reinstalls_a_planned_server_twice() {
                 "",
             ),
         );
-        let plan = reimage(dir.path()).args(["plan", "-out", "plan.json"]).output().unwrap();
+        let plan = reimage(dir.path())
+            .args(["plan", "-out", "plan.json"])
+            .output()
+            .unwrap();
         assert!(plan.status.success(), "{}", stderr_of(&plan));
         let mut child = std::process::Command::new(binary())
             .args(["apply", "plan.json"])
@@ -305,8 +420,14 @@ fn kill_9_at_random_moments_never_reinstalls_a_planned_server_twice() {
     }
     eprintln!("{resumes} resumed mid-plan, {reconciled} with steps in flight at the kill");
     // The kills must land mid-apply often enough for the test to mean something.
-    assert!(resumes >= 5, "only {resumes} of {ITERATIONS} kills interrupted a plan mid-way");
-    assert!(reconciled >= 2, "only {reconciled} kills left a step in flight");
+    assert!(
+        resumes >= 5,
+        "only {resumes} of {ITERATIONS} kills interrupted a plan mid-way"
+    );
+    assert!(
+        reconciled >= 2,
+        "only {reconciled} kills left a step in flight"
+    );
 }
 
 #[test]
@@ -315,7 +436,14 @@ fn ctrl_c_stops_new_work_watches_in_flight_and_exits_130() {
     let emulator = fleet(dir.path(), 6, "img-old", 2.0);
     write(
         dir.path(),
-        &fleet_manifest(&emulator.zenlayer, 6, "img-new", "policy:\n  rollout: {canary: 0, max_parallel: 2}\n", "", ""),
+        &fleet_manifest(
+            &emulator.zenlayer,
+            6,
+            "img-new",
+            "policy:\n  rollout: {canary: 0, max_parallel: 2}\n",
+            "",
+            "",
+        ),
     );
     let child = std::process::Command::new(binary())
         .args(["apply", "--auto-approve"])
@@ -339,14 +467,29 @@ fn ctrl_c_stops_new_work_watches_in_flight_and_exits_130() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
     let summary = stdout_of(&output);
-    assert!(summary.contains("Apply interrupted. 2 reinstalled, 0 adopted, 0 failed, 4 not started."), "{summary}");
-    assert!(stderr_of(&output).contains("interrupted: no new reinstall starts"), "{}", stderr_of(&output));
+    assert!(
+        summary.contains("Apply interrupted. 2 reinstalled, 0 adopted, 0 failed, 4 not started."),
+        "{summary}"
+    );
+    assert!(
+        stderr_of(&output).contains("interrupted: no new reinstall starts"),
+        "{}",
+        stderr_of(&output)
+    );
     assert_eq!(counts(&emulator, 6), [1, 1, 0, 0, 0, 0]);
     // Both in-flight installs were watched to the end and recorded.
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join(".reimage/state.json")).unwrap()).unwrap();
-    assert_eq!(state["servers"]["s001"]["last_operation"]["outcome"], "succeeded");
-    assert_eq!(state["servers"]["s002"]["last_operation"]["outcome"], "succeeded");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".reimage/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["servers"]["s001"]["last_operation"]["outcome"],
+        "succeeded"
+    );
+    assert_eq!(
+        state["servers"]["s002"]["last_operation"]["outcome"],
+        "succeeded"
+    );
 }
 
 #[test]
@@ -355,9 +498,19 @@ fn json_events_follow_their_schema_and_ci_logs_have_heartbeats() {
     let emulator = fleet(dir.path(), 4, "img-old", 1.2);
     write(
         dir.path(),
-        &fleet_manifest(&emulator.zenlayer, 4, "img-new", "policy:\n  rollout: {canary: 1, max_parallel: 3}\n", "", ""),
+        &fleet_manifest(
+            &emulator.zenlayer,
+            4,
+            "img-new",
+            "policy:\n  rollout: {canary: 1, max_parallel: 3}\n",
+            "",
+            "",
+        ),
     );
-    let plan = reimage(dir.path()).args(["plan", "-out", "plan.json"]).output().unwrap();
+    let plan = reimage(dir.path())
+        .args(["plan", "-out", "plan.json"])
+        .output()
+        .unwrap();
     assert!(plan.status.success());
     let output = reimage(dir.path())
         .args(["apply", "--json", "plan.json"])
@@ -369,23 +522,44 @@ fn json_events_follow_their_schema_and_ci_logs_have_heartbeats() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/apply-events.schema.json"),
     )
     .unwrap();
-    let validator = jsonschema::draft202012::new(&serde_json::from_str(&schema_text).unwrap()).unwrap();
+    let validator =
+        jsonschema::draft202012::new(&serde_json::from_str(&schema_text).unwrap()).unwrap();
     let mut kinds = Vec::new();
     for line in stdout_of(&output).lines() {
         let event: serde_json::Value = serde_json::from_str(line).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&event).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&event)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{line}: {errors:?}");
         kinds.push(event["event"].as_str().unwrap().to_string());
     }
-    for kind in ["plan", "wave_started", "reinstall_started", "done", "heartbeat", "summary"] {
-        assert!(kinds.iter().any(|k| k == kind), "no `{kind}` event in {kinds:?}");
+    for kind in [
+        "plan",
+        "wave_started",
+        "reinstall_started",
+        "done",
+        "heartbeat",
+        "summary",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "no `{kind}` event in {kinds:?}"
+        );
     }
     assert_eq!(kinds.last().map(String::as_str), Some("summary"));
 
     // Without a terminal and without --json: timestamped lines and a heartbeat.
     write(
         dir.path(),
-        &fleet_manifest(&emulator.zenlayer, 4, "img-old", "policy:\n  rollout: {canary: 0, max_parallel: 4}\n", "", ""),
+        &fleet_manifest(
+            &emulator.zenlayer,
+            4,
+            "img-old",
+            "policy:\n  rollout: {canary: 0, max_parallel: 4}\n",
+            "",
+            "",
+        ),
     );
     let lines = reimage(dir.path())
         .args(["apply", "--auto-approve"])
@@ -396,7 +570,8 @@ fn json_events_follow_their_schema_and_ci_logs_have_heartbeats() {
     let log = stderr_of(&lines);
     assert!(log.contains("still working: "), "{log}");
     assert!(
-        log.lines().any(|line| line.starts_with('[') && line.contains("] s001: reinstall started")),
+        log.lines()
+            .any(|line| line.starts_with('[') && line.contains("] s001: reinstall started")),
         "{log}"
     );
 }
@@ -407,7 +582,14 @@ fn a_second_ctrl_c_leaves_installs_to_the_journal_and_the_next_plan_settles_them
     let emulator = fleet(dir.path(), 4, "img-old", 3.0);
     write(
         dir.path(),
-        &fleet_manifest(&emulator.zenlayer, 4, "img-new", "policy:\n  rollout: {canary: 0, max_parallel: 2}\n", "", ""),
+        &fleet_manifest(
+            &emulator.zenlayer,
+            4,
+            "img-new",
+            "policy:\n  rollout: {canary: 0, max_parallel: 2}\n",
+            "",
+            "",
+        ),
     );
     let child = std::process::Command::new(binary())
         .args(["apply", "--auto-approve"])
@@ -446,10 +628,18 @@ fn a_second_ctrl_c_leaves_installs_to_the_journal_and_the_next_plan_settles_them
     let plan = reimage(dir.path()).arg("plan").output().unwrap();
     let log = stderr_of(&plan);
     assert!(log.contains("s001: reinstall of interrupted plan"), "{log}");
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join(".reimage/state.json")).unwrap()).unwrap();
-    assert_eq!(state["servers"]["s001"]["last_operation"]["outcome"], "succeeded");
-    assert_eq!(state["servers"]["s002"]["last_operation"]["outcome"], "succeeded");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".reimage/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["servers"]["s001"]["last_operation"]["outcome"],
+        "succeeded"
+    );
+    assert_eq!(
+        state["servers"]["s002"]["last_operation"]["outcome"],
+        "succeeded"
+    );
     let text = stdout_of(&plan);
     assert!(text.contains("Plan: 2 to reinstall"), "{text}");
     assert_eq!(counts(&emulator, 4), [1, 1, 0, 0]);

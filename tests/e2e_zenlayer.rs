@@ -53,7 +53,11 @@ fn plan_apply_plan_converges_to_no_changes() {
     );
     assert!(stdout_of(&apply).contains("Apply complete! 1 reinstalled, 1 adopted, 0 failed"));
     assert_eq!(emulator.reinstall_count("1"), 1);
-    assert_eq!(emulator.reinstall_count("2"), 0, "adoption never touches the machine");
+    assert_eq!(
+        emulator.reinstall_count("2"),
+        0,
+        "adoption never touches the machine"
+    );
 
     let again = reimage(dir.path())
         .args(["plan", "-detailed-exitcode"])
@@ -76,10 +80,7 @@ fn plan_apply_plan_converges_to_no_changes() {
 
 #[test]
 fn saved_plan_is_applied_exactly_and_refused_when_stale() {
-    let (dir, emulator) = setup(
-        &[server("1", "img-old"), server("2", "img-old")],
-        0.3,
-    );
+    let (dir, emulator) = setup(&[server("1", "img-old"), server("2", "img-old")], 0.3);
     write_manifest(
         dir.path(),
         &manifest(
@@ -98,7 +99,14 @@ fn saved_plan_is_applied_exactly_and_refused_when_stale() {
     // 1. The server `a` itself changes at the provider (reinstalled by someone else, who keeps
     //    their own state file): the fingerprint moved.
     let other = reimage(dir.path())
-        .args(["apply", "--auto-approve", "--target", "a", "--state", "other-state.json"])
+        .args([
+            "apply",
+            "--auto-approve",
+            "--target",
+            "a",
+            "--state",
+            "other-state.json",
+        ])
         .output()
         .unwrap();
     assert!(other.status.success(), "{}", stderr_of(&other));
@@ -109,8 +117,15 @@ fn saved_plan_is_applied_exactly_and_refused_when_stale() {
     assert_eq!(refused.status.code(), Some(1));
     let message = stderr_of(&refused);
     assert!(message.contains("stale"), "{message}");
-    assert!(message.contains("server `a` changed at the provider"), "{message}");
-    assert_eq!(emulator.reinstall_count("1"), 1, "the stale plan reinstalled nothing");
+    assert!(
+        message.contains("server `a` changed at the provider"),
+        "{message}"
+    );
+    assert_eq!(
+        emulator.reinstall_count("1"),
+        1,
+        "the stale plan reinstalled nothing"
+    );
 
     // 2. The state moved (another apply) since the plan.
     let fresh = reimage(dir.path())
@@ -123,9 +138,16 @@ fn saved_plan_is_applied_exactly_and_refused_when_stale() {
         .output()
         .unwrap();
     assert!(moved.status.success(), "{}", stderr_of(&moved));
-    let refused = reimage(dir.path()).args(["apply", "b.json"]).output().unwrap();
+    let refused = reimage(dir.path())
+        .args(["apply", "b.json"])
+        .output()
+        .unwrap();
     assert_eq!(refused.status.code(), Some(1));
-    assert!(stderr_of(&refused).contains("state serial is"), "{}", stderr_of(&refused));
+    assert!(
+        stderr_of(&refused).contains("state serial is"),
+        "{}",
+        stderr_of(&refused)
+    );
     assert_eq!(emulator.reinstall_count("2"), 0);
 
     // 3. The manifest changed since the plan (checked when `-f` is given).
@@ -155,7 +177,10 @@ fn saved_plan_is_applied_exactly_and_refused_when_stale() {
         .output()
         .unwrap();
     assert!(fresh.status.success());
-    let applied = reimage(dir.path()).args(["apply", "b3.json"]).output().unwrap();
+    let applied = reimage(dir.path())
+        .args(["apply", "b3.json"])
+        .output()
+        .unwrap();
     assert!(applied.status.success(), "{}", stderr_of(&applied));
     assert_eq!(emulator.reinstall_count("2"), 1);
     assert_eq!(emulator.reinstall_count("1"), 2);
@@ -176,7 +201,10 @@ fn apply_without_a_terminal_or_auto_approve_changes_nothing() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let message = stderr_of(&output);
-    assert!(message.contains("standard input is not a terminal"), "{message}");
+    assert!(
+        message.contains("standard input is not a terminal"),
+        "{message}"
+    );
     assert!(message.contains("--auto-approve"), "{message}");
     assert_eq!(emulator.reinstall_count("1"), 0);
 }
@@ -196,7 +224,14 @@ fn install_failed_is_reported_and_recorded() {
     );
     // No canary and room for failures: both servers are tried.
     let output = reimage(dir.path())
-        .args(["apply", "--auto-approve", "--canary", "0", "--max-failures", "5"])
+        .args([
+            "apply",
+            "--auto-approve",
+            "--canary",
+            "0",
+            "--max-failures",
+            "5",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", stdout_of(&output));
@@ -205,24 +240,38 @@ fn install_failed_is_reported_and_recorded() {
         summary.contains("Apply finished with errors. 1 reinstalled, 0 adopted, 1 failed"),
         "{summary}"
     );
-    assert!(stderr_of(&output).contains("bad: FAILED"), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("bad: FAILED"),
+        "{}",
+        stderr_of(&output)
+    );
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join(".reimage/state.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(state["servers"]["bad"]["last_operation"]["outcome"], "failed");
+    assert_eq!(
+        state["servers"]["bad"]["last_operation"]["outcome"],
+        "failed"
+    );
     assert!(
         state["servers"]["bad"]["last_operation"]["message"]
             .as_str()
             .unwrap()
             .contains("INSTALL_FAILED")
     );
-    assert_eq!(state["servers"]["good"]["last_operation"]["outcome"], "succeeded");
+    assert_eq!(
+        state["servers"]["good"]["last_operation"]["outcome"],
+        "succeeded"
+    );
 
     // The failed machine is now INSTALL_FAILED: the next plan says it is blocked, exit 1.
     let plan = reimage(dir.path()).arg("plan").output().unwrap();
     assert_eq!(plan.status.code(), Some(1));
-    assert!(stdout_of(&plan).contains("# bad is blocked"), "{}", stdout_of(&plan));
+    assert!(
+        stdout_of(&plan).contains("# bad is blocked"),
+        "{}",
+        stdout_of(&plan)
+    );
     assert_eq!(emulator.reinstall_count("1"), 1);
 }
 
@@ -267,7 +316,11 @@ fn canary_secret_never_appears_in_outputs_plan_file_or_state() {
             );
         }
     }
-    for file in ["plan.json", ".reimage/state.json", ".reimage/state.json.backup"] {
+    for file in [
+        "plan.json",
+        ".reimage/state.json",
+        ".reimage/state.json.backup",
+    ] {
         everything.push_str(&std::fs::read_to_string(dir.path().join(file)).unwrap());
     }
     for entry in std::fs::read_dir(dir.path().join("emulator-data")).unwrap() {
@@ -328,7 +381,10 @@ fn user_data_change_shows_a_unified_diff_and_reinstalls() {
     let text = stdout_of(&plan);
     assert!(text.contains("-packages: [nginx]"), "{text}");
     assert!(text.contains("+packages: [nginx, htop]"), "{text}");
-    assert!(text.contains("user_data changed since the last apply"), "{text}");
+    assert!(
+        text.contains("user_data changed since the last apply"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -377,7 +433,9 @@ fn a_running_apply_holds_the_lock_and_a_second_command_names_it() {
 
 fn schema_validator(name: &str) -> jsonschema::Validator {
     let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(name),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schemas")
+            .join(name),
     )
     .unwrap();
     jsonschema::draft202012::new(&serde_json::from_str(&text).unwrap()).unwrap()
@@ -394,29 +452,53 @@ fn json_outputs_follow_their_published_schemas() {
             "    hostname: box\n    user_data: \"#!/bin/sh\\necho hi\\n\"\n",
         ),
     );
-    let plan = reimage(dir.path()).args(["plan", "--json", "-out", "p.json"]).output().unwrap();
+    let plan = reimage(dir.path())
+        .args(["plan", "--json", "-out", "p.json"])
+        .output()
+        .unwrap();
     assert!(plan.status.success(), "{}", stderr_of(&plan));
     let document: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     let validator = schema_validator("plan.schema.json");
-    let errors: Vec<String> = validator.iter_errors(&document).map(|e| e.to_string()).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&document)
+        .map(|e| e.to_string())
+        .collect();
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(document["summary"]["reinstall"], 1);
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("p.json")).unwrap()).unwrap();
     assert!(validator.is_valid(&saved));
-    let shown = reimage(dir.path()).args(["show", "--json", "p.json"]).output().unwrap();
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap(), saved);
+    let shown = reimage(dir.path())
+        .args(["show", "--json", "p.json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap(),
+        saved
+    );
 
-    let validate = reimage(dir.path()).args(["validate", "--json"]).output().unwrap();
+    let validate = reimage(dir.path())
+        .args(["validate", "--json"])
+        .output()
+        .unwrap();
     let document: serde_json::Value = serde_json::from_slice(&validate.stdout).unwrap();
-    assert!(schema_validator("validate.schema.json").is_valid(&document), "{document}");
+    assert!(
+        schema_validator("validate.schema.json").is_valid(&document),
+        "{document}"
+    );
     assert_eq!(document["valid"], true);
 
     std::fs::write(dir.path().join("bad.yaml"), "version: 2\nservers: 3\n").unwrap();
-    let invalid = reimage(dir.path()).args(["validate", "--json", "-f", "bad.yaml"]).output().unwrap();
+    let invalid = reimage(dir.path())
+        .args(["validate", "--json", "-f", "bad.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(invalid.status.code(), Some(1));
     let document: serde_json::Value = serde_json::from_slice(&invalid.stdout).unwrap();
-    assert!(schema_validator("validate.schema.json").is_valid(&document), "{document}");
+    assert!(
+        schema_validator("validate.schema.json").is_valid(&document),
+        "{document}"
+    );
     assert_eq!(document["valid"], false);
     assert!(document["error_count"].as_u64().unwrap() >= 2, "{document}");
 }

@@ -27,7 +27,10 @@ pub fn prompt(reinstalls: usize, adopts: usize) -> String {
         "Do you want to perform these actions?\n  reimage will {}.\n  Only 'yes' will be accepted to approve.\n\nType 'yes' to {}: ",
         parts.join(" and "),
         if reinstalls > 0 {
-            format!("reinstall {reinstalls} server{}", if reinstalls == 1 { "" } else { "s" })
+            format!(
+                "reinstall {reinstalls} server{}",
+                if reinstalls == 1 { "" } else { "s" }
+            )
         } else {
             "continue".to_string()
         }

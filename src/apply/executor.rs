@@ -304,7 +304,12 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn finish_item(&mut self, server: &str, outcome: StepOutcome, message: Option<String>) -> Result<()> {
+    fn finish_item(
+        &mut self,
+        server: &str,
+        outcome: StepOutcome,
+        message: Option<String>,
+    ) -> Result<()> {
         let Some(item) = self.items.remove(server) else {
             return Ok(());
         };
@@ -419,7 +424,13 @@ impl<'a> Engine<'a> {
 
     /// Starts the given planned servers: stops first where planned, reinstall calls batched
     /// per provider up to its `reinstall_batch`.
-    fn start(&mut self, plan: &Plan, indexes: Vec<usize>, canary: bool, stopped: &BTreeSet<String>) -> Result<()> {
+    fn start(
+        &mut self,
+        plan: &Plan,
+        indexes: Vec<usize>,
+        canary: bool,
+        stopped: &BTreeSet<String>,
+    ) -> Result<()> {
         let mut reinstall_now: Vec<usize> = Vec::new();
         for index in indexes {
             let server = &plan.servers[index];
@@ -676,9 +687,13 @@ impl<'a> Engine<'a> {
             let mut operations: Vec<(String, Operation)> = Vec::new();
             let mut to_observe: Vec<(String, String)> = Vec::new();
             for name in &servers {
-                let Some(item) = self.items.get(name) else { continue };
+                let Some(item) = self.items.get(name) else {
+                    continue;
+                };
                 match &item.stage {
-                    Stage::Installing(operation) => operations.push((name.clone(), operation.clone())),
+                    Stage::Installing(operation) => {
+                        operations.push((name.clone(), operation.clone()))
+                    }
                     Stage::Stopping | Stage::Verifying => {
                         to_observe.push((name.clone(), item.cloud_id.clone()))
                     }
@@ -688,7 +703,12 @@ impl<'a> Engine<'a> {
             self.polling.insert(provider_name.clone());
             let interval = provider.capabilities().poll_interval;
             self.next_poll.insert(provider_name.clone(), now + interval);
-            self.polls.spawn(poll_provider(provider_name, provider, operations, to_observe));
+            self.polls.spawn(poll_provider(
+                provider_name,
+                provider,
+                operations,
+                to_observe,
+            ));
         }
     }
 
@@ -707,7 +727,9 @@ impl<'a> Engine<'a> {
                     request_id,
                 }) => {
                     let message = match request_id {
-                        Some(id) if !message.contains(&id) => format!("{message} (request id {id})"),
+                        Some(id) if !message.contains(&id) => {
+                            format!("{message} (request id {id})")
+                        }
                         _ => message,
                     };
                     self.finish_item(&server, StepOutcome::Failed, Some(message))?;
@@ -804,7 +826,8 @@ impl<'a> Engine<'a> {
                             self.items.remove(&name);
                             self.not_started(
                                 &name,
-                                "stopped by an interrupted apply; its reinstall was never sent".to_string(),
+                                "stopped by an interrupted apply; its reinstall was never sent"
+                                    .to_string(),
                             );
                         }
                     }
@@ -812,7 +835,10 @@ impl<'a> Engine<'a> {
                     self.finish_item(
                         server,
                         StepOutcome::Failed,
-                        Some(format!("the server is {} at the provider", observed.raw_status)),
+                        Some(format!(
+                            "the server is {} at the provider",
+                            observed.raw_status
+                        )),
                     )?;
                 }
             }
@@ -846,7 +872,10 @@ impl<'a> Engine<'a> {
                         self.finish_item(
                             server,
                             StepOutcome::Failed,
-                            Some(format!("the install failed (status {})", observed.raw_status)),
+                            Some(format!(
+                                "the install failed (status {})",
+                                observed.raw_status
+                            )),
                         )?;
                     }
                     ServerStatus::Running | ServerStatus::Stopped if image_moved => {
@@ -899,10 +928,17 @@ impl<'a> Engine<'a> {
     async fn step(&mut self) -> Result<()> {
         self.schedule_polls(false);
         let now = Instant::now();
-        let mut wake = now + self.settings.heartbeat.saturating_sub(self.last_heartbeat.elapsed());
+        let mut wake = now
+            + self
+                .settings
+                .heartbeat
+                .saturating_sub(self.last_heartbeat.elapsed());
         for (provider, at) in &self.next_poll {
             if !self.polling.contains(provider)
-                && self.items.values().any(|item| &item.provider_name == provider)
+                && self
+                    .items
+                    .values()
+                    .any(|item| &item.provider_name == provider)
             {
                 wake = wake.min(*at);
             }
@@ -1006,7 +1042,9 @@ impl<'a> Engine<'a> {
                     let capacity = wave.max_parallel.saturating_sub(self.items.len());
                     let mut batch = Vec::new();
                     while batch.len() < capacity {
-                        let Some(index) = pending.pop_front() else { break };
+                        let Some(index) = pending.pop_front() else {
+                            break;
+                        };
                         batch.push(index);
                     }
                     if !batch.is_empty() {
@@ -1026,7 +1064,10 @@ impl<'a> Engine<'a> {
             if self.interrupt.abandoned() {
                 self.abandon_in_flight();
                 for index in pending.drain(..) {
-                    self.not_started(&plan.servers[index].name, "interrupted (Ctrl-C)".to_string());
+                    self.not_started(
+                        &plan.servers[index].name,
+                        "interrupted (Ctrl-C)".to_string(),
+                    );
                 }
                 break;
             }
@@ -1178,7 +1219,9 @@ impl<'a> Engine<'a> {
                 .and_then(|current| current.last_operation.as_ref())
                 .is_some_and(|last| last.plan_id == step.plan_id);
             if !already {
-                self.state.servers.insert(step.server.clone(), record.clone());
+                self.state
+                    .servers
+                    .insert(step.server.clone(), record.clone());
                 self.dirty = true;
             }
         }
@@ -1208,7 +1251,10 @@ async fn poll_provider(
     let batch = provider.capabilities().observe_batch.max(1);
     let mut statuses = Vec::with_capacity(operations.len());
     for chunk in operations.chunks(batch) {
-        let ops: Vec<Operation> = chunk.iter().map(|(_, operation)| operation.clone()).collect();
+        let ops: Vec<Operation> = chunk
+            .iter()
+            .map(|(_, operation)| operation.clone())
+            .collect();
         match provider.poll(&ops).await {
             Ok(results) => {
                 let mut results = results.into_iter();

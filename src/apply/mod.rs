@@ -115,7 +115,9 @@ pub fn stopped_by(plan: &Plan, steps: &[StepState]) -> BTreeSet<String> {
         .map(|step| step.server.clone())
         .filter(|server| {
             !steps.iter().any(|other| {
-                other.plan_id == plan.plan_id && other.step == Step::Reinstall && &other.server == server
+                other.plan_id == plan.plan_id
+                    && other.step == Step::Reinstall
+                    && &other.server == server
             })
         })
         .collect()

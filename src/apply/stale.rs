@@ -31,7 +31,10 @@ pub async fn check_not_stale(
         differences.push(format!(
             "`--resume` continues an interrupted apply of this plan, but the state shows {}",
             match &state.applying {
-                Some(applying) => format!("an interrupted apply of another plan (`{}`)", applying.plan_id),
+                Some(applying) => format!(
+                    "an interrupted apply of another plan (`{}`)",
+                    applying.plan_id
+                ),
                 None => "no interrupted apply".to_string(),
             }
         ));
@@ -86,10 +89,8 @@ pub async fn check_not_stale(
                         } else {
                             format!("{field} changed")
                         };
-                        differences.push(format!(
-                            "server `{}`: {what} since the plan",
-                            server.name
-                        ));
+                        differences
+                            .push(format!("server `{}`: {what} since the plan", server.name));
                     }
                 }
             }
@@ -113,4 +114,3 @@ fn describe_observation(observation: &Observation) -> String {
         ),
     }
 }
-

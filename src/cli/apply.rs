@@ -48,8 +48,7 @@ fn watch_interrupts() -> Arc<Interrupt> {
 fn reporter(args: &ApplyArgs, printer: &Printer, total: u64) -> Box<dyn Reporter> {
     if args.json {
         Box::new(JsonReporter::new(printer.clone()))
-    } else if std::io::stderr().is_terminal() && std::env::var_os("REIMAGE_NO_PROGRESS").is_none()
-    {
+    } else if std::io::stderr().is_terminal() && std::env::var_os("REIMAGE_NO_PROGRESS").is_none() {
         Box::new(TerminalReporter::new(total))
     } else {
         Box::new(LineReporter::new(printer.clone()))
@@ -112,7 +111,9 @@ async fn apply_saved_plan(
     reconcile(&context, &mut state, printer).await?;
     if args.resume {
         resume.finished = apply::finished_in(&plan, &state);
-        resume.stopped.retain(|server| !resume.finished.contains(server));
+        resume
+            .stopped
+            .retain(|server| !resume.finished.contains(server));
     }
     check_not_stale(
         &plan,
@@ -145,7 +146,10 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
     let lock = store.lock("reimage apply")?;
     let (mut state, created) = read_or_init_state(&store, lock.as_ref())?;
     if created {
-        printer.status(&format!("Initialized a new state at `{}`.", store.location()));
+        printer.status(&format!(
+            "Initialized a new state at `{}`.",
+            store.location()
+        ));
     }
     let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
     let options = PlanOptions {
@@ -196,14 +200,24 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
         reporter: reporter.as_ref(),
         ..context
     };
-    execute(&context, &plan, &mut state, &ResumeScope::default(), &args, printer).await
+    execute(
+        &context,
+        &plan,
+        &mut state,
+        &ResumeScope::default(),
+        &args,
+        printer,
+    )
+    .await
 }
 
 /// Takes over what an interrupted apply left in flight, before anything new starts.
 async fn reconcile(context: &Context<'_>, state: &mut State, printer: &Printer) -> Result<()> {
     let unresolved = apply::reconcile_journal(context, state, true).await?;
     for line in &unresolved {
-        printer.status(&format!("warning: could not settle an interrupted step: {line}"));
+        printer.status(&format!(
+            "warning: could not settle an interrupted step: {line}"
+        ));
     }
     Ok(())
 }
@@ -249,10 +263,16 @@ fn print_summary(summary: &ApplySummary, printer: &Printer) {
             Some(id) if !failed.message.contains(id.as_str()) => format!(" (request id {id})"),
             _ => String::new(),
         };
-        printer.status(&format!("  failed: {}: {}{request}", failed.server, failed.message));
+        printer.status(&format!(
+            "  failed: {}: {}{request}",
+            failed.server, failed.message
+        ));
     }
     for skipped in &summary.not_started {
-        printer.status(&format!("  not started: {}: {}", skipped.server, skipped.reason));
+        printer.status(&format!(
+            "  not started: {}: {}",
+            skipped.server, skipped.reason
+        ));
     }
 }
 
@@ -275,7 +295,9 @@ pub async fn reconcile_for_plan(
     };
     let unresolved = apply::reconcile_journal(&context, state, false).await?;
     for line in &unresolved {
-        printer.status(&format!("warning: an interrupted apply is still in flight: {line}"));
+        printer.status(&format!(
+            "warning: an interrupted apply is still in flight: {line}"
+        ));
     }
     Ok(())
 }

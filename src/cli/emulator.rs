@@ -15,7 +15,10 @@ pub async fn serve(args: EmulatorServeArgs, printer: &Printer) -> Result<ExitCod
         install_seconds: args.install_seconds,
     })
     .await?;
-    printer.out(&format!("reimage emulator listening on http://{}\n", running.address));
+    printer.out(&format!(
+        "reimage emulator listening on http://{}\n",
+        running.address
+    ));
     for (provider_type, url) in &running.endpoints {
         printer.out(&format!("  {provider_type:<20} {url}\n"));
     }

@@ -264,7 +264,9 @@ const SINGLE_DASH_LONG_OPTIONS: &[&str] = &[
 ];
 
 /// Rewrites `-out=FILE` and friends to `--out=FILE`, so Terraform habits work.
-pub fn terraform_style_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+pub fn terraform_style_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
     args.into_iter()
         .map(|arg| {
             let Some(text) = arg.to_str() else { return arg };
@@ -325,13 +327,30 @@ mod tests {
     #[test]
     fn terraform_single_dash_options_are_accepted() {
         let args = terraform_style_args(
-            ["reimage", "plan", "-out=p.json", "-detailed-exitcode", "-f", "x.yaml"]
-                .map(std::ffi::OsString::from),
+            [
+                "reimage",
+                "plan",
+                "-out=p.json",
+                "-detailed-exitcode",
+                "-f",
+                "x.yaml",
+            ]
+            .map(std::ffi::OsString::from),
         );
-        let args: Vec<_> = args.iter().map(|a| a.to_string_lossy().to_string()).collect();
+        let args: Vec<_> = args
+            .iter()
+            .map(|a| a.to_string_lossy().to_string())
+            .collect();
         assert_eq!(
             args,
-            ["reimage", "plan", "--out=p.json", "--detailed-exitcode", "-f", "x.yaml"]
+            [
+                "reimage",
+                "plan",
+                "--out=p.json",
+                "--detailed-exitcode",
+                "-f",
+                "x.yaml"
+            ]
         );
     }
 

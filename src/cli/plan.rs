@@ -18,7 +18,10 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     let lock = store.lock("reimage plan")?;
     let (mut state, created) = read_or_init_state(&store, lock.as_ref())?;
     if created {
-        printer.status(&format!("Initialized a new state at `{}`.", store.location()));
+        printer.status(&format!(
+            "Initialized a new state at `{}`.",
+            store.location()
+        ));
     }
     let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
     super::apply::reconcile_for_plan(&fleet, &store, lock.as_ref(), &mut state, printer).await?;
@@ -41,7 +44,8 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     printer.out(&rendered);
     if let Some(error) = blocked_error(&plan) {
         if args.out.is_some() {
-            printer.status("The plan was not saved: a plan with blocked servers cannot be applied.");
+            printer
+                .status("The plan was not saved: a plan with blocked servers cannot be applied.");
         }
         return Err(error);
     }

@@ -40,7 +40,11 @@ pub fn run(args: ValidateArgs, printer: &Printer) -> Result<ExitCode> {
             "{}\n",
             serde_json::to_string_pretty(&document).unwrap_or_default()
         ));
-        return Ok(if valid { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return Ok(if valid {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     let loaded = result?;
     for warning in &loaded.warnings {
@@ -52,7 +56,11 @@ pub fn run(args: ValidateArgs, printer: &Printer) -> Result<ExitCode> {
         manifest.servers.len(),
         if manifest.servers.len() == 1 { "" } else { "s" },
         manifest.providers.len(),
-        if manifest.providers.len() == 1 { "" } else { "s" },
+        if manifest.providers.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
     ));
     Ok(ExitCode::SUCCESS)
 }

@@ -11,8 +11,8 @@
 //! shares only the signing code with the clients (pinned by the official vectors), so that a
 //! misreading of an API cannot hide by being shared by both sides.
 
-pub mod huaweicloud;
 pub mod edis;
+pub mod huaweicloud;
 pub mod inventory;
 pub mod jdcloud;
 pub mod server;

@@ -23,9 +23,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
 use super::inventory::Inventory;
+use super::jdcloud;
 use super::world::WorldStore;
 use super::zenlayer;
-use super::jdcloud;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -44,7 +44,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(super::huaweicloud::routes())
         .route("/kvm/v2/{kind}/{action}", post(edis_kvm))
         .route("/v1/regions/{region_id}/instances", any(jdcloud_cps))
-        .route("/v1/regions/{region_id}/instances/{instance}", any(jdcloud_cps))
+        .route(
+            "/v1/regions/{region_id}/instances/{instance}",
+            any(jdcloud_cps),
+        )
         .route("/v1/regions/{region_id}/os", any(jdcloud_cps))
         .route("/_emulator/state", get(admin_state))
         .route("/_emulator/faults", post(admin_faults))
@@ -206,7 +209,10 @@ async fn admin_faults(
         if let Some(count) = faults.status_500_next {
             world.faults.status_500_next = count;
         }
-        for rate in [faults.read_500_rate, faults.read_429_rate].into_iter().flatten() {
+        for rate in [faults.read_500_rate, faults.read_429_rate]
+            .into_iter()
+            .flatten()
+        {
             if !(0.0..=1.0).contains(&rate) {
                 return admin_error(
                     StatusCode::BAD_REQUEST,

@@ -126,6 +126,10 @@ pub enum DesiredAccess {
     /// Nothing given: the provider's own default applies (e.g. a mailed random password).
     #[default]
     None,
-    SshKeyId { id: String },
-    Password { secret: SecretRef },
+    SshKeyId {
+        id: String,
+    },
+    Password {
+        secret: SecretRef,
+    },
 }

@@ -112,7 +112,8 @@ pub struct ProviderConfig {
     pub options: serde_json::Map<String, serde_json::Value>,
     /// Overrides of the provider's default rate limits, per API family.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub rate_limits: BTreeMap<crate::provider::limits::ApiFamily, crate::provider::limits::RateLimit>,
+    pub rate_limits:
+        BTreeMap<crate::provider::limits::ApiFamily, crate::provider::limits::RateLimit>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -235,7 +236,5 @@ pub struct AccessSpec {
 #[serde(untagged)]
 pub enum UserDataSpec {
     Inline(String),
-    File {
-        file: String,
-    },
+    File { file: String },
 }

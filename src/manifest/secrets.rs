@@ -9,7 +9,9 @@ pub enum SecretError {
     #[error("secret reference `env:{0}`: environment variable `{0}` is not set")]
     #[diagnostic(
         code(reimage::secret::env),
-        help("export {0}=… before running, or point the reference at a file with `{{file: PATH}}`")
+        help(
+            "export {0}=… before running, or point the reference at a file with `{{file: PATH}}`"
+        )
     )]
     EnvMissing(String),
     #[error("secret reference `env:{0}`: environment variable `{0}` is empty")]

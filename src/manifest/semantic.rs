@@ -15,8 +15,8 @@ use super::diagnostics::{
 };
 use super::load::{LoadOptions, SecretCheck, io_message};
 use super::model::{
-    AccessSpec, Defaults, EmbeddedEmulatorConfig, ManifestFile, PolicySpec, ProviderConfig, SecretRef,
-    ServerSpec, StateConfig, UserDataSpec,
+    AccessSpec, Defaults, EmbeddedEmulatorConfig, ManifestFile, PolicySpec, ProviderConfig,
+    SecretRef, ServerSpec, StateConfig, UserDataSpec,
 };
 use super::secrets;
 
@@ -210,9 +210,13 @@ fn check_groups(
         }
         let pointer = entry.pointer("/group");
         let help = match did_you_mean(group, known.iter().copied()) {
-            Some(close) => format!("did you mean `{close}`? groups are defined under `policy.groups`"),
+            Some(close) => {
+                format!("did you mean `{close}`? groups are defined under `policy.groups`")
+            }
             None if known.is_empty() => {
-                format!("define it under `policy.groups.{group}` (with its `rollout`), or remove `group`")
+                format!(
+                    "define it under `policy.groups.{group}` (with its `rollout`), or remove `group`"
+                )
             }
             None => format!("defined groups: {}", known.join(", ")),
         };

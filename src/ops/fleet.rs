@@ -52,9 +52,7 @@ impl Fleet {
         let mut built: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
         for (name, config) in providers {
             let override_endpoint = match &running {
-                Some(emulator)
-                    if config.config.endpoint.as_deref() == Some(EMBEDDED_ENDPOINT) =>
-                {
+                Some(emulator) if config.config.endpoint.as_deref() == Some(EMBEDDED_ENDPOINT) => {
                     let endpoint = emulator
                         .endpoints
                         .get(&config.config.provider_type)
@@ -111,8 +109,9 @@ impl Fleet {
             let batch = provider.capabilities().observe_batch.max(1);
             let chunks: Vec<Vec<String>> = ids.chunks(batch).map(<[String]>::to_vec).collect();
             let semaphore = Arc::new(tokio::sync::Semaphore::new(OBSERVE_CONCURRENCY));
-            let mut tasks: JoinSet<std::result::Result<BTreeMap<String, Observation>, ProviderError>> =
-                JoinSet::new();
+            let mut tasks: JoinSet<
+                std::result::Result<BTreeMap<String, Observation>, ProviderError>,
+            > = JoinSet::new();
             for chunk in chunks {
                 let provider = provider.clone();
                 let semaphore = semaphore.clone();

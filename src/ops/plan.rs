@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::manifest::{DesiredAccess, DesiredServer, Manifest, secrets};
 use crate::plan::diff::{DiffInput, diff};
 use crate::plan::inputs::input_digests;
-use crate::provider::ReinstallReview;
 use crate::plan::model::{PLAN_FORMAT_VERSION, Plan, StateRef, Summary};
+use crate::provider::ReinstallReview;
 use crate::state::State;
 
 #[derive(Debug, Clone, Default)]
@@ -28,7 +28,10 @@ pub struct PlanOptions {
 async fn check_desired(fleet: &Fleet, servers: &[&DesiredServer]) -> Result<()> {
     let mut by_provider: BTreeMap<&str, Vec<&DesiredServer>> = BTreeMap::new();
     for server in servers {
-        by_provider.entry(server.provider.as_str()).or_default().push(server);
+        by_provider
+            .entry(server.provider.as_str())
+            .or_default()
+            .push(server);
     }
     let mut problems = Vec::new();
     for (name, servers) in by_provider {
@@ -45,7 +48,11 @@ async fn check_desired(fleet: &Fleet, servers: &[&DesiredServer]) -> Result<()> 
         Ok(())
     } else {
         Err(Error::usage(
-            format!("the providers refused {} input(s):\n  - {}", problems.len(), problems.join("\n  - ")),
+            format!(
+                "the providers refused {} input(s):\n  - {}",
+                problems.len(),
+                problems.join("\n  - ")
+            ),
             "fix the manifest; nothing was planned or changed",
         ))
     }
@@ -69,17 +76,18 @@ pub fn digests_of(state: &State, server: &DesiredServer) -> Result<BTreeMap<Stri
     ))
 }
 
-fn check_names(
-    manifest: &Manifest,
-    names: &[String],
-    flag: &str,
-) -> Result<()> {
+fn check_names(manifest: &Manifest, names: &[String], flag: &str) -> Result<()> {
     let known: BTreeSet<&str> = manifest.servers.iter().map(|s| s.name.as_str()).collect();
     for name in names {
         if !known.contains(name.as_str()) {
             let mut help = format!(
                 "`{flag}` takes a server name from the manifest; known: {}",
-                known.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
+                known
+                    .iter()
+                    .take(20)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             if known.len() > 20 {
                 help.push_str(", …");

@@ -100,7 +100,8 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
     let mut triggers = Vec::new();
     let reports_image = (input.reports_image)(server.provider_type);
     if !reports_image {
-        plan.notes.push(unreported_os_note(server.provider_type, record));
+        plan.notes
+            .push(unreported_os_note(server.provider_type, record));
     }
 
     // The image on the machine now: as observed, or as recorded where the provider cannot tell.
@@ -180,7 +181,13 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         return plan;
     }
 
-    plan.changes = changes(server, &observed, current_image.as_deref(), record, &triggers);
+    plan.changes = changes(
+        server,
+        &observed,
+        current_image.as_deref(),
+        record,
+        &triggers,
+    );
     plan.reasons.extend(triggers);
     if server.protect {
         plan.action = ActionKind::Blocked;
@@ -224,7 +231,11 @@ fn unreported_os_note(provider_type: ProviderType, record: Option<&ServerRecord>
             format!(
                 "current OS not reported by {vendor}; last applied by reimage: {}{}",
                 record.image,
-                if adopted { " (recorded by adoption)" } else { "" }
+                if adopted {
+                    " (recorded by adoption)"
+                } else {
+                    ""
+                }
             )
         }
         None => format!("current OS not reported by {vendor}; never applied by reimage"),
@@ -419,7 +430,10 @@ mod tests {
                 reports_image: &|provider_type| provider_type != ProviderType::EdisKvm,
                 review: &|_, observed| {
                     if observed.extra.get("locked").map(String::as_str) == Some("true") {
-                        ReinstallReview { blocked: Some("locked".into()), ..Default::default() }
+                        ReinstallReview {
+                            blocked: Some("locked".into()),
+                            ..Default::default()
+                        }
                     } else if observed.status == ServerStatus::Running
                         && observed.extra.contains_key("needs_stop")
                     {
@@ -447,7 +461,9 @@ mod tests {
             server.name.clone(),
             observed(&server, &server.image, ServerStatus::Running),
         );
-        world.recorded.insert(server.name.clone(), record_of(&server));
+        world
+            .recorded
+            .insert(server.name.clone(), record_of(&server));
         world
     }
 
@@ -524,7 +540,9 @@ mod tests {
         let mut world = applied_world(server.clone());
         let record = world.recorded.get_mut("a").unwrap();
         let old = input_digests(KEY, &server, Some(&"Old-pass1!".to_string().into()));
-        record.input_digests.insert(FIELD_ACCESS.into(), Some(old[FIELD_ACCESS].clone()));
+        record
+            .input_digests
+            .insert(FIELD_ACCESS.into(), Some(old[FIELD_ACCESS].clone()));
         let plan = world.only();
         assert!(plan.reasons.contains(&Reason::InputChanged {
             field: FIELD_ACCESS.into(),
@@ -532,7 +550,10 @@ mod tests {
         }));
         let password = plan.changes.iter().find(|c| c.field == "password").unwrap();
         assert!(password.sensitive && password.changed);
-        assert_eq!((password.before.clone(), password.after.clone()), (None, None));
+        assert_eq!(
+            (password.before.clone(), password.after.clone()),
+            (None, None)
+        );
     }
 
     #[test]
@@ -552,18 +573,24 @@ mod tests {
         assert_eq!(world.only().reasons, vec![Reason::UnknownCloudId]);
 
         let mut busy = World::new(vec![server.clone()]);
-        busy.observed
-            .insert("a".into(), observed(&server, "old", ServerStatus::Installing));
+        busy.observed.insert(
+            "a".into(),
+            observed(&server, "old", ServerStatus::Installing),
+        );
         let plan = busy.only();
         assert_eq!(plan.action, ActionKind::Blocked);
-        assert!(matches!(plan.reasons.last(), Some(Reason::StatusForbids { .. })));
+        assert!(matches!(
+            plan.reasons.last(),
+            Some(Reason::StatusForbids { .. })
+        ));
 
         let mut protected = server.clone();
         protected.protect = true;
         let mut guarded = World::new(vec![protected.clone()]);
-        guarded
-            .observed
-            .insert("a".into(), observed(&protected, "old", ServerStatus::Running));
+        guarded.observed.insert(
+            "a".into(),
+            observed(&protected, "old", ServerStatus::Running),
+        );
         let plan = guarded.only();
         assert_eq!(plan.action, ActionKind::Blocked);
         assert_eq!(plan.reasons.last(), Some(&Reason::Protected));
@@ -574,9 +601,10 @@ mod tests {
         let mut server = server("a", "img");
         server.provider_type = ProviderType::EdisKvm;
         let mut world = World::new(vec![server.clone()]);
-        world
-            .observed
-            .insert("a".into(), observed(&server, "ignored", ServerStatus::Running));
+        world.observed.insert(
+            "a".into(),
+            observed(&server, "ignored", ServerStatus::Running),
+        );
         assert_eq!(world.only().reasons, vec![Reason::UnknownCurrentOs]);
         world.replace.insert("a".into());
         assert_eq!(world.only().action, ActionKind::Reinstall);
@@ -590,9 +618,10 @@ mod tests {
         let mut edis = server("a", "img-new");
         edis.provider_type = ProviderType::EdisKvm;
         let mut world = World::new(vec![edis.clone()]);
-        world
-            .observed
-            .insert("a".into(), observed(&edis, "ignored", ServerStatus::Running));
+        world.observed.insert(
+            "a".into(),
+            observed(&edis, "ignored", ServerStatus::Running),
+        );
         let plan = world.only();
         assert_eq!(plan.action, ActionKind::Blocked);
         assert_eq!(
@@ -622,7 +651,9 @@ mod tests {
         assert_eq!(plan.action, ActionKind::NoOp);
         assert_eq!(
             plan.notes,
-            vec!["current OS not reported by EDIS; last applied by reimage: img-new (recorded by adoption)"]
+            vec![
+                "current OS not reported by EDIS; last applied by reimage: img-new (recorded by adoption)"
+            ]
         );
 
         // Providers that report the image get no such note.
@@ -644,21 +675,35 @@ mod tests {
     fn a_failed_last_apply_is_tried_again() {
         let server = server("a", "img");
         let mut world = applied_world(server);
-        let operation = world.recorded.get_mut("a").unwrap().last_operation.as_mut().unwrap();
+        let operation = world
+            .recorded
+            .get_mut("a")
+            .unwrap()
+            .last_operation
+            .as_mut()
+            .unwrap();
         operation.outcome = Outcome::Failed;
         operation.message = Some("INSTALL_FAILED".into());
         let plan = world.only();
         assert_eq!(plan.action, ActionKind::Reinstall);
-        assert!(matches!(&plan.reasons[0], Reason::PreviousApplyFailed { message } if message == "INSTALL_FAILED"));
+        assert!(
+            matches!(&plan.reasons[0], Reason::PreviousApplyFailed { message } if message == "INSTALL_FAILED")
+        );
     }
 
     #[test]
     fn install_failed_and_busy_unrecorded_servers_are_blocked_not_adopted() {
         let server = server("a", "img");
         let mut world = World::new(vec![server.clone()]);
-        world.observed.insert("a".into(), observed(&server, "img", ServerStatus::InstallFailed));
+        world.observed.insert(
+            "a".into(),
+            observed(&server, "img", ServerStatus::InstallFailed),
+        );
         assert_eq!(world.only().action, ActionKind::Blocked);
-        world.observed.insert("a".into(), observed(&server, "img", ServerStatus::Installing));
+        world.observed.insert(
+            "a".into(),
+            observed(&server, "img", ServerStatus::Installing),
+        );
         let plan = world.only();
         assert_eq!(plan.action, ActionKind::Blocked);
         assert!(matches!(plan.reasons[0], Reason::StatusForbids { .. }));
@@ -683,7 +728,12 @@ mod tests {
         world.observed.insert("a".into(), seen);
         let plan = world.only();
         assert_eq!(plan.action, ActionKind::Blocked);
-        assert_eq!(plan.reasons.last(), Some(&Reason::ProviderBlocked { message: "locked".into() }));
+        assert_eq!(
+            plan.reasons.last(),
+            Some(&Reason::ProviderBlocked {
+                message: "locked".into()
+            })
+        );
     }
 
     proptest! {

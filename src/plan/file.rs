@@ -19,7 +19,9 @@ pub enum PlanFileError {
         help("create one with `reimage plan -out FILE`")
     )]
     Format { path: String, message: String },
-    #[error("plan file `{path}` has format version {found}; this reimage reads version {PLAN_FORMAT_VERSION}")]
+    #[error(
+        "plan file `{path}` has format version {found}; this reimage reads version {PLAN_FORMAT_VERSION}"
+    )]
     #[diagnostic(code(reimage::plan_file::version))]
     Version { path: String, found: u32 },
     #[error("cannot write plan file `{path}`: {message}")]

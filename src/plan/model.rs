@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::rollout::Wave;
-use crate::manifest::{DesiredProvider, DesiredServer, EmbeddedEmulator, ProviderType, RolloutPolicy};
+use crate::manifest::{
+    DesiredProvider, DesiredServer, EmbeddedEmulator, ProviderType, RolloutPolicy,
+};
 use crate::provider::Observed;
 
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -81,29 +83,49 @@ impl ActionKind {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reason {
     /// The observed image is not the desired one.
-    ImageDiffers { observed: String, desired: String },
+    ImageDiffers {
+        observed: String,
+        desired: String,
+    },
     /// The provider cannot report the image; the one reimage recorded is not the desired one.
-    RecordedImageDiffers { recorded: String, desired: String },
+    RecordedImageDiffers {
+        recorded: String,
+        desired: String,
+    },
     /// An install input differs from what reimage last applied.
-    InputChanged { field: String, sensitive: bool },
-    RevisionRaised { recorded: u64, desired: u64 },
+    InputChanged {
+        field: String,
+        sensitive: bool,
+    },
+    RevisionRaised {
+        recorded: u64,
+        desired: u64,
+    },
     ReplaceRequested,
     /// Never applied by reimage, and the observed image already matches.
     AdoptMatchingImage,
     /// The cloud id differs from the one recorded under this name: a different machine.
-    CloudIdChanged { recorded: String },
+    CloudIdChanged {
+        recorded: String,
+    },
     /// Blocked: the provider does not know the id.
     UnknownCloudId,
     /// Blocked: the server's status does not allow a reinstall now.
-    StatusForbids { status: String },
+    StatusForbids {
+        status: String,
+    },
     /// Blocked: `protect: true` and a reinstall would be needed.
     Protected,
     /// Blocked: the provider cannot report the OS and reimage has no record of it.
     UnknownCurrentOs,
     /// The last apply of this server failed; it is tried again.
-    PreviousApplyFailed { message: String },
+    PreviousApplyFailed {
+        message: String,
+    },
     /// Blocked for a provider-specific reason (locked, must be stopped first, …).
-    ProviderBlocked { message: String },
+    ProviderBlocked {
+        message: String,
+    },
 }
 
 impl Reason {
@@ -117,7 +139,10 @@ impl Reason {
                 "image differs: recorded by reimage `{recorded}` (the provider cannot report \
                  it), desired `{desired}`"
             ),
-            Self::InputChanged { field, sensitive: true } => {
+            Self::InputChanged {
+                field,
+                sensitive: true,
+            } => {
                 format!("{field} changed since the last apply (sensitive value)")
             }
             Self::InputChanged { field, .. } => format!("{field} changed since the last apply"),

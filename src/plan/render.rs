@@ -166,7 +166,12 @@ pub fn text(plan: &Plan) -> String {
 
 /// Names, at most `limit` of them, then how many more.
 fn name_list(names: &[String], limit: usize) -> String {
-    let mut text = names.iter().take(limit).cloned().collect::<Vec<_>>().join(", ");
+    let mut text = names
+        .iter()
+        .take(limit)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > limit {
         text.push_str(&format!(" … and {} more", names.len() - limit));
     }
@@ -258,10 +263,7 @@ pub fn markdown(plan: &Plan) -> String {
             );
         }
     }
-    for server in shown
-        .iter()
-        .filter(|server| server.action.is_destructive())
-    {
+    for server in shown.iter().filter(|server| server.action.is_destructive()) {
         let _ = writeln!(
             out,
             "\n<details><summary><code>{}</code> inputs</summary>\n\n```diff",

@@ -30,7 +30,10 @@ pub struct Wave {
 /// The waves for the plan's destructive actions.
 pub fn waves(servers: &[ServerPlan], policy: &RolloutPolicy) -> Vec<Wave> {
     let mut groups: Vec<Option<String>> = Vec::new();
-    for server in servers.iter().filter(|server| server.action.is_destructive()) {
+    for server in servers
+        .iter()
+        .filter(|server| server.action.is_destructive())
+    {
         if !groups.contains(&server.desired.group) {
             groups.push(server.desired.group.clone());
         }
@@ -147,7 +150,11 @@ mod tests {
     fn canary_then_rolling_and_only_destructive_servers() {
         let servers: Vec<ServerPlan> = (0..25)
             .map(|i| {
-                let action = if i % 5 == 4 { ActionKind::Adopt } else { ActionKind::Reinstall };
+                let action = if i % 5 == 4 {
+                    ActionKind::Adopt
+                } else {
+                    ActionKind::Reinstall
+                };
                 planned(&format!("s{i}"), action, None)
             })
             .collect();
@@ -184,7 +191,10 @@ mod tests {
             .iter()
             .map(|w| (w.group.as_deref(), w.canary, w.servers.len()))
             .collect();
-        assert_eq!(shape, [(None, true, 1), (None, false, 1), (Some("db"), false, 2)]);
+        assert_eq!(
+            shape,
+            [(None, true, 1), (None, false, 1), (Some("db"), false, 2)]
+        );
         assert_eq!(over_cap(&servers, &policy).len(), 1);
     }
 

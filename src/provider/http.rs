@@ -258,8 +258,13 @@ impl ProviderHttp {
                 return Err(error);
             }
             let delay = self.retry.delay_before(attempt, retry_after);
-            let throttled = matches!(&error, ProviderError::Api { status: Some(429), .. })
-                || retry_after.is_some();
+            let throttled = matches!(
+                &error,
+                ProviderError::Api {
+                    status: Some(429),
+                    ..
+                }
+            ) || retry_after.is_some();
             announce(WaitNotice {
                 provider: self.provider.clone(),
                 family,

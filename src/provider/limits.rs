@@ -79,7 +79,8 @@ pub struct WaitNotice {
     pub wait: Duration,
 }
 
-static WAITS: LazyLock<broadcast::Sender<WaitNotice>> = LazyLock::new(|| broadcast::channel(1024).0);
+static WAITS: LazyLock<broadcast::Sender<WaitNotice>> =
+    LazyLock::new(|| broadcast::channel(1024).0);
 
 /// Subscribes to every wait any provider in this process makes from now on.
 pub fn waits() -> broadcast::Receiver<WaitNotice> {
@@ -261,7 +262,10 @@ mod tests {
             tokio::spawn(async move { limits.acquire(ApiFamily::Read).await })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!third.is_finished(), "the cap of 2 must hold the third call");
+        assert!(
+            !third.is_finished(),
+            "the cap of 2 must hold the third call"
+        );
         drop(first);
         tokio::time::timeout(Duration::from_secs(2), third)
             .await

@@ -142,14 +142,19 @@ pub struct Operation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum OperationStatus {
-    InProgress { detail: String },
+    InProgress {
+        detail: String,
+    },
     Succeeded {
         image: String,
         /// Set where success cannot be confirmed by the provider (e.g. "not verifiable").
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
-    Failed { message: String, request_id: Option<String> },
+    Failed {
+        message: String,
+        request_id: Option<String>,
+    },
 }
 
 /// A provider error, with the provider's code and request id where it gave them.
@@ -279,7 +284,10 @@ pub trait Provider: Send + Sync {
         Box::pin(async move {
             Err(ProviderError::Config {
                 provider: self.name().to_string(),
-                message: format!("cannot stop `{cloud_id}`: {} has no stop call", self.provider_type()),
+                message: format!(
+                    "cannot stop `{cloud_id}`: {} has no stop call",
+                    self.provider_type()
+                ),
                 help: "stop the server by hand, then plan again".to_string(),
             })
         })
@@ -303,10 +311,7 @@ pub struct FieldIssue {
 
 /// Checks one server's inputs against its provider type's documented rules (no network).
 /// `password` is the resolved password when it could be read, so policy can be checked.
-pub fn validate_server(
-    server: &DesiredServer,
-    password: Option<&SecretString>,
-) -> Vec<FieldIssue> {
+pub fn validate_server(server: &DesiredServer, password: Option<&SecretString>) -> Vec<FieldIssue> {
     match server.provider_type {
         ProviderType::ZenlayerBmc => zenlayer::validate_server(server, password),
         ProviderType::HuaweicloudEcs | ProviderType::HuaweicloudClouddc => {

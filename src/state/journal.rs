@@ -208,7 +208,6 @@ impl LocalJournal {
             message: message.to_string(),
         }
     }
-
 }
 
 impl Journal for LocalJournal {
@@ -290,7 +289,8 @@ impl Journal for LocalJournal {
             .lock()
             .map_err(|_| self.error("the journal lock was poisoned"))?;
         *guard = None;
-        super::local::write_atomically(&self.path, text.as_bytes()).map_err(|error| self.error(error))
+        super::local::write_atomically(&self.path, text.as_bytes())
+            .map_err(|error| self.error(error))
     }
 }
 

@@ -106,10 +106,15 @@ impl StateStore for LocalStateStore {
                     command: "unknown command".to_string(),
                     since: "unknown time".to_string(),
                 });
-                return Err(StateError::Locked(Box::new(holder), lock_path.display().to_string()));
+                return Err(StateError::Locked(
+                    Box::new(holder),
+                    lock_path.display().to_string(),
+                ));
             }
             Err(std::fs::TryLockError::Error(error)) => {
-                return Err(self.write_error(format!("cannot lock {}: {error}", lock_path.display())));
+                return Err(
+                    self.write_error(format!("cannot lock {}: {error}", lock_path.display()))
+                );
             }
         }
         let info = LockInfo {
@@ -235,7 +240,10 @@ mod tests {
         };
         let message = error.to_string();
         assert!(message.contains("reimage apply"), "{message}");
-        assert!(message.contains(&std::process::id().to_string()), "{message}");
+        assert!(
+            message.contains(&std::process::id().to_string()),
+            "{message}"
+        );
         drop(first);
         assert!(store.lock("reimage plan").is_ok());
     }

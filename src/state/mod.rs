@@ -150,7 +150,9 @@ pub enum StateError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Journal(#[from] journal::JournalError),
-    #[error("state `{path}` changed while this command held it (serial {expected} expected, {found} found)")]
+    #[error(
+        "state `{path}` changed while this command held it (serial {expected} expected, {found} found)"
+    )]
     #[diagnostic(code(reimage::state::conflict))]
     Conflict {
         path: String,

@@ -69,7 +69,13 @@ impl EdisEmulator {
         let inventory_path = dir.join("inventory.yaml");
         std::fs::write(&inventory_path, inventory_text).unwrap();
         let mut child = Command::new(super::binary())
-            .args(["emulator", "serve", "--listen", "127.0.0.1:0", "--inventory"])
+            .args([
+                "emulator",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--inventory",
+            ])
             .arg(&inventory_path)
             .arg("--data-dir")
             .arg(dir.join("emulator-data"))

@@ -1,8 +1,8 @@
 //! Test harness: the real `reimage` binary, a real emulator process on loopback, temp folders.
 #![allow(dead_code)]
 
-pub mod huawei;
 pub mod edis;
+pub mod huawei;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -81,7 +81,13 @@ impl Emulator {
         let inventory_path = dir.join("inventory.yaml");
         std::fs::write(&inventory_path, inventory_text).unwrap();
         let mut child = Command::new(binary())
-            .args(["emulator", "serve", "--listen", "127.0.0.1:0", "--inventory"])
+            .args([
+                "emulator",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--inventory",
+            ])
             .arg(&inventory_path)
             .arg("--data-dir")
             .arg(dir.join("emulator-data"))

@@ -645,14 +645,26 @@ fn an_image_that_moved_to_the_desired_one_proves_the_install_ran() {
     let early = Duration::from_secs(1).as_millis() as i64;
     let grace = Duration::from_secs(120);
     assert!(matches!(
-        operation_status(&moved, Some(&found("RUNNING", "img-new")), false, early, grace),
+        operation_status(
+            &moved,
+            Some(&found("RUNNING", "img-new")),
+            false,
+            early,
+            grace
+        ),
         OperationStatus::Succeeded { .. }
     ));
     // Same image as before: only a seen INSTALLING or the grace period can tell.
     let mut same = operation(0);
     same.previous_image = Some("img-new".into());
     assert!(matches!(
-        operation_status(&same, Some(&found("RUNNING", "img-new")), false, early, grace),
+        operation_status(
+            &same,
+            Some(&found("RUNNING", "img-new")),
+            false,
+            early,
+            grace
+        ),
         OperationStatus::InProgress { .. }
     ));
 }
