@@ -157,8 +157,13 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
         replace: args.replace.clone(),
         rollout: args.rollout.spec(),
     };
-    // The reporter is made before the plan's size is known; the bar learns it below.
-    let reporter = reporter(&args, printer, 0);
+    // Before the plan exists (reconciling an interrupted apply), events are plain lines: bars
+    // would draw over the plan about to be printed.
+    let reporter: Box<dyn Reporter> = if args.json {
+        Box::new(JsonReporter::new(printer.clone()))
+    } else {
+        Box::new(LineReporter::new(printer.clone()))
+    };
     let context = Context {
         fleet: &fleet,
         store: &store,
@@ -194,7 +199,7 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
             return Ok(ExitCode::FAILURE);
         }
     }
-    // Re-create the terminal display now that the size is known.
+    // The progress display, now that the plan's size is known.
     let reporter = self::reporter(&args, printer, plan.summary.reinstall as u64);
     let context = Context {
         reporter: reporter.as_ref(),
