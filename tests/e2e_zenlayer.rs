@@ -502,3 +502,32 @@ fn json_outputs_follow_their_published_schemas() {
     assert_eq!(document["valid"], false);
     assert!(document["error_count"].as_u64().unwrap() >= 2, "{document}");
 }
+
+#[test]
+fn colour_only_when_asked_for_and_never_with_no_color() {
+    let (dir, emulator) = setup(&[server("1", "img-old")], 0.2);
+    write_manifest(
+        dir.path(),
+        &manifest(&emulator.zenlayer, &[("a", "1", "img-new")], ""),
+    );
+    // Not a terminal: plain text.
+    let plain = reimage(dir.path()).arg("plan").env_remove("NO_COLOR").output().unwrap();
+    assert!(!stdout_of(&plain).contains('\u{1b}'), "{}", stdout_of(&plain));
+    // Forced (as a terminal would get): styled.
+    let forced = reimage(dir.path())
+        .arg("plan")
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    assert!(stdout_of(&forced).contains('\u{1b}'), "{}", stdout_of(&forced));
+    // NO_COLOR: plain again, even when colour is forced.
+    let no_color = reimage(dir.path())
+        .arg("plan")
+        .env("NO_COLOR", "1")
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    assert!(!stdout_of(&no_color).contains('\u{1b}'));
+    assert!(stdout_of(&no_color).contains("# a will be reinstalled"));
+}
