@@ -16,7 +16,13 @@ impl Printer {
     pub fn from_environment() -> Self {
         // NO_COLOR wins over everything, CLICOLOR_FORCE included (no-color.org).
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
-        let choose = |detected: ColorChoice| if no_color { ColorChoice::Never } else { detected };
+        let choose = |detected: ColorChoice| {
+            if no_color {
+                ColorChoice::Never
+            } else {
+                detected
+            }
+        };
         Printer {
             stdout_color: choose(AutoStream::choice(&std::io::stdout())),
             stderr_color: choose(AutoStream::choice(&std::io::stderr())),

@@ -430,6 +430,28 @@ fn kill_9_at_random_moments_never_reinstalls_a_planned_server_twice() {
     );
 }
 
+/// `reimage apply --auto-approve` in the background, with its output captured.
+fn spawn_apply(dir: &Path) -> std::process::Child {
+    std::process::Command::new(binary())
+        .args(["apply", "--auto-approve"])
+        .current_dir(dir)
+        .env("TEST_ZL_KEY_ID", KEY_ID)
+        .env("TEST_ZL_KEY_PASSWORD", KEY_PASSWORD)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (at most 30 s) until the emulator has accepted `at_least` reinstalls.
+fn wait_for_reinstalls(emulator: &Emulator, servers: usize, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counts(emulator, servers).iter().sum::<u64>() < at_least && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn ctrl_c_stops_new_work_watches_in_flight_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
@@ -445,20 +467,8 @@ fn ctrl_c_stops_new_work_watches_in_flight_and_exits_130() {
             "",
         ),
     );
-    let child = std::process::Command::new(binary())
-        .args(["apply", "--auto-approve"])
-        .current_dir(dir.path())
-        .env("TEST_ZL_KEY_ID", KEY_ID)
-        .env("TEST_ZL_KEY_PASSWORD", KEY_PASSWORD)
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while counts(&emulator, 6).iter().sum::<u64>() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = spawn_apply(dir.path());
+    wait_for_reinstalls(&emulator, 6, 2);
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -591,20 +601,8 @@ fn a_second_ctrl_c_leaves_installs_to_the_journal_and_the_next_plan_settles_them
             "",
         ),
     );
-    let child = std::process::Command::new(binary())
-        .args(["apply", "--auto-approve"])
-        .current_dir(dir.path())
-        .env("TEST_ZL_KEY_ID", KEY_ID)
-        .env("TEST_ZL_KEY_PASSWORD", KEY_PASSWORD)
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while counts(&emulator, 4).iter().sum::<u64>() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = spawn_apply(dir.path());
+    wait_for_reinstalls(&emulator, 4, 2);
     for _ in 0..2 {
         let sent = std::process::Command::new("kill")
             .args(["-INT", &child.id().to_string()])

@@ -511,8 +511,16 @@ fn colour_only_when_asked_for_and_never_with_no_color() {
         &manifest(&emulator.zenlayer, &[("a", "1", "img-new")], ""),
     );
     // Not a terminal: plain text.
-    let plain = reimage(dir.path()).arg("plan").env_remove("NO_COLOR").output().unwrap();
-    assert!(!stdout_of(&plain).contains('\u{1b}'), "{}", stdout_of(&plain));
+    let plain = reimage(dir.path())
+        .arg("plan")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(
+        !stdout_of(&plain).contains('\u{1b}'),
+        "{}",
+        stdout_of(&plain)
+    );
     // Forced (as a terminal would get): styled.
     let forced = reimage(dir.path())
         .arg("plan")
@@ -520,7 +528,11 @@ fn colour_only_when_asked_for_and_never_with_no_color() {
         .env("CLICOLOR_FORCE", "1")
         .output()
         .unwrap();
-    assert!(stdout_of(&forced).contains('\u{1b}'), "{}", stdout_of(&forced));
+    assert!(
+        stdout_of(&forced).contains('\u{1b}'),
+        "{}",
+        stdout_of(&forced)
+    );
     // NO_COLOR: plain again, even when colour is forced.
     let no_color = reimage(dir.path())
         .arg("plan")

@@ -1,10 +1,7 @@
 //! EDIS helpers for end-to-end tests: an inventory, a manifest, and an emulator process whose
 //! auth URL is read from its banner.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 pub const EMAIL: &str = "ops+edis@example.com";
 /// `+ & = %`: what breaks naive form encoders.
@@ -55,9 +52,9 @@ pub fn manifest(
     text
 }
 
-/// A running `reimage emulator serve` process; killed on drop.
+/// A running `reimage emulator serve` process (the shared harness) and its EDIS auth URL.
 pub struct EdisEmulator {
-    child: Child,
+    emulator: super::Emulator,
     /// `http://127.0.0.1:PORT`
     pub base: String,
     /// The EDIS auth URL.
@@ -66,59 +63,16 @@ pub struct EdisEmulator {
 
 impl EdisEmulator {
     pub fn start(dir: &Path, inventory_text: &str) -> EdisEmulator {
-        let inventory_path = dir.join("inventory.yaml");
-        std::fs::write(&inventory_path, inventory_text).unwrap();
-        let mut child = Command::new(super::binary())
-            .args([
-                "emulator",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--inventory",
-            ])
-            .arg(&inventory_path)
-            .arg("--data-dir")
-            .arg(dir.join("emulator-data"))
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let mut base = None;
-        let mut auth_url = None;
-        while auth_url.is_none() {
-            let line = lines.next().expect("emulator exited early").unwrap();
-            if let Some(rest) = line.strip_prefix("reimage emulator listening on ") {
-                base = Some(rest.trim().to_string());
-            }
-            if line.trim_start().starts_with("edis-kvm") {
-                auth_url = line.split_whitespace().last().map(str::to_string);
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
+        let emulator = super::Emulator::start(dir, inventory_text);
         EdisEmulator {
-            child,
-            base: base.unwrap(),
-            auth_url: auth_url.unwrap(),
+            base: emulator.base.clone(),
+            auth_url: emulator.endpoints["edis-kvm"].clone(),
+            emulator,
         }
     }
 
     fn request(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
-        let address = self.base.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(address).unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+        self.emulator.request(method, path, body)
     }
 
     /// `edis` part of `GET /_emulator/state`.
@@ -146,12 +100,5 @@ impl EdisEmulator {
             "/_emulator/faults",
             &serde_json::json!({ "edis": faults }).to_string(),
         );
-    }
-}
-
-impl Drop for EdisEmulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -74,6 +74,8 @@ pub struct Emulator {
     pub base: String,
     /// The Zenlayer BMC endpoint.
     pub zenlayer: String,
+    /// Every API's base URL as printed by the emulator, by provider type.
+    pub endpoints: std::collections::BTreeMap<String, String>,
 }
 
 impl Emulator {
@@ -99,14 +101,23 @@ impl Emulator {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let mut base = None;
-        let mut zenlayer = None;
-        while zenlayer.is_none() {
+        let mut endpoints = std::collections::BTreeMap::new();
+        // The banner: the base URL, one line per API, then "Press Ctrl-C to stop." on stderr.
+        loop {
             let line = lines.next().expect("emulator exited early").unwrap();
             if let Some(rest) = line.strip_prefix("reimage emulator listening on ") {
                 base = Some(rest.trim().to_string());
+                continue;
             }
-            if line.trim_start().starts_with("zenlayer-bmc") {
-                zenlayer = line.split_whitespace().last().map(str::to_string);
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some(kind), Some(url)) if url.starts_with("http://") => {
+                    endpoints.insert(kind.to_string(), url.to_string());
+                }
+                _ => {}
+            }
+            if endpoints.contains_key("zenlayer-bmc") && endpoints.contains_key("edis-kvm") {
+                break;
             }
         }
         // Keep draining stdout so the emulator never blocks on a full pipe.
@@ -114,11 +125,13 @@ impl Emulator {
         Emulator {
             child,
             base: base.unwrap(),
-            zenlayer: zenlayer.unwrap(),
+            zenlayer: endpoints["zenlayer-bmc"].clone(),
+            endpoints,
         }
     }
 
-    fn request(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
+    /// One request to the emulator (admin endpoints), answered 200 with JSON.
+    pub fn request(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
         let address = self.base.trim_start_matches("http://");
         let mut stream = TcpStream::connect(address).unwrap();
         write!(
