@@ -217,6 +217,11 @@ fn a_lost_reinstall_answer_is_checked_not_resent_and_retrying_the_step_reinstall
     }));
     let (code, stdout, stderr) = run(dir.path(), &["apply", "--auto-approve"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
+    // The engine asked again with the same clientToken; JD answered without a second install.
+    assert!(
+        stderr.contains("sending the same request again with its idempotency token"),
+        "{stderr}"
+    );
     assert_eq!(count(&emulator, "cps-off", "reinstall_count"), 1);
 
     // The same plan step sent again through the provider (as a retried or resumed apply would):
@@ -281,7 +286,8 @@ fn a_lost_reinstall_answer_is_checked_not_resent_and_retrying_the_step_reinstall
         2,
         "one per plan step"
     );
-    assert_eq!(emulator.state()["jdcloud"]["token_replays"], 2);
+    // One replay from the engine's resend after the lost answer, two from the loop above.
+    assert_eq!(emulator.state()["jdcloud"]["token_replays"], 3);
 }
 
 #[test]

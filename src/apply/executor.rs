@@ -143,7 +143,15 @@ struct Item {
     canary: bool,
     /// The planned server (absent for steps reconciled from an earlier run's journal).
     planned: Option<usize>,
+    /// The reinstall request as sent, kept for providers that may resend it with its token.
+    request: Option<ReinstallRequest>,
+    /// Times the same request was resent after a lost response.
+    resends: u8,
 }
+
+/// A request whose response was lost is resent at most this often, and only to providers whose
+/// idempotency tokens make a repeat harmless.
+const MAX_TOKEN_RESENDS: u8 = 2;
 
 #[derive(Debug, Clone)]
 enum Stage {
@@ -419,6 +427,8 @@ impl<'a> Engine<'a> {
             last_detail: String::new(),
             canary,
             planned: Some(index),
+            request: None,
+            resends: 0,
         })
     }
 
@@ -499,6 +509,7 @@ impl<'a> Engine<'a> {
                                 item.started = Instant::now();
                                 item.stage = Stage::Calling;
                                 item.step = Step::Reinstall;
+                                item.request = Some(request.clone());
                                 intents.push(JournalEntry {
                                     plan_id: plan.plan_id.clone(),
                                     server: server.name.clone(),
@@ -620,6 +631,11 @@ impl<'a> Engine<'a> {
                             maybe_sent: true,
                             message,
                             ..
+                        }) if self.resend_with_token(&server, &message) => {}
+                        Err(ProviderError::Transport {
+                            maybe_sent: true,
+                            message,
+                            ..
                         }) => {
                             // Never resent: find out from the server whether it arrived.
                             self.reporter.report(Event::Status {
@@ -643,6 +659,49 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Resends a request whose response was lost, when the provider's idempotency token makes
+    /// that harmless. Returns whether it did.
+    fn resend_with_token(&mut self, server: &str, lost: &str) -> bool {
+        let Some(item) = self.items.get_mut(server) else {
+            return false;
+        };
+        let Some(request) = item.request.clone() else {
+            return false;
+        };
+        if !item.provider.resends_safely() || item.resends >= MAX_TOKEN_RESENDS {
+            return false;
+        }
+        item.resends += 1;
+        item.stage = Stage::Calling;
+        let provider = item.provider.clone();
+        self.reporter.report(Event::Status {
+            server: server.to_string(),
+            detail: format!(
+                "reinstall response lost ({lost}); sending the same request again with its \
+                 idempotency token (the provider answers a repeat without installing twice)"
+            ),
+            elapsed_s: item.started.elapsed().as_secs(),
+        });
+        self.calls.spawn(async move {
+            let results = provider
+                .reinstall_batch(std::slice::from_ref(&request))
+                .await;
+            CallDone::Reinstall {
+                results: vec![(
+                    request.server.clone(),
+                    results.into_iter().next().unwrap_or_else(|| {
+                        Err(ProviderError::Config {
+                            provider: String::new(),
+                            message: "the provider returned no result for this request".to_string(),
+                            help: String::new(),
+                        })
+                    }),
+                )],
+            }
+        });
+        true
     }
 
     // ----- watching ---------------------------------------------------------------------
@@ -1174,6 +1233,8 @@ impl<'a> Engine<'a> {
                     last_detail: String::new(),
                     canary: false,
                     planned: None,
+                    request: None,
+                    resends: 0,
                 },
             );
         }

@@ -267,6 +267,13 @@ pub trait Provider: Send + Sync {
         ReinstallReview::default()
     }
 
+    /// True where the API takes an idempotency token built from [`ReinstallRequest::token`]:
+    /// resending the very same request can then never install twice, so a lost response may be
+    /// answered by asking again instead of waiting for signs of the install.
+    fn resends_safely(&self) -> bool {
+        false
+    }
+
     /// How long after a reinstall call whose response was lost an install may still take to
     /// show at the provider. Until then, "no sign of an install" proves nothing.
     fn start_grace(&self) -> Duration {

@@ -676,6 +676,12 @@ impl Provider for JdcloudCps {
         &self.name
     }
 
+    /// Every reinstall carries a `clientToken` derived from the plan step: JD answers a repeat
+    /// with the first result and installs nothing more.
+    fn resends_safely(&self) -> bool {
+        true
+    }
+
     fn provider_type(&self) -> ProviderType {
         ProviderType::JdcloudCps
     }
