@@ -104,15 +104,3 @@ pub struct NotStartedServer {
 pub trait Reporter: Send + Sync {
     fn report(&self, event: Event);
 }
-
-/// Collects events (tests).
-#[derive(Default)]
-pub struct Recorder(pub std::sync::Mutex<Vec<Event>>);
-
-impl Reporter for Recorder {
-    fn report(&self, event: Event) {
-        if let Ok(mut events) = self.0.lock() {
-            events.push(event);
-        }
-    }
-}
