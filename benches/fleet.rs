@@ -76,6 +76,7 @@ fn bench_diff(count: usize) -> Duration {
         recorded: &recorded,
         replace: &replace,
         reports_image: &|_| true,
+        reinstalls_failed_install: &|_| false,
         review: &|_, _| ReinstallReview::default(),
     });
     let rendered: usize = planned

@@ -60,10 +60,19 @@ pub enum Event {
         elapsed_s: u64,
         note: Option<String>,
     },
+    /// A server's work ended without its new OS: `failed` (the install ran and failed),
+    /// `unknown` (whether anything happened could not be established), `refused` (the
+    /// provider refused before acting) or `not_sent` (shown not to have acted).
     Failed {
         server: String,
+        outcome: String,
         message: String,
         request_id: Option<String>,
+    },
+    /// Not touched: the server moved since the plan (re-read right before its call).
+    Skipped {
+        server: String,
+        reason: String,
     },
     NotStarted {
         server: String,
@@ -83,7 +92,12 @@ pub enum Event {
         reinstalled: Vec<String>,
         adopted: Vec<String>,
         failed: Vec<FailedServer>,
+        unknown: Vec<FailedServer>,
+        refused: Vec<FailedServer>,
+        skipped: Vec<SkippedServer>,
         not_started: Vec<NotStartedServer>,
+        /// `--resume`: servers an earlier run of the same plan finished.
+        earlier: Vec<super::engine::EarlierServer>,
     },
 }
 
@@ -92,6 +106,12 @@ pub struct FailedServer {
     pub server: String,
     pub message: String,
     pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkippedServer {
+    pub server: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -2,23 +2,25 @@
 //! record each outcome.
 //!
 //! - [`stale`]: what a saved plan was made against is checked again;
-//! - [`executor`]: the engine (waves, batching, polling, journal, state);
+//! - [`engine`]: the engine (waves, calls, watching, reconciliation);
+//! - [`protocol`]: the journal protocol of a step, in the only order it may have;
 //! - [`records`]: what the state records per outcome;
 //! - [`events`] and [`progress`]: what the operator sees;
 //! - [`confirm`]: the interactive question.
 
 pub mod confirm;
+pub mod engine;
 pub mod events;
-pub mod executor;
 pub mod progress;
+pub mod protocol;
 pub mod records;
 pub mod stale;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+pub use engine::{ApplySummary, EarlierServer, Engine, Interrupt, ResumeScope, Settings};
 pub use events::{Event, Reporter};
-pub use executor::{ApplySummary, Engine, Interrupt, ResumeScope, Settings};
 pub use stale::check_not_stale;
 
 use crate::digest::sha256_hex;
@@ -64,7 +66,9 @@ pub async fn run(
         adopt: plan.summary.adopt,
         waves: plan.waves.len(),
     });
+    let earlier = earlier_outcomes(plan, state, &resume.finished);
     let mut engine = Engine::new(Some(plan), context, state);
+    engine.summary_mut().earlier = earlier;
     engine.mark_applying(plan)?;
     engine.adopt_all(plan, &resume.finished)?;
     engine.run_waves(plan, resume).await?;
@@ -74,9 +78,30 @@ pub async fn run(
         reinstalled: summary.reinstalled.clone(),
         adopted: summary.adopted.clone(),
         failed: summary.failed.clone(),
+        unknown: summary.unknown.clone(),
+        refused: summary.refused.clone(),
+        skipped: summary.skipped.clone(),
         not_started: summary.not_started.clone(),
+        earlier: summary.earlier.clone(),
     });
     Ok(summary)
+}
+
+/// How an earlier run of `plan` ended each planned reinstall it finished (`--resume`), so the
+/// summary counts every step of the plan.
+fn earlier_outcomes(plan: &Plan, state: &State, finished: &BTreeSet<String>) -> Vec<EarlierServer> {
+    plan.servers
+        .iter()
+        .filter(|server| server.action.is_destructive() && finished.contains(&server.name))
+        .filter_map(|server| {
+            let operation = state.servers.get(&server.name)?.last_operation.as_ref()?;
+            (operation.plan_id == plan.plan_id).then(|| EarlierServer {
+                server: server.name.clone(),
+                outcome: operation.outcome,
+                message: operation.message.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Takes over what an earlier, interrupted apply left in the journal: finished outcomes are

@@ -131,16 +131,24 @@ pub fn describe(event: &Event) -> Option<String> {
         ),
         Event::Failed {
             server,
+            outcome,
             message,
             request_id,
         } => format!(
-            "{server}: FAILED: {message}{}",
+            "{server}: {}: {message}{}",
+            match outcome.as_str() {
+                "unknown" => "OUTCOME UNKNOWN",
+                "refused" => "REFUSED (nothing happened)",
+                "not_sent" => "NOT DONE (nothing happened)",
+                _ => "FAILED",
+            },
             match request_id {
                 Some(id) if !message.contains(id.as_str()) => format!(" (request id {id})"),
                 _ => String::new(),
             }
         ),
         Event::NotStarted { server, reason } => format!("{server}: not started: {reason}"),
+        Event::Skipped { server, reason } => format!("{server}: {reason}"),
         Event::Interrupted { abandon: false } => {
             "interrupted: no new reinstall starts; waiting for those in flight (Ctrl-C again to stop watching)"
                 .to_string()
@@ -239,7 +247,9 @@ impl Reporter for TerminalReporter {
                     bar.set_message(detail.clone());
                 }
             }
-            Event::Done { server, .. } | Event::Failed { server, .. } => {
+            Event::Done { server, .. }
+            | Event::Failed { server, .. }
+            | Event::Skipped { server, .. } => {
                 self.finish_server(server);
                 self.overall.inc(1);
                 if let Some(line) = describe(&event) {

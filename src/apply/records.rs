@@ -74,6 +74,7 @@ fn record_with(
         user_data: server.desired.user_data.clone(),
         ssh_key_id: ssh_key_of(server),
         updated_at: operation.finished_at.clone(),
+        attempt_only: false,
         last_operation: Some(OperationRecord {
             plan_id: plan.plan_id.clone(),
             ..operation
@@ -161,13 +162,15 @@ pub struct Target<'a> {
     pub previous_image: Option<&'a str>,
 }
 
-/// A failed (or unknown) reinstall keeps what was last applied, if anything, and records the
-/// failure; it never pretends the new inputs are on the machine.
+/// A reinstall that did not succeed keeps what was last applied, if anything, and records how
+/// it ended; it never pretends the new inputs are on the machine. A server reimage never
+/// applied gets a record that holds only this attempt ([`ServerRecord::attempt_only`]).
 pub fn failed_record(
     target: &Target<'_>,
     state: &State,
     operation: Option<&Operation>,
     message: &str,
+    outcome: Outcome,
 ) -> ServerRecord {
     let now = now_text();
     let mut record = match state.servers.get(target.server) {
@@ -184,12 +187,13 @@ pub fn failed_record(
             ssh_key_id: None,
             last_operation: None,
             updated_at: now.clone(),
+            attempt_only: true,
         },
     };
     record.last_operation = Some(OperationRecord {
         kind: OperationKind::Reinstall,
         plan_id: target.plan_id.to_string(),
-        outcome: Outcome::Failed,
+        outcome,
         message: Some(message.to_string()),
         request_id: operation.and_then(|operation| operation.request_id.clone()),
         job_id: operation.and_then(|operation| operation.job_id.clone()),

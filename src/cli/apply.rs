@@ -18,7 +18,7 @@ use crate::output::Printer;
 use crate::plan::{Plan, file, render};
 use crate::state::journal::fold;
 use crate::state::local::LocalStateStore;
-use crate::state::{State, StateStore};
+use crate::state::{Outcome, State, StateStore};
 
 /// Exit code of an apply stopped with Ctrl-C (128 + SIGINT), as shells expect.
 const EXIT_INTERRUPTED: u8 = 130;
@@ -256,21 +256,57 @@ fn print_summary(summary: &ApplySummary, printer: &Printer) {
     } else {
         "Apply finished with errors."
     };
-    printer.out(&format!(
-        "\n{headline} {} reinstalled, {} adopted, {} failed, {} not started.\n",
+    let mut counts = format!(
+        "{} reinstalled, {} adopted, {} failed",
         summary.reinstalled.len(),
         summary.adopted.len(),
         summary.failed.len(),
-        summary.not_started.len()
-    ));
-    for failed in &summary.failed {
-        let request = match &failed.request_id {
-            Some(id) if !failed.message.contains(id.as_str()) => format!(" (request id {id})"),
-            _ => String::new(),
-        };
+    );
+    for (count, what) in [
+        (summary.unknown.len(), "unknown"),
+        (summary.refused.len(), "refused"),
+        (summary.skipped.len(), "skipped (moved since the plan)"),
+    ] {
+        if count > 0 {
+            counts.push_str(&format!(", {count} {what}"));
+        }
+    }
+    counts.push_str(&format!(", {} not started", summary.not_started.len()));
+    if !summary.earlier.is_empty() {
+        let done = summary
+            .earlier
+            .iter()
+            .filter(|earlier| earlier.outcome == Outcome::Succeeded)
+            .count();
+        counts.push_str(&format!(
+            "; earlier runs of this plan: {done} done, {} not",
+            summary.earlier.len() - done
+        ));
+    }
+    printer.out(&format!("\n{headline} {counts}.\n"));
+    let lines = [
+        ("failed", &summary.failed),
+        ("outcome unknown", &summary.unknown),
+        ("refused (nothing happened)", &summary.refused),
+    ];
+    for (label, servers) in lines {
+        for failed in servers {
+            let request = match &failed.request_id {
+                Some(id) if !failed.message.contains(id.as_str()) => {
+                    format!(" (request id {id})")
+                }
+                _ => String::new(),
+            };
+            printer.status(&format!(
+                "  {label}: {}: {}{request}",
+                failed.server, failed.message
+            ));
+        }
+    }
+    for skipped in &summary.skipped {
         printer.status(&format!(
-            "  failed: {}: {}{request}",
-            failed.server, failed.message
+            "  skipped: {}: {}",
+            skipped.server, skipped.reason
         ));
     }
     for skipped in &summary.not_started {
@@ -278,6 +314,25 @@ fn print_summary(summary: &ApplySummary, printer: &Printer) {
             "  not started: {}: {}",
             skipped.server, skipped.reason
         ));
+    }
+    for earlier in summary
+        .earlier
+        .iter()
+        .filter(|earlier| earlier.outcome != Outcome::Succeeded)
+    {
+        printer.status(&format!(
+            "  {} in an earlier run of this plan: {}: {}",
+            match earlier.outcome {
+                Outcome::Failed => "failed",
+                Outcome::Unknown => "outcome unknown",
+                _ => "refused",
+            },
+            earlier.server,
+            earlier.message.as_deref().unwrap_or("no details recorded")
+        ));
+    }
+    if !summary.skipped.is_empty() || !summary.refused.is_empty() {
+        printer.status("  Run `reimage plan` again: it shows what is left to do.");
     }
 }
 

@@ -107,6 +107,13 @@ pub struct ProviderConfig {
     /// Give up waiting for one install after this many seconds.
     #[serde(default)]
     pub install_timeout: Option<f64>,
+    /// Seconds a reinstall or stop may take to show after its call; see
+    /// [`crate::provider::Capabilities::start_grace`].
+    #[serde(default)]
+    pub start_grace: Option<f64>,
+    /// Give up waiting for a requested stop after this many seconds.
+    #[serde(default)]
+    pub stop_timeout: Option<f64>,
     /// Provider-specific settings (e.g. Zenlayer `api_version`).
     #[serde(default)]
     pub options: serde_json::Map<String, serde_json::Value>,

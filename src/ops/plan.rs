@@ -125,9 +125,11 @@ pub async fn make_plan(
     }
     let replace: BTreeSet<String> = options.replace.iter().cloned().collect();
     let mut reports_image = BTreeMap::new();
+    let mut reinstalls_failed = BTreeMap::new();
     for server in &servers {
-        let provider = fleet.provider(&server.provider)?;
-        reports_image.insert(server.provider_type, provider.capabilities().reports_image);
+        let capabilities = fleet.provider(&server.provider)?.capabilities().clone();
+        reports_image.insert(server.provider_type, capabilities.reports_image);
+        reinstalls_failed.insert(server.provider_type, capabilities.reinstalls_failed_install);
     }
     let planned = diff(&DiffInput {
         servers: &servers,
@@ -136,6 +138,12 @@ pub async fn make_plan(
         recorded: &state.servers,
         replace: &replace,
         reports_image: &|provider_type| reports_image.get(&provider_type).copied().unwrap_or(true),
+        reinstalls_failed_install: &|provider_type| {
+            reinstalls_failed
+                .get(&provider_type)
+                .copied()
+                .unwrap_or(false)
+        },
         review: &|desired, observed| match fleet.provider(&desired.provider) {
             Ok(provider) => provider.review_reinstall(desired, observed),
             Err(_) => ReinstallReview::default(),

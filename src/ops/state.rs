@@ -136,6 +136,7 @@ pub fn adopt(
             finished_at: now.clone(),
         }),
         updated_at: now,
+        attempt_only: false,
     };
     state.servers.insert(server.name.clone(), record.clone());
     store.write(lock.as_ref(), &mut state)?;

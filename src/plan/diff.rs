@@ -26,6 +26,8 @@ pub struct DiffInput<'a> {
     pub replace: &'a BTreeSet<String>,
     /// Whether a provider type can report the installed image.
     pub reports_image: &'a dyn Fn(ProviderType) -> bool,
+    /// Whether a provider type's API takes a reinstall of a server whose last install failed.
+    pub reinstalls_failed_install: &'a dyn Fn(ProviderType) -> bool,
     /// The provider's judgement of a wanted reinstall (stop first, blocked, extra wipes).
     pub review: &'a dyn Fn(&DesiredServer, &Observed) -> ReinstallReview,
 }
@@ -76,14 +78,7 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         }
     };
     plan.observed = Some(observed.clone());
-    // A failed install needs the provider's attention before anything else can happen to it.
-    if observed.status == ServerStatus::InstallFailed {
-        plan.action = ActionKind::Blocked;
-        plan.reasons.push(Reason::StatusForbids {
-            status: observed.raw_status.clone(),
-        });
-        return plan;
-    }
+    let replace = input.replace.contains(&server.name);
 
     // A record under this name for another machine says nothing about this one.
     let record = match input.recorded.get(&server.name) {
@@ -95,8 +90,36 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         }
         other => other,
     };
+    // How the last attempt on this machine ended is shown; it is never a reason by itself.
+    if let Some(note) = record.and_then(last_attempt_note) {
+        plan.notes.push(note);
+    }
+    // A record of an attempt alone says nothing about what the machine runs.
+    let record = record.filter(|record| !record.attempt_only);
 
-    let replace = input.replace.contains(&server.name);
+    // A failed install needs the provider's attention first; where the API takes a reinstall
+    // from that state, an operator's explicit `--replace` retries it.
+    if observed.status == ServerStatus::InstallFailed {
+        if replace && (input.reinstalls_failed_install)(server.provider_type) {
+            plan.notes.push(format!(
+                "the last install failed (status {}); --replace retries it",
+                observed.raw_status
+            ));
+        } else {
+            plan.action = ActionKind::Blocked;
+            plan.reasons.push(Reason::StatusForbids {
+                status: observed.raw_status.clone(),
+            });
+            if (input.reinstalls_failed_install)(server.provider_type) {
+                plan.notes.push(format!(
+                    "its last install failed; `--replace {}` retries it",
+                    server.name
+                ));
+            }
+            return plan;
+        }
+    }
+
     let mut triggers = Vec::new();
     let reports_image = (input.reports_image)(server.provider_type);
     if !reports_image {
@@ -144,16 +167,6 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
                 });
             }
         }
-        if let Some(operation) = &record.last_operation
-            && operation.outcome == Outcome::Failed
-        {
-            triggers.push(Reason::PreviousApplyFailed {
-                message: operation
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "no details recorded".to_string()),
-            });
-        }
         if server.revision > record.revision {
             triggers.push(Reason::RevisionRaised {
                 recorded: record.revision,
@@ -189,10 +202,11 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         &triggers,
     );
     plan.reasons.extend(triggers);
+    let retry_failed = replace && observed.status == ServerStatus::InstallFailed;
     if server.protect {
         plan.action = ActionKind::Blocked;
         plan.reasons.push(Reason::Protected);
-    } else if !observed.status.allows_reinstall() {
+    } else if !observed.status.allows_reinstall() && !retry_failed {
         plan.action = ActionKind::Blocked;
         plan.reasons.push(Reason::StatusForbids {
             status: observed.raw_status.clone(),
@@ -214,6 +228,25 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         }
     }
     plan
+}
+
+/// A line for the plan when the last attempt on this machine did not succeed.
+fn last_attempt_note(record: &ServerRecord) -> Option<String> {
+    let operation = record.last_operation.as_ref()?;
+    let how = match operation.outcome {
+        Outcome::Succeeded => return None,
+        Outcome::Failed => "failed",
+        Outcome::Unknown => "ended with an unknown outcome",
+        Outcome::Refused => "was refused by the provider (nothing happened)",
+    };
+    Some(format!(
+        "the last apply of this server (plan {}) {how}: {}",
+        operation.plan_id,
+        operation
+            .message
+            .as_deref()
+            .unwrap_or("no details recorded")
+    ))
 }
 
 /// Says where the "before" image of a provider that cannot report the OS comes from.
@@ -395,6 +428,7 @@ mod tests {
                 finished_at: "t".into(),
             }),
             updated_at: "t".into(),
+            attempt_only: false,
         }
     }
 
@@ -428,6 +462,9 @@ mod tests {
                 recorded: &self.recorded,
                 replace: &self.replace,
                 reports_image: &|provider_type| provider_type != ProviderType::EdisKvm,
+                reinstalls_failed_install: &|provider_type| {
+                    provider_type == ProviderType::ZenlayerBmc
+                },
                 review: &|_, observed| {
                     if observed.extra.get("locked").map(String::as_str) == Some("true") {
                         ReinstallReview {
@@ -672,23 +709,71 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_last_apply_is_tried_again() {
+    fn a_failed_or_refused_last_apply_is_shown_but_is_no_reason_to_reinstall() {
+        for outcome in [Outcome::Failed, Outcome::Refused, Outcome::Unknown] {
+            let server = server("a", "img");
+            let mut world = applied_world(server);
+            let operation = world
+                .recorded
+                .get_mut("a")
+                .unwrap()
+                .last_operation
+                .as_mut()
+                .unwrap();
+            operation.outcome = outcome;
+            operation.message = Some("status forbids it".into());
+            let plan = world.only();
+            assert_eq!(plan.action, ActionKind::NoOp, "{outcome:?}");
+            assert!(plan.reasons.is_empty());
+            assert!(
+                plan.notes
+                    .iter()
+                    .any(|note| note.contains("status forbids it")),
+                "{:?}",
+                plan.notes
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_of_an_attempt_alone_is_treated_as_never_applied() {
         let server = server("a", "img");
         let mut world = applied_world(server);
-        let operation = world
-            .recorded
-            .get_mut("a")
-            .unwrap()
-            .last_operation
-            .as_mut()
-            .unwrap();
-        operation.outcome = Outcome::Failed;
-        operation.message = Some("INSTALL_FAILED".into());
+        let record = world.recorded.get_mut("a").unwrap();
+        record.attempt_only = true;
+        record.image = String::new();
+        record.input_digests.clear();
+        record.last_operation.as_mut().unwrap().outcome = Outcome::Refused;
+        // The observed image matches: adopted, not reinstalled for the refusal.
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Adopt);
+    }
+
+    #[test]
+    fn a_failed_install_is_retried_only_with_replace_where_the_api_allows_it() {
+        let server = server("a", "img");
+        let mut world = applied_world(server.clone());
+        world.observed.insert(
+            "a".into(),
+            observed(&server, "old", ServerStatus::InstallFailed),
+        );
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Blocked);
+        assert!(plan.notes.iter().any(|note| note.contains("--replace a")));
+        world.replace.insert("a".into());
         let plan = world.only();
         assert_eq!(plan.action, ActionKind::Reinstall);
-        assert!(
-            matches!(&plan.reasons[0], Reason::PreviousApplyFailed { message } if message == "INSTALL_FAILED")
+        assert!(plan.notes.iter().any(|note| note.contains("retries it")));
+        // A provider whose API refuses it stays blocked even with --replace.
+        let mut other = server.clone();
+        other.provider_type = ProviderType::JdcloudCps;
+        let mut world = applied_world(other.clone());
+        world.observed.insert(
+            "a".into(),
+            observed(&other, "old", ServerStatus::InstallFailed),
         );
+        world.replace.insert("a".into());
+        assert_eq!(world.only().action, ActionKind::Blocked);
     }
 
     #[test]

@@ -118,10 +118,6 @@ pub enum Reason {
     Protected,
     /// Blocked: the provider cannot report the OS and reimage has no record of it.
     UnknownCurrentOs,
-    /// The last apply of this server failed; it is tried again.
-    PreviousApplyFailed {
-        message: String,
-    },
     /// Blocked for a provider-specific reason (locked, must be stopped first, …).
     ProviderBlocked {
         message: String,
@@ -168,9 +164,6 @@ impl Reason {
                  reimage has no record; record what it runs with `reimage state adopt NAME \
                  --image IMAGE`, or reinstall it with `--replace NAME`"
                 .to_string(),
-            Self::PreviousApplyFailed { message } => {
-                format!("the last apply of this server failed: {message}")
-            }
             Self::ProviderBlocked { message } => message.clone(),
         }
     }

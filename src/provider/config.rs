@@ -56,28 +56,46 @@ pub fn positive_seconds(
     }
 }
 
-/// The `poll_interval` and `install_timeout` of a provider entry, each as
-/// [`positive_seconds`] reads it.
-pub fn poll_and_timeout(
-    config: &DesiredProvider,
-    default_poll_interval: Duration,
-    default_install_timeout: Duration,
-) -> Result<(Duration, Duration), ProviderError> {
-    let settings = &config.config;
-    Ok((
-        positive_seconds(
-            &config.name,
-            "poll_interval",
-            settings.poll_interval,
-            default_poll_interval,
-        )?,
-        positive_seconds(
-            &config.name,
-            "install_timeout",
-            settings.install_timeout,
-            default_install_timeout,
-        )?,
-    ))
+/// How a provider's operations are paced and bounded: each value from the provider entry
+/// (`poll_interval`, `install_timeout`, `start_grace`, `stop_timeout`, read as
+/// [`positive_seconds`] reads them), else the provider type's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub poll_interval: Duration,
+    pub install_timeout: Duration,
+    pub start_grace: Duration,
+    pub stop_timeout: Duration,
+}
+
+impl Timing {
+    /// `poll_interval` and `install_timeout` as given; the grace and stop deadline default to
+    /// [`super::DEFAULT_START_GRACE`] and [`super::DEFAULT_STOP_TIMEOUT`].
+    pub fn defaults(poll_interval: Duration, install_timeout: Duration) -> Self {
+        Timing {
+            poll_interval,
+            install_timeout,
+            start_grace: super::DEFAULT_START_GRACE,
+            stop_timeout: super::DEFAULT_STOP_TIMEOUT,
+        }
+    }
+
+    /// The provider entry's values over these defaults.
+    pub fn of(self, config: &DesiredProvider) -> Result<Timing, ProviderError> {
+        let settings = &config.config;
+        let read = |field: &str, value: Option<f64>, default: Duration| {
+            positive_seconds(&config.name, field, value, default)
+        };
+        Ok(Timing {
+            poll_interval: read("poll_interval", settings.poll_interval, self.poll_interval)?,
+            install_timeout: read(
+                "install_timeout",
+                settings.install_timeout,
+                self.install_timeout,
+            )?,
+            start_grace: read("start_grace", settings.start_grace, self.start_grace)?,
+            stop_timeout: read("stop_timeout", settings.stop_timeout, self.stop_timeout)?,
+        })
+    }
 }
 
 /// The endpoint given for this run: the override (the embedded emulator), else the manifest's

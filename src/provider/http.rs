@@ -171,7 +171,23 @@ impl ProviderHttp {
         family: ApiFamily,
         request: Request,
     ) -> Result<RawResponse, ProviderError> {
-        let _permit = self.limits.acquire(family).await;
+        let permit = self.limits.acquire(family).await;
+        self.send_permitted(permit, request).await
+    }
+
+    /// Waits for the rate limiter's grant for one call of `family`. For requests whose
+    /// credentials can expire while queued (EDIS tickets): take the grant first, then build
+    /// the request, then [`Self::send_permitted`].
+    pub async fn acquire(&self, family: ApiFamily) -> super::limits::CallPermit {
+        self.limits.acquire(family).await
+    }
+
+    /// Sends one request under a grant already held, exactly once.
+    pub async fn send_permitted(
+        &self,
+        _permit: super::limits::CallPermit,
+        request: Request,
+    ) -> Result<RawResponse, ProviderError> {
         tracing::debug!(
             provider = %self.provider,
             request = %describe_request(&request),
@@ -182,8 +198,9 @@ impl ProviderHttp {
 
     /// Sends a call that changes something. It is resent only when the provider answered 429
     /// (throttled: refused before acting, so nothing happened), each time built and signed
-    /// afresh; any other answer or failure is returned as is, and a transport failure says
-    /// whether the request may have reached the server.
+    /// afresh after the rate limiter granted the call (a signature or ticket made before a long
+    /// queue could expire in it); any other answer or failure is returned as is, and a
+    /// transport failure says whether the request may have reached the server.
     pub async fn send_mutation<Build>(
         &self,
         family: ApiFamily,
@@ -195,7 +212,8 @@ impl ProviderHttp {
         let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            let response = self.send_once(family, build()?).await?;
+            let permit = self.limits.acquire(family).await;
+            let response = self.send_permitted(permit, build()?).await?;
             if response.status != StatusCode::TOO_MANY_REQUESTS || attempt >= max_attempts {
                 return Ok(response);
             }

@@ -40,7 +40,20 @@ pub struct Capabilities {
     pub install_timeout: Duration,
     /// Most servers one reinstall call accepts (1 where the API takes one id per call).
     pub reinstall_batch: usize,
+    /// How long after a mutating call an install (or stop) may take to show at the provider.
+    /// Until then, "no sign of it" proves nothing; after it, an unchanged server proves the
+    /// call did not act.
+    pub start_grace: Duration,
+    /// Give up waiting for a requested stop after this long.
+    pub stop_timeout: Duration,
+    /// Whether the API accepts a reinstall of a server whose last install failed (an operator's
+    /// explicit `--replace`); elsewhere such a server stays blocked.
+    pub reinstalls_failed_install: bool,
 }
+
+/// Defaults shared by the provider types that document nothing better.
+pub const DEFAULT_START_GRACE: Duration = Duration::from_secs(120);
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A server's status, normalised across providers. The provider's own word is kept in
 /// [`Observed::raw_status`].
@@ -195,7 +208,47 @@ fn request_id_suffix(request_id: &Option<String>) -> String {
     }
 }
 
+/// What a failed mutating call (stop, reinstall, change OS) tells about the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallFate {
+    /// No byte left this machine (connection refused, the request could not be built): sending
+    /// it again is harmless.
+    NotSent,
+    /// The provider throttled it (429): refused before acting; it may be sent again later.
+    Throttled,
+    /// The provider refused it before acting (a documented 4xx business error, or a check
+    /// reimage made before sending): nothing happened, and the same call would be refused again.
+    Refused,
+    /// It may have acted (timeout or connection lost after sending, 5xx, an unreadable success):
+    /// to be resolved with the provider, never guessed.
+    Ambiguous,
+}
+
 impl ProviderError {
+    /// The fate of a mutating call that ended in this error.
+    pub fn call_fate(&self) -> CallFate {
+        match self {
+            Self::Transport { maybe_sent, .. } => {
+                if *maybe_sent {
+                    CallFate::Ambiguous
+                } else {
+                    CallFate::NotSent
+                }
+            }
+            Self::Api {
+                status: Some(429), ..
+            } => CallFate::Throttled,
+            // A 5xx (a gateway timeout in particular) or a success that could not be read.
+            Self::Api {
+                status: Some(status),
+                ..
+            } if *status >= 500 || (200..300).contains(status) => CallFate::Ambiguous,
+            // Other 4xx, and checks made before sending (no status).
+            Self::Api { .. } => CallFate::Refused,
+            Self::Config { .. } => CallFate::Refused,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Api { retryable, .. } => *retryable,
@@ -277,7 +330,14 @@ pub trait Provider: Send + Sync {
     /// How long after a reinstall call whose response was lost an install may still take to
     /// show at the provider. Until then, "no sign of an install" proves nothing.
     fn start_grace(&self) -> Duration {
-        Duration::from_secs(120)
+        self.capabilities().start_grace
+    }
+
+    /// Requests with the same key may share one batch call (CloudDC: one image and one password
+    /// per call). The engine groups by it before cutting batches of `reinstall_batch`. The key
+    /// lives only in memory.
+    fn batch_key(&self, _request: &ReinstallRequest) -> String {
+        String::new()
     }
 
     /// Asks the provider to stop a server before a reinstall (`stop-and-reinstall`). `token`

@@ -3,7 +3,9 @@
 //!
 //! After a crash, the entries of a step with an intent but no outcome say exactly which
 //! servers may have an install running that nobody is watching; reconciliation checks them
-//! with the provider and never repeats the step. The local backend appends JSON lines and
+//! with the provider. A call is sent again only under the same step, after a `resend` entry,
+//! and only once it is known not to have acted. The order of writes is kept by
+//! [`crate::apply::protocol`], the only writer. The local backend appends JSON lines and
 //! fsyncs each one before returning; a torn last line (a crash mid-append) is ignored, which
 //! is safe because a step's call is only made after its intent line was synced.
 
@@ -15,7 +17,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::Operation;
+use crate::provider::{Operation, ServerStatus};
 use crate::state::ServerRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -49,7 +51,14 @@ pub enum Phase {
         /// What the state records if the step succeeds, prepared before the call.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         success_record: Option<Box<ServerRecord>>,
+        /// The server as read right before the first call: an unchanged server after the
+        /// provider's grace proves a lost call did not act, even across a crash.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baseline: Option<Baseline>,
     },
+    /// The same call is about to be sent again (it was shown not to have acted, or its token
+    /// makes a repeat harmless). Written and synced before the call.
+    Resend { attempt: u32, reason: String },
     /// The provider accepted the call.
     Called { operation: Operation },
     /// The step ended.
@@ -69,8 +78,20 @@ pub enum StepOutcome {
     Failed,
     /// Whether the call reached the provider could not be established; never retried blindly.
     Unknown,
-    /// Never sent (e.g. refused before any call, or the rollout stopped first).
+    /// Shown not to have acted (never sent, or sent and found without effect): nothing
+    /// happened to the server.
     NotSent,
+    /// The provider refused the call before acting (a documented business error): nothing
+    /// happened to the server.
+    Refused,
+}
+
+/// What a server looked like right before a step's first call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub status: ServerStatus,
+    pub raw_status: String,
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +121,11 @@ pub struct StepState {
     pub success_record: Option<ServerRecord>,
     /// When the intent was written (RFC 3339).
     pub intent_at: Option<String>,
+    pub baseline: Option<Baseline>,
+    /// Calls made under this step so far (1 after the intent, +1 per resend).
+    pub sends: u32,
+    /// When the last call was about to be made (RFC 3339).
+    pub last_send_at: Option<String>,
     pub operation: Option<Operation>,
     pub outcome: Option<(StepOutcome, Option<String>)>,
     pub outcome_record: Option<ServerRecord>,
@@ -131,6 +157,9 @@ pub fn fold(entries: &[JournalEntry]) -> Vec<StepState> {
                 previous_image: None,
                 success_record: None,
                 intent_at: None,
+                baseline: None,
+                sends: 0,
+                last_send_at: None,
                 operation: None,
                 outcome: None,
                 outcome_record: None,
@@ -142,12 +171,20 @@ pub fn fold(entries: &[JournalEntry]) -> Vec<StepState> {
                 image,
                 previous_image,
                 success_record,
+                baseline,
             } => {
                 state.token = Some(token.clone());
                 state.image = image.clone();
                 state.previous_image = previous_image.clone();
                 state.success_record = success_record.as_deref().cloned();
                 state.intent_at = Some(entry.at.clone());
+                state.baseline = baseline.clone();
+                state.sends = 1;
+                state.last_send_at = Some(entry.at.clone());
+            }
+            Phase::Resend { attempt, .. } => {
+                state.sends = state.sends.max(*attempt);
+                state.last_send_at = Some(entry.at.clone());
             }
             Phase::Called { operation } => state.operation = Some(operation.clone()),
             Phase::Outcome {
@@ -304,6 +341,7 @@ mod tests {
             image: None,
             previous_image: None,
             success_record: None,
+            baseline: None,
         }
     }
 

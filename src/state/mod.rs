@@ -94,6 +94,11 @@ pub struct ServerRecord {
     pub last_operation: Option<OperationRecord>,
     /// RFC 3339.
     pub updated_at: String,
+    /// True when reimage never applied or adopted this machine and the record only keeps its
+    /// last attempt (an install that failed, was refused or has an unknown outcome): image and
+    /// inputs say nothing about the machine, and the plan treats it as never recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attempt_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -119,7 +124,13 @@ pub enum OperationKind {
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Succeeded,
+    /// The install ran and failed.
     Failed,
+    /// Whether anything happened could not be established; the message says what to check.
+    Unknown,
+    /// The provider refused the call before acting, or it was shown not to have acted:
+    /// nothing happened to the machine.
+    Refused,
 }
 
 /// Who holds a lock, written into the lock file so a second process can name the holder.

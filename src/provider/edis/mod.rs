@@ -140,15 +140,18 @@ impl EdisKvm {
         let options = ProviderOptions::parse(&settings.options)
             .map_err(|(message, help)| config::config_error(&name, message, &help))?;
 
-        let (poll_interval, install_timeout) =
-            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
+        let timing =
+            config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT).of(config)?;
         let capabilities = Capabilities {
             // One auth call covers the account; each VPS then needs one power read.
             observe_batch: 50,
             reports_image: false,
             reinstall_batch: 1,
-            poll_interval,
-            install_timeout,
+            poll_interval: timing.poll_interval,
+            install_timeout: timing.install_timeout,
+            start_grace: timing.start_grace,
+            stop_timeout: timing.stop_timeout,
+            reinstalls_failed_install: false,
         };
         Ok(Self {
             http: ProviderHttp::new(&name, RetryPolicy::default())?.with_limits(RateLimits::new(
@@ -545,18 +548,16 @@ impl EdisKvm {
         // A new install starts: nothing seen for an earlier one applies.
         self.progress().remove(&request.cloud_id);
         let started_at_ms = jiff::Timestamp::now().as_millisecond();
-        let answer = match self.send_reinstall(&ticket, &fields).await {
+        let answer = match self.send_reinstall(&request.cloud_id, &fields).await {
             // A 401 is a refusal before anything was done: the one case where sending the
             // reinstall again is safe.
-            Ok(response) if response.status.as_u16() == 401 => {
-                let fresh = self
-                    .renew_after_rejection(&request.cloud_id, &ticket)
-                    .await?;
-                self.send_reinstall(&fresh, &fields).await
+            Ok((used, response)) if response.status.as_u16() == 401 => {
+                self.renew_after_rejection(&request.cloud_id, &used).await?;
+                self.send_reinstall(&request.cloud_id, &fields).await
             }
             other => other,
         };
-        let response = answer.map_err(|error| self.scrub_error(error))?;
+        let (ticket, response) = answer.map_err(|error| self.scrub_error(error))?;
         let status = response.status;
         wire::parse_reinstall(&self.name, &response).map_err(|error| {
             let error = self.scrub_error(error);
@@ -593,21 +594,30 @@ impl EdisKvm {
         })
     }
 
+    /// Sends the reinstall once (only a 429, which refuses before acting, is sent again). The
+    /// ticket is taken after the rate limiter grants the call, renewed if it is inside its
+    /// margin: a ticket attached before a long queue could expire in it. Returns the ticket
+    /// used with the answer.
     async fn send_reinstall(
         &self,
-        cached: &CachedTicket,
+        kvm_id: &str,
         fields: &[(&str, &str)],
-    ) -> Result<RawResponse, ProviderError> {
-        let url = self.management_url(cached, wire::REINSTALL_PATH)?;
-        let body = Self::ticket_form(&cached.ticket, fields);
-        // Once: a reinstall wipes a disk and EDIS takes no idempotency token. Only a 429 is sent
-        // again (with backoff, brief §4): it refuses before acting. EDIS documents no 429, so
-        // this is HTTP's meaning, unconfirmed for EDIS.
-        self.http
-            .send_mutation(ApiFamily::Reinstall, || {
-                self.form_request(url.clone(), body.clone())
-            })
-            .await
+    ) -> Result<(CachedTicket, RawResponse), ProviderError> {
+        let retry = self.http.retry_policy().clone();
+        let mut attempt = 1;
+        loop {
+            let permit = self.http.acquire(ApiFamily::Reinstall).await;
+            let ticket = self.ticket_for(kvm_id).await?;
+            let url = self.management_url(&ticket, wire::REINSTALL_PATH)?;
+            let request = self.form_request(url, Self::ticket_form(&ticket.ticket, fields))?;
+            let response = self.http.send_permitted(permit, request).await?;
+            // EDIS documents no 429; this is HTTP's meaning, unconfirmed for EDIS (brief §4).
+            if response.status.as_u16() != 429 || attempt >= retry.max_attempts.max(1) {
+                return Ok((ticket, response));
+            }
+            tokio::time::sleep(retry.delay_before(attempt, response.retry_after())).await;
+            attempt += 1;
+        }
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, HashMap<String, Progress>> {

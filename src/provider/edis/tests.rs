@@ -59,6 +59,8 @@ fn provider_config(
             credentials,
             poll_interval: None,
             install_timeout: None,
+            start_grace: None,
+            stop_timeout: None,
             options: options.as_object().cloned().unwrap_or_default(),
             rate_limits: [
                 ApiFamily::Auth,

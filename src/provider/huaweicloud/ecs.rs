@@ -8,14 +8,15 @@
 //! - completion: the job (`GET /v1/{project}/jobs/{id}`) until SUCCESS/FAIL, then the server
 //!   must report the desired image id.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::Method;
 
 use super::validate::EcsOptions;
 use super::wire::{self, EcsCall, EcsVariant, JobState};
-use super::{HuaweiClient, Service, Target};
+use super::{HuaweiClient, Service, Target, lock};
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType};
 use crate::provider::config;
 use crate::provider::http::RetryPolicy;
@@ -38,6 +39,8 @@ pub const EXTRA_TASK_STATE: &str = "task_state";
 pub struct HuaweiEcs {
     client: HuaweiClient,
     capabilities: Capabilities,
+    /// Servers seen rebuilding since their call, for operations tracked without a job id.
+    rebuilding_seen: Mutex<HashSet<String>>,
 }
 
 impl HuaweiEcs {
@@ -55,19 +58,23 @@ impl HuaweiEcs {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let parsed = HuaweiClient::from_config(Service::Ecs, config, endpoint_override, &[], &env)?;
-        let (poll_interval, install_timeout) =
-            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
+        let timing =
+            config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT).of(config)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_READ,
             reports_image: true,
             // One server per changeos/reinstallos call.
             reinstall_batch: 1,
-            poll_interval,
-            install_timeout,
+            poll_interval: timing.poll_interval,
+            install_timeout: timing.install_timeout,
+            start_grace: timing.start_grace,
+            stop_timeout: timing.stop_timeout,
+            reinstalls_failed_install: true,
         };
         Ok(Self {
             client: parsed.client,
             capabilities,
+            rebuilding_seen: Mutex::new(HashSet::new()),
         })
     }
 
@@ -218,16 +225,15 @@ impl HuaweiEcs {
         let project = self.client.project_id().await?;
         let mut statuses: Vec<Option<OperationStatus>> = vec![None; operations.len()];
         let mut finished_jobs = Vec::new();
+        // Installs whose call's answer was lost have no job id: the server itself tells.
+        let mut without_job = Vec::new();
         for (index, operation) in operations.iter().enumerate() {
             let failed = |message: String, request_id: Option<String>| OperationStatus::Failed {
                 message,
                 request_id: request_id.or_else(|| operation.request_id.clone()),
             };
             let Some(job_id) = &operation.job_id else {
-                statuses[index] = Some(failed(
-                    format!("no job id was recorded for `{}`", operation.cloud_id),
-                    None,
-                ));
+                without_job.push(index);
                 continue;
             };
             let read = self
@@ -260,9 +266,10 @@ impl HuaweiEcs {
                 }
             };
         }
-        if !finished_jobs.is_empty() {
+        if !finished_jobs.is_empty() || !without_job.is_empty() {
             let ids: Vec<String> = finished_jobs
                 .iter()
+                .chain(&without_job)
                 .map(|index| operations[*index].cloud_id.clone())
                 .collect();
             let observed = self.describe(ApiFamily::Status, &ids).await?;
@@ -270,6 +277,21 @@ impl HuaweiEcs {
                 statuses[index] = Some(after_success(
                     &operations[index],
                     observed.get(&operations[index].cloud_id),
+                ));
+            }
+            let mut seen = lock(&self.rebuilding_seen);
+            for index in without_job {
+                let operation = &operations[index];
+                let observation = observed.get(&operation.cloud_id);
+                if let Some(Observation::Found(server)) = observation
+                    && is_rebuilding(server)
+                {
+                    seen.insert(operation.cloud_id.clone());
+                }
+                statuses[index] = Some(from_server(
+                    operation,
+                    observation,
+                    seen.contains(&operation.cloud_id),
                 ));
             }
         }
@@ -292,6 +314,80 @@ pub fn choose_call(previous_image: Option<&str>, desired_image: &str) -> EcsCall
         EcsCall::ReinstallOs
     } else {
         EcsCall::ChangeOs
+    }
+}
+
+/// The server is busy with a rebuild (or another task that the call started, such as the
+/// stop of `withStopServer`).
+fn is_rebuilding(server: &Observed) -> bool {
+    server.status == ServerStatus::Installing || server.extra.contains_key(EXTRA_TASK_STATE)
+}
+
+/// Where an install tracked without a job id stands, from the server alone (brief §5.3): busy
+/// while rebuilding; `ERROR` is a failure; done once it is idle on the desired image after it
+/// was seen rebuilding or its image moved there. Before any sign, it is waiting (the engine's
+/// deadlines bound the wait).
+fn from_server(
+    operation: &Operation,
+    observation: Option<&Observation>,
+    seen_rebuilding: bool,
+) -> OperationStatus {
+    let Some(Observation::Found(server)) = observation else {
+        return OperationStatus::Failed {
+            message: format!("`{}` disappeared during the install", operation.cloud_id),
+            request_id: operation.request_id.clone(),
+        };
+    };
+    if is_rebuilding(server) {
+        return OperationStatus::InProgress {
+            detail: format!(
+                "server {}{}",
+                server.raw_status,
+                server
+                    .extra
+                    .get(EXTRA_TASK_STATE)
+                    .map(|task| format!(" ({task})"))
+                    .unwrap_or_default()
+            ),
+        };
+    }
+    if server.status == ServerStatus::InstallFailed {
+        return OperationStatus::Failed {
+            message: format!(
+                "`{}` is in ERROR{}",
+                operation.cloud_id,
+                server
+                    .extra
+                    .get("fault")
+                    .map(|fault| format!(": {fault}"))
+                    .unwrap_or_default()
+            ),
+            request_id: operation.request_id.clone(),
+        };
+    }
+    let on_desired = server.image.as_deref() == Some(operation.image.as_str());
+    let image_moved = operation.previous_image.as_deref() != Some(operation.image.as_str());
+    match (on_desired, seen_rebuilding || image_moved) {
+        (true, true) => OperationStatus::Succeeded {
+            image: operation.image.clone(),
+            note: None,
+        },
+        (false, true) if seen_rebuilding => OperationStatus::Failed {
+            message: format!(
+                "the rebuild of `{}` ended on image {} (status {}), expected {}",
+                operation.cloud_id,
+                server.image.as_deref().unwrap_or("(none)"),
+                server.raw_status,
+                operation.image
+            ),
+            request_id: operation.request_id.clone(),
+        },
+        _ => OperationStatus::InProgress {
+            detail: format!(
+                "waiting for the rebuild to show (server {})",
+                server.raw_status
+            ),
+        },
     }
 }
 

@@ -51,6 +51,8 @@ fn config(
             credentials: BTreeMap::new(),
             poll_interval: None,
             install_timeout: None,
+            start_grace: None,
+            stop_timeout: None,
             options: options.as_object().cloned().unwrap_or_default(),
             rate_limits: BTreeMap::new(),
         },

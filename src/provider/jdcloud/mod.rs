@@ -176,14 +176,17 @@ impl JdcloudCps {
             }
         }
 
-        let (poll_interval, install_timeout) =
-            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
+        let timing =
+            config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT).of(config)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_CALL,
             reports_image: true,
             reinstall_batch: 1,
-            poll_interval,
-            install_timeout,
+            poll_interval: timing.poll_interval,
+            install_timeout: timing.install_timeout,
+            start_grace: timing.start_grace,
+            stop_timeout: timing.stop_timeout,
+            reinstalls_failed_install: false,
         };
 
         Ok(Self {

@@ -41,6 +41,8 @@ fn provider_config(endpoint: Option<&str>, region: Option<&str>) -> DesiredProvi
             credentials: BTreeMap::new(),
             poll_interval: None,
             install_timeout: None,
+            start_grace: None,
+            stop_timeout: None,
             options: serde_json::Map::new(),
             rate_limits: BTreeMap::new(),
         },

@@ -178,14 +178,20 @@ impl ZenlayerBmc {
             }
         }
 
-        let (poll_interval, install_timeout) =
-            config::poll_and_timeout(config, DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)?;
+        let timing = config::Timing {
+            start_grace: running_grace,
+            ..config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)
+        }
+        .of(config)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_CALL,
             reports_image: true,
             reinstall_batch: 1,
-            poll_interval,
-            install_timeout,
+            poll_interval: timing.poll_interval,
+            install_timeout: timing.install_timeout,
+            start_grace: timing.start_grace,
+            stop_timeout: timing.stop_timeout,
+            reinstalls_failed_install: true,
         };
 
         Ok(Self {
@@ -445,10 +451,6 @@ impl Provider for ZenlayerBmc {
 
     fn provider_type(&self) -> ProviderType {
         ProviderType::ZenlayerBmc
-    }
-
-    fn start_grace(&self) -> Duration {
-        self.running_grace
     }
 
     fn capabilities(&self) -> &Capabilities {
