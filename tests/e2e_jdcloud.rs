@@ -219,7 +219,7 @@ fn a_lost_reinstall_answer_is_checked_not_resent_and_retrying_the_step_reinstall
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     // The engine asked again with the same clientToken; JD answered without a second install.
     assert!(
-        stderr.contains("sending the same request again with its idempotency token"),
+        stderr.contains("the same request with its idempotency token cannot act twice"),
         "{stderr}"
     );
     assert_eq!(count(&emulator, "cps-off", "reinstall_count"), 1);

@@ -162,7 +162,7 @@ fn a_failed_canary_stops_the_rollout() {
         "{summary}"
     );
     assert!(
-        stderr_of(&output).contains("not started: s002: a canary reinstall failed"),
+        stderr_of(&output).contains("not started: s002: a canary reinstall did not succeed"),
         "{}",
         stderr_of(&output)
     );
@@ -288,7 +288,7 @@ fn a_lost_reinstall_response_is_checked_not_resent() {
         stderr_of(&output)
     );
     assert!(
-        stderr_of(&output).contains("reinstall response lost"),
+        stderr_of(&output).contains("reinstall answer lost"),
         "{}",
         stderr_of(&output)
     );

@@ -127,7 +127,9 @@ impl<'a> Protocol<'a> {
     fn append(&self, entries: Vec<JournalEntry>) -> Result<()> {
         self.journal
             .append(&entries)
-            .map_err(|error| Error::State(error.into()))
+            .map_err(|error| Error::State(error.into()))?;
+        crash_point::passed();
+        Ok(())
     }
 
     fn entry(key: &StepKey, phase: Phase) -> JournalEntry {
@@ -228,6 +230,35 @@ impl<'a> Protocol<'a> {
                 record: record.map(Box::new),
             },
         )])
+    }
+}
+
+/// Crash injection for the crash tests: with `REIMAGE_TEST_CRASH_AFTER_JOURNAL_WRITE=N`, the
+/// process aborts (no destructors, no flush: as `kill -9` would) right after the Nth journal
+/// write of this process, so a test can stop an apply between any two journal writes.
+mod crash_point {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const VARIABLE: &str = "REIMAGE_TEST_CRASH_AFTER_JOURNAL_WRITE";
+
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+
+    fn limit() -> Option<u64> {
+        static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+        *LIMIT.get_or_init(|| {
+            std::env::var(VARIABLE)
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+        })
+    }
+
+    pub fn passed() {
+        let Some(limit) = limit() else { return };
+        if WRITES.fetch_add(1, Ordering::SeqCst) + 1 == limit {
+            eprintln!("{VARIABLE}={limit}: aborting after journal write {limit}");
+            std::process::abort();
+        }
     }
 }
 
