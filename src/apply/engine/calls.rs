@@ -28,10 +28,12 @@ pub(super) enum CallDone {
     },
 }
 
+/// (server name, cloud id)
+type ServerId = (String, String);
+
 /// The re-read of servers about to get their first call.
 pub(super) struct CheckDone {
-    /// (server, cloud id)
-    servers: Vec<(String, String)>,
+    servers: Vec<ServerId>,
     observations: std::result::Result<BTreeMap<String, Observation>, String>,
 }
 
@@ -96,8 +98,7 @@ impl Engine<'_> {
 
     /// Re-reads the given servers (one read per batch of the provider's `observe_batch`).
     fn recheck(&mut self, names: Vec<String>) {
-        let mut by_provider: BTreeMap<String, (Arc<dyn Provider>, Vec<(String, String)>)> =
-            BTreeMap::new();
+        let mut by_provider: BTreeMap<String, (Arc<dyn Provider>, Vec<ServerId>)> = BTreeMap::new();
         for name in names {
             let Some(item) = self.items.get_mut(&name) else {
                 continue;
