@@ -77,6 +77,8 @@ fn bench_diff(count: usize) -> Duration {
         replace: &replace,
         reports_image: &|_| true,
         review: &|_, _| ReinstallReview::default(),
+        forget_removed: true,
+        in_flight: &BTreeMap::new(),
     });
     let rendered: usize = planned
         .iter()
