@@ -74,7 +74,12 @@ fn a_signed_plan_applies_and_one_flipped_byte_is_refused_naming_the_signature() 
     write_manifest(dir.path(), &emulator, &[("web", "1", "img-new", "")]);
     let mut everything = String::new();
 
-    let plan = run_keyed(dir.path(), &["plan", "-out=plan.json"]);
+    let plan = reimage(dir.path())
+        .args(["plan", "-out=plan.json"])
+        .env("REIMAGE_PLAN_KEY", PLAN_KEY)
+        .env("REIMAGE_LOG", "debug")
+        .output()
+        .unwrap();
     assert_ok(&plan);
     everything.push_str(&both(&plan));
     assert!(
@@ -203,6 +208,25 @@ fn require_signed_refuses_an_unsigned_plan_and_a_missing_key() {
     assert_eq!(weak.status.code(), Some(1));
     assert!(flat(&stderr_of(&weak)).contains("shorter than 16 bytes"));
     assert!(!dir.path().join("weak.json").exists());
+
+    // Unsigned plans can be edited; what they were made against is still checked (here, the
+    // state's name).
+    assert_ok(&run(dir.path(), &["plan", "-out=plan.json"]));
+    let text = std::fs::read_to_string(dir.path().join("plan.json")).unwrap();
+    assert_eq!(text.matches("\"name\": \"default\"").count(), 1);
+    std::fs::write(
+        dir.path().join("plan.json"),
+        text.replace("\"name\": \"default\"", "\"name\": \"prod\""),
+    )
+    .unwrap();
+    let other_state = run(dir.path(), &["apply", "plan.json"]);
+    assert_eq!(other_state.status.code(), Some(1));
+    assert!(
+        flat(&stderr_of(&other_state))
+            .contains("the plan was made against the state named `prod`, this is `default`"),
+        "{}",
+        stderr_of(&other_state)
+    );
     assert_eq!(emulator.reinstall_count("1"), 0);
 }
 
