@@ -78,6 +78,8 @@ fn bench_diff(count: usize) -> Duration {
         reports_image: &|_| true,
         reinstalls_failed_install: &|_| false,
         review: &|_, _| ReinstallReview::default(),
+        forget_removed: true,
+        in_flight: &BTreeMap::new(),
     });
     let rendered: usize = planned
         .iter()

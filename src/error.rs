@@ -27,6 +27,9 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Emulator(#[from] EmulatorError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    PlanKey(#[from] crate::plan::signature::KeyError),
     /// A saved plan no longer matches the world; each difference is named.
     #[error("the saved plan is stale and was not applied:\n{}", .differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
     #[diagnostic(
@@ -36,6 +39,16 @@ pub enum Error {
         )
     )]
     StalePlan { differences: Vec<String> },
+    /// A saved plan is not the approved artifact (signature, expiry, commit); each problem named.
+    #[error("the saved plan was refused and not applied:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    #[diagnostic(
+        code(reimage::plan::refused),
+        help(
+            "nothing was changed; apply the plan file exactly as it was made and reviewed, or make, \
+             review and apply a new one (`reimage plan -out PLANFILE`)"
+        )
+    )]
+    PlanRefused { problems: Vec<String> },
     /// The plan has blocked servers.
     #[error("{count} server(s) are blocked:\n{}", .details.join("\n"))]
     #[diagnostic(

@@ -4,7 +4,10 @@
 //! - manifest YAML files (`reimage.yaml`, `-f FILE`): [`manifest`] loads, validates and types them.
 //! - `schemas/manifest.schema.json`, `schemas/plan.schema.json`: embedded in [`manifest::schema`]
 //!   and [`plan::file`]; the published contracts for editors and machines.
-//! - saved plan files (`-out FILE`): written and read only by [`plan::file`].
+//! - saved plan files (`-out FILE`) and their signatures (`FILE.sig`, see [`plan::signature`]):
+//!   written and read only by [`plan::file`].
+//! - the manifest's git repository (`.git/HEAD`, refs): read only by [`ops::git`].
+//! - `$GITHUB_STEP_SUMMARY`: appended to by `reimage plan` (the markdown plan).
 //! - `.reimage/state.json` and its lock file: written and read only by [`state`].
 //! - emulator inventory and data dir: [`emulator`].
 //! - credentials: resolved from references by [`manifest::secrets`], used only inside [`provider`].

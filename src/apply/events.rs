@@ -11,6 +11,8 @@ pub enum Event {
         plan_id: String,
         reinstall: usize,
         adopt: usize,
+        update_record: usize,
+        forget: usize,
         waves: usize,
     },
     /// An in-flight step of an earlier, interrupted apply was checked with the provider.
@@ -29,6 +31,15 @@ pub enum Event {
         max_parallel: usize,
     },
     Adopted {
+        server: String,
+    },
+    /// A record changed without touching the machine (`protect` added or removed).
+    RecordUpdated {
+        server: String,
+        protected: bool,
+    },
+    /// A server no longer in the manifest: its record was removed; the machine was not touched.
+    Forgotten {
         server: String,
     },
     StopStarted {
@@ -91,6 +102,8 @@ pub enum Event {
     Summary {
         reinstalled: Vec<String>,
         adopted: Vec<String>,
+        records_updated: Vec<String>,
+        forgotten: Vec<String>,
         failed: Vec<FailedServer>,
         unknown: Vec<FailedServer>,
         refused: Vec<FailedServer>,

@@ -1,6 +1,7 @@
 //! Apply: refuse a stale plan, then carry out exactly the plan's actions, wave by wave, and
 //! record each outcome.
 //!
+//! - [`artifact`]: a saved plan is the approved one (signature, expiry, commit);
 //! - [`stale`]: what a saved plan was made against is checked again;
 //! - [`engine`]: the engine (waves, calls, watching, reconciliation);
 //! - [`protocol`]: the journal protocol of a step, in the only order it may have;
@@ -8,6 +9,7 @@
 //! - [`events`] and [`progress`]: what the operator sees;
 //! - [`confirm`]: the interactive question.
 
+pub mod artifact;
 pub mod confirm;
 pub mod engine;
 pub mod events;
@@ -20,14 +22,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub use engine::{ApplySummary, EarlierServer, Engine, Interrupt, ResumeScope, Settings};
-pub use events::{Event, Reporter};
+pub use events::{Event, NotStartedServer, Reporter};
 pub use stale::check_not_stale;
 
 use crate::digest::sha256_hex;
 use crate::error::{Error, Result};
 use crate::ops::fleet::Fleet;
-use crate::plan::model::Plan;
-use crate::state::journal::{Step, StepOutcome, StepState, fold};
+use crate::plan::model::{ActionKind, Plan};
+use crate::state::journal::{Step, StepOutcome, StepState, fold, servers_in_flight};
 use crate::state::{State, StateLock, StateStore};
 
 /// Deterministic per (plan, server, step), so a retried or resumed step reuses its token.
@@ -45,13 +47,30 @@ pub struct Context<'a> {
     pub settings: Settings,
 }
 
+/// What an apply did: the engine's summary (reinstalls, adoptions, failures) and the
+/// record-only changes made beside it.
+#[derive(Debug, Default, Clone)]
+pub struct ApplyReport {
+    pub summary: ApplySummary,
+    /// Records whose `protect` flag was updated.
+    pub records_updated: Vec<String>,
+    /// Records removed (servers no longer in the manifest).
+    pub forgotten: Vec<String>,
+}
+
+impl ApplyReport {
+    pub fn succeeded(&self) -> bool {
+        self.summary.succeeded()
+    }
+}
+
 /// Carries out a plan (approved, and checked not to be stale).
 pub async fn run(
     context: &Context<'_>,
     plan: &Plan,
     state: &mut State,
     resume: &ResumeScope,
-) -> Result<ApplySummary> {
+) -> Result<ApplyReport> {
     let problems = crate::plan::rollout::over_cap(&plan.servers, &plan.rollout);
     if !problems.is_empty() {
         return Err(Error::usage(
@@ -64,8 +83,11 @@ pub async fn run(
         plan_id: plan.plan_id.clone(),
         reinstall: plan.summary.reinstall,
         adopt: plan.summary.adopt,
+        update_record: plan.summary.update_record,
+        forget: plan.summary.forget,
         waves: plan.waves.len(),
     });
+    let records = change_records(context, plan, state)?;
     let earlier = earlier_outcomes(plan, state, &resume.finished);
     let mut engine = Engine::new(Some(plan), context, state);
     engine.summary_mut().earlier = earlier;
@@ -73,10 +95,13 @@ pub async fn run(
     engine.adopt_all(plan, &resume.finished)?;
     engine.run_waves(plan, resume).await?;
     engine.finish(true)?;
-    let summary = engine.summary().clone();
+    let mut summary = engine.summary().clone();
+    summary.not_started.extend(records.not_done);
     context.reporter.report(Event::Summary {
         reinstalled: summary.reinstalled.clone(),
         adopted: summary.adopted.clone(),
+        records_updated: records.updated.clone(),
+        forgotten: records.forgotten.clone(),
         failed: summary.failed.clone(),
         unknown: summary.unknown.clone(),
         refused: summary.refused.clone(),
@@ -84,7 +109,90 @@ pub async fn run(
         not_started: summary.not_started.clone(),
         earlier: summary.earlier.clone(),
     });
-    Ok(summary)
+    Ok(ApplyReport {
+        summary,
+        records_updated: records.updated,
+        forgotten: records.forgotten,
+    })
+}
+
+/// The record-only changes of one apply.
+#[derive(Debug, Default)]
+struct RecordChanges {
+    updated: Vec<String>,
+    forgotten: Vec<String>,
+    not_done: Vec<NotStartedServer>,
+}
+
+/// Carries out the plan's changes that touch only the state, in one atomic write, before any
+/// machine is touched: `update-record` (the `protect` flag) and `forget` (the record removed).
+/// A server with a journaled step still in flight is never forgotten. Running this again (a
+/// resumed apply) changes nothing more.
+fn change_records(context: &Context<'_>, plan: &Plan, state: &mut State) -> Result<RecordChanges> {
+    let mut changes = RecordChanges::default();
+    if !plan
+        .servers
+        .iter()
+        .any(|server| matches!(server.action, ActionKind::UpdateRecord | ActionKind::Forget))
+    {
+        return Ok(changes);
+    }
+    let in_flight = servers_in_flight(
+        &context
+            .store
+            .journal()
+            .read()
+            .map_err(|error| Error::State(error.into()))?,
+    );
+    let now = records::now_text();
+    for server in &plan.servers {
+        match server.action {
+            ActionKind::UpdateRecord => match state.servers.get_mut(&server.name) {
+                Some(record) if record.cloud_id == server.cloud_id => {
+                    if record.protected != server.desired.protect {
+                        record.protected = server.desired.protect;
+                        record.updated_at = now.clone();
+                        changes.updated.push(server.name.clone());
+                        context.reporter.report(Event::RecordUpdated {
+                            server: server.name.clone(),
+                            protected: server.desired.protect,
+                        });
+                    }
+                }
+                _ => changes.not_done.push(NotStartedServer {
+                    server: server.name.clone(),
+                    reason: "its record is no longer in the state".to_string(),
+                }),
+            },
+            ActionKind::Forget => {
+                if let Some(step) = in_flight.get(&server.name) {
+                    changes.not_done.push(NotStartedServer {
+                        server: server.name.clone(),
+                        reason: format!(
+                            "not forgotten: a `{}` step for it is still in flight",
+                            step.as_str()
+                        ),
+                    });
+                } else if state.servers.remove(&server.name).is_some() {
+                    changes.forgotten.push(server.name.clone());
+                    context.reporter.report(Event::Forgotten {
+                        server: server.name.clone(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    for not_done in &changes.not_done {
+        context.reporter.report(Event::NotStarted {
+            server: not_done.server.clone(),
+            reason: not_done.reason.clone(),
+        });
+    }
+    if !changes.updated.is_empty() || !changes.forgotten.is_empty() {
+        context.store.write(context.lock, state)?;
+    }
+    Ok(changes)
 }
 
 /// How an earlier run of `plan` ended each planned reinstall it finished (`--resume`), so the

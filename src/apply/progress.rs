@@ -57,9 +57,21 @@ pub fn describe(event: &Event) -> Option<String> {
         Event::Plan {
             reinstall,
             adopt,
+            update_record,
+            forget,
             waves,
             ..
-        } => format!("applying: {reinstall} to reinstall in {waves} wave(s), {adopt} to adopt"),
+        } => {
+            let mut line =
+                format!("applying: {reinstall} to reinstall in {waves} wave(s), {adopt} to adopt");
+            if *update_record > 0 {
+                line.push_str(&format!(", {update_record} record(s) to update"));
+            }
+            if *forget > 0 {
+                line.push_str(&format!(", {forget} to forget"));
+            }
+            line
+        }
         Event::Reconciled {
             server,
             plan_id,
@@ -82,6 +94,12 @@ pub fn describe(event: &Event) -> Option<String> {
             group.as_ref().map(|g| format!(" [group {g}]")).unwrap_or_default()
         ),
         Event::Adopted { server } => format!("{server}: adopted (recorded in state)"),
+        Event::RecordUpdated { server, protected } => format!(
+            "{server}: record updated (protect: {protected}); the machine was not touched"
+        ),
+        Event::Forgotten { server } => {
+            format!("{server}: forgotten (removed from the state); the machine was not touched")
+        }
         Event::StopStarted { server } => format!("{server}: stopping before the reinstall"),
         Event::Stopped { server } => format!("{server}: stopped"),
         Event::ReinstallStarted {

@@ -73,6 +73,8 @@ fn record_with(
         hostname: server.desired.hostname.clone(),
         user_data: server.desired.user_data.clone(),
         ssh_key_id: ssh_key_of(server),
+        // Adoptions of protected servers record it; reinstalls only happen unprotected.
+        protected: server.desired.protect,
         updated_at: operation.finished_at.clone(),
         attempt_only: false,
         last_operation: Some(OperationRecord {
@@ -185,6 +187,7 @@ pub fn failed_record(
             hostname: None,
             user_data: None,
             ssh_key_id: None,
+            protected: false,
             last_operation: None,
             updated_at: now.clone(),
             attempt_only: true,

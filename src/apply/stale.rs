@@ -5,9 +5,9 @@ use crate::apply::ResumeScope;
 use crate::error::{Error, Result};
 use crate::ops::fleet::Fleet;
 use crate::ops::plan::digests_of;
-use crate::plan::diff::fingerprint;
+use crate::plan::diff::{fingerprint, record_fingerprint};
 use crate::plan::inputs::FIELD_ACCESS;
-use crate::plan::model::{Plan, ServerPlan};
+use crate::plan::model::{ActionKind, Plan, ServerPlan};
 use crate::provider::Observation;
 use crate::state::State;
 
@@ -18,11 +18,18 @@ use crate::state::State;
 pub async fn check_not_stale(
     plan: &Plan,
     manifest_digest: Option<&str>,
+    state_name: &str,
     state: &State,
     fleet: &Fleet,
     resume: Option<&ResumeScope>,
 ) -> Result<()> {
     let mut differences = Vec::new();
+    if plan.state.name != state_name {
+        differences.push(format!(
+            "the plan was made against the state named `{}`, this is `{state_name}`",
+            plan.state.name
+        ));
+    }
     let resumed_own_apply = resume.is_some()
         && state.applying.as_ref().is_some_and(|applying| {
             applying.plan_id == plan.plan_id && applying.base_serial == plan.state.serial
@@ -56,10 +63,33 @@ pub async fn check_not_stale(
     {
         differences.push("the manifest files changed since the plan was made".to_string());
     }
+    // A forgotten server is never observed (its provider may be gone from the manifest); its
+    // record must be the one the plan showed.
+    for server in plan
+        .servers
+        .iter()
+        .filter(|server| server.action == ActionKind::Forget)
+    {
+        match state.servers.get(&server.name) {
+            Some(record) if record_fingerprint(record) != server.observed_fingerprint => {
+                differences.push(format!(
+                    "the record of `{}` (to be forgotten) changed since the plan",
+                    server.name
+                ))
+            }
+            Some(_) => {}
+            // Gone already: forgotten by this plan's interrupted apply, or by `state rm`.
+            None if resumed_own_apply => {}
+            None => differences.push(format!(
+                "`{}` (to be forgotten) is no longer in the state",
+                server.name
+            )),
+        }
+    }
     let changing: Vec<&ServerPlan> = plan
         .servers
         .iter()
-        .filter(|server| server.action.is_change())
+        .filter(|server| server.action.is_change() && server.action != ActionKind::Forget)
         .filter(|server| {
             resume.is_none_or(|scope| {
                 !scope.finished.contains(&server.name) && !scope.stopped.contains(&server.name)

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::{ApplyArgs, state_store};
+use crate::apply::artifact::{self, Requirements, SignatureCheck};
 use crate::apply::progress::{JsonReporter, LineReporter, TerminalReporter};
 use crate::apply::{
-    self, ApplySummary, Context, Interrupt, Reporter, ResumeScope, Settings, check_not_stale,
+    self, ApplyReport, Context, Interrupt, Reporter, ResumeScope, Settings, check_not_stale,
     confirm,
 };
 use crate::error::{Error, Result};
@@ -15,6 +16,7 @@ use crate::manifest::SecretCheck;
 use crate::ops::fleet::Fleet;
 use crate::ops::plan::{PlanOptions, blocked_error, make_plan, read_or_init_state};
 use crate::output::Printer;
+use crate::plan::signature::{PLAN_KEY_ENV, PlanKey, signature_path};
 use crate::plan::{Plan, file, render};
 use crate::state::journal::fold;
 use crate::state::local::LocalStateStore;
@@ -66,7 +68,38 @@ async fn apply_saved_plan(
             "a saved plan is applied exactly as reviewed; make a new plan with those flags instead",
         ));
     }
-    let plan = file::load(path)?;
+    let requirements = Requirements {
+        signed: args.require_signed,
+        commit: args.require_commit.clone(),
+    };
+    let key = PlanKey::from_env()?;
+    // The signature is checked over the bytes read here, and the plan parsed from the same bytes.
+    let bytes = file::read_bytes(path)?;
+    let (plan, signature) = artifact::check(
+        path,
+        &bytes,
+        file::read_signature(path),
+        key.as_ref(),
+        &requirements,
+        jiff::Timestamp::now(),
+    )?;
+    let signature_file = signature_path(path);
+    match signature {
+        SignatureCheck::Verified => printer.status(&format!(
+            "Verified the plan's signature (`{}`).",
+            signature_file.display()
+        )),
+        SignatureCheck::Unsigned if key.is_some() => printer.status(&format!(
+            "warning: the plan is not signed (no `{}`); `--require-signed` refuses unsigned plans",
+            signature_file.display()
+        )),
+        SignatureCheck::Unsigned => {}
+        SignatureCheck::NotChecked => printer.status(&format!(
+            "warning: the plan has a signature (`{}`), but `{PLAN_KEY_ENV}` is not set: it was \
+             not checked",
+            signature_file.display()
+        )),
+    }
     let manifest_digest = if args.manifest.files.is_empty() {
         None
     } else {
@@ -118,6 +151,7 @@ async fn apply_saved_plan(
     check_not_stale(
         &plan,
         manifest_digest.as_deref(),
+        &store.name(),
         &state,
         &fleet,
         args.resume.then_some(&resume),
@@ -156,6 +190,7 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
         targets: args.target.clone(),
         replace: args.replace.clone(),
         rollout: args.rollout.spec(),
+        ..PlanOptions::default()
     };
     // Before the plan exists (reconciling an interrupted apply), events are plain lines: bars
     // would draw over the plan about to be printed.
@@ -173,8 +208,7 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
         settings: Settings::default(),
     };
     reconcile(&context, &mut state, printer).await?;
-    let mut plan = make_plan(&manifest, &state, &fleet, &options).await?;
-    plan.state_path = store.location();
+    let plan = make_plan(&manifest, &state, &store, &fleet, &options).await?;
     if !args.json {
         printer.out(&render::text(&plan));
     }
@@ -192,8 +226,7 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
                  `reimage apply PLANFILE`; or pass `--auto-approve`",
             ));
         }
-        let approved = confirm::ask(&confirm::prompt(plan.summary.reinstall, plan.summary.adopt))
-            .map_err(super::io_error)?;
+        let approved = confirm::ask(&confirm::prompt(&plan.summary)).map_err(super::io_error)?;
         if !approved {
             printer.status("\nApply cancelled: nothing was changed.");
             return Ok(ExitCode::FAILURE);
@@ -235,20 +268,21 @@ async fn execute(
     args: &ApplyArgs,
     printer: &Printer,
 ) -> Result<ExitCode> {
-    let summary = apply::run(context, plan, state, resume).await?;
+    let report = apply::run(context, plan, state, resume).await?;
     if !args.json {
-        print_summary(&summary, printer);
+        print_summary(&report, printer);
     }
-    Ok(if summary.interrupted {
+    Ok(if report.summary.interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
-    } else if summary.succeeded() {
+    } else if report.succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-fn print_summary(summary: &ApplySummary, printer: &Printer) {
+fn print_summary(report: &ApplyReport, printer: &Printer) {
+    let summary = &report.summary;
     let headline = if summary.interrupted {
         "Apply interrupted."
     } else if summary.succeeded() {
@@ -257,11 +291,20 @@ fn print_summary(summary: &ApplySummary, printer: &Printer) {
         "Apply finished with errors."
     };
     let mut counts = format!(
-        "{} reinstalled, {} adopted, {} failed",
+        "{} reinstalled, {} adopted",
         summary.reinstalled.len(),
         summary.adopted.len(),
-        summary.failed.len(),
     );
+    if !report.records_updated.is_empty() {
+        counts.push_str(&format!(
+            ", {} record(s) updated",
+            report.records_updated.len()
+        ));
+    }
+    if !report.forgotten.is_empty() {
+        counts.push_str(&format!(", {} forgotten", report.forgotten.len()));
+    }
+    counts.push_str(&format!(", {} failed", summary.failed.len()));
     for (count, what) in [
         (summary.unknown.len(), "unknown"),
         (summary.refused.len(), "refused"),

@@ -2,6 +2,7 @@
 //! module per command. No business logic here: commands call `ops`, `apply` and `plan::render`.
 
 pub(crate) mod apply;
+mod duration;
 mod emulator;
 mod plan;
 mod show;
@@ -38,7 +39,7 @@ pub enum Command {
     /// Run the built-in emulator of the providers' APIs.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
-    /// Change reimage's state without touching any machine.
+    /// Read or change reimage's state without touching any machine.
     #[command(subcommand)]
     State(StateCommand),
     /// Print a shell completion script.
@@ -153,6 +154,10 @@ pub struct PlanArgs {
     /// State file to use instead of the manifest's.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
+    /// How long the saved plan may be applied (`90s`, `30m`, `24h`, `7d`); apply refuses it
+    /// after that.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration::parse_duration)]
+    pub plan_ttl: jiff::SignedDuration,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +188,13 @@ pub struct ApplyArgs {
     /// State file to use instead of the manifest's.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
+    /// Refuse the plan unless `PLANFILE.sig` proves, with `REIMAGE_PLAN_KEY`, that the plan file
+    /// is byte for byte the one signed by `plan -out` (refused too when the key is not set).
+    #[arg(long, requires = "plan_file")]
+    pub require_signed: bool,
+    /// Refuse the plan unless it was made at this git commit (full id, or 7+ hex digits).
+    #[arg(long, value_name = "SHA", requires = "plan_file", value_parser = crate::apply::artifact::parse_commit)]
+    pub require_commit: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -199,11 +211,60 @@ pub struct ShowArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
+    /// List the servers the state records: provider, image, protection and last outcome.
+    List(StateListArgs),
+    /// Show everything the state records about one server.
+    Show(StateShowArgs),
+    /// Forget servers: remove their records from the state. The machines are not touched.
+    ///
+    /// Refused while an apply step for a server is still in flight. A forgotten server that is
+    /// still in the manifest is planned as never applied by reimage (adopted if its image
+    /// matches).
+    Rm(StateRmArgs),
     /// Record a server as running IMAGE without reinstalling it (like `terraform import`).
     ///
     /// For servers reimage never applied whose provider cannot report the installed OS (EDIS):
     /// the plan blocks them until they are adopted or reinstalled with `--replace NAME`.
     Adopt(StateAdoptArgs),
+}
+
+/// Which state: the manifest's, or `--state PATH` (then no manifest is needed).
+#[derive(Debug, Args, Clone)]
+pub struct StateLocationArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// State file to use instead of the manifest's.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StateListArgs {
+    #[command(flatten)]
+    pub location: StateLocationArgs,
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StateShowArgs {
+    /// The server's name in the state.
+    pub name: String,
+    #[command(flatten)]
+    pub location: StateLocationArgs,
+    /// Print the record as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StateRmArgs {
+    /// The servers' names in the state.
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub location: StateLocationArgs,
 }
 
 #[derive(Debug, Args)]
@@ -261,6 +322,9 @@ const SINGLE_DASH_LONG_OPTIONS: &[&str] = &[
     "max-failures",
     "max-reinstalls",
     "resume",
+    "plan-ttl",
+    "require-signed",
+    "require-commit",
 ];
 
 /// Rewrites `-out=FILE` and friends to `--out=FILE`, so Terraform habits work.
@@ -292,6 +356,9 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
         Command::Show(args) => show::run(args, printer),
         Command::Emulator(EmulatorCommand::Serve(args)) => emulator::serve(args, printer).await,
         Command::State(StateCommand::Adopt(args)) => state::adopt(args, printer),
+        Command::State(StateCommand::List(args)) => state::list(args, printer),
+        Command::State(StateCommand::Show(args)) => state::show(args, printer),
+        Command::State(StateCommand::Rm(args)) => state::rm(args, printer),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

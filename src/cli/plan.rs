@@ -8,10 +8,16 @@ use crate::manifest::SecretCheck;
 use crate::ops::fleet::Fleet;
 use crate::ops::plan::{PlanOptions, blocked_error, make_plan, read_or_init_state};
 use crate::output::Printer;
-use crate::plan::{file, render};
+use crate::plan::signature::{PLAN_KEY_ENV, PlanKey};
+use crate::plan::{Plan, file, render};
 use crate::state::StateStore;
 
 pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
+    // A bad signing key is refused before anything is planned.
+    let key = match &args.out {
+        Some(_) => PlanKey::from_env()?,
+        None => None,
+    };
     let loaded = args.manifest.load(SecretCheck::Required, printer)?;
     let manifest = loaded.manifest;
     let store = state_store(&manifest.state_path, args.state.as_ref());
@@ -29,9 +35,9 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         targets: args.target.clone(),
         replace: args.replace.clone(),
         rollout: args.rollout.spec(),
+        ttl: args.plan_ttl,
     };
-    let mut plan = make_plan(&manifest, &state, &fleet, &options).await?;
-    plan.state_path = store.location();
+    let plan = make_plan(&manifest, &state, &store, &fleet, &options).await?;
     drop(lock);
 
     let rendered = if args.json {
@@ -42,6 +48,7 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         render::text(&plan)
     };
     printer.out(&rendered);
+    append_step_summary(&plan, printer);
     if let Some(error) = blocked_error(&plan) {
         if args.out.is_some() {
             printer
@@ -50,11 +57,25 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         return Err(error);
     }
     if let Some(path) = &args.out {
-        file::save(&plan, path)?;
+        let signature = file::save(&plan, path, key.as_ref())?;
         if !args.json {
+            let signed = match &signature {
+                Some(signature) => format!(
+                    "\nSigned it (HMAC-SHA256 with `{PLAN_KEY_ENV}`): {}",
+                    signature.display()
+                ),
+                None => String::new(),
+            };
             printer.status(&format!(
-                "\nSaved the plan to: {}\n\nTo perform exactly these actions, run:\n  reimage apply {}",
+                "\nSaved the plan to: {}{signed}\nPlan {}{}, valid until {}.\n\nTo perform \
+                 exactly these actions, run:\n  reimage apply {}",
                 path.display(),
+                plan.plan_id,
+                match &plan.commit {
+                    Some(commit) => format!(" made at commit {commit}"),
+                    None => String::new(),
+                },
+                plan.expires_at,
                 path.display()
             ));
         }
@@ -63,4 +84,25 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// In GitHub Actions, the markdown plan also goes to the job's summary page. A failure to write
+/// it is a warning: the plan itself is complete.
+fn append_step_summary(plan: &Plan, printer: &Printer) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|path| !path.is_empty()) else {
+        return;
+    };
+    let written = fs_err::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut summary| {
+            use std::io::Write;
+            summary.write_all(format!("{}\n", render::markdown(plan)).as_bytes())
+        });
+    if let Err(error) = written {
+        printer.status(&format!(
+            "warning: could not append the plan to `$GITHUB_STEP_SUMMARY`: {error}"
+        ));
+    }
 }

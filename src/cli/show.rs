@@ -14,7 +14,11 @@ pub fn run(args: ShowArgs, printer: &Printer) -> Result<ExitCode> {
     } else if args.markdown {
         render::markdown(&plan)
     } else {
-        render::text(&plan)
+        format!(
+            "{}\n\n{}",
+            render::artifact_line(&plan),
+            render::text(&plan)
+        )
     };
     printer.out(&text);
     Ok(ExitCode::SUCCESS)

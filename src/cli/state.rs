@@ -1,12 +1,17 @@
-//! `reimage state adopt NAME --image IMAGE`: record a server without touching it.
+//! `reimage state …`: read and change the state without touching any machine. `adopt` records a
+//! server; `list` and `show` read records; `rm` forgets them.
 
 use std::process::ExitCode;
 
-use super::{StateAdoptArgs, state_store};
+use super::{
+    StateAdoptArgs, StateListArgs, StateLocationArgs, StateRmArgs, StateShowArgs, state_store,
+};
 use crate::error::Result;
-use crate::manifest::SecretCheck;
+use crate::manifest::{LoadOptions, Manifest, SecretCheck};
+use crate::ops::records;
 use crate::ops::state::{AdoptRequest, adopt as adopt_server};
 use crate::output::Printer;
+use crate::state::{OperationKind, OperationRecord, Outcome};
 
 pub fn adopt(args: StateAdoptArgs, printer: &Printer) -> Result<ExitCode> {
     // Secrets are read: the record holds keyed digests of the install inputs, password included.
@@ -52,5 +57,196 @@ pub fn adopt(args: StateAdoptArgs, printer: &Printer) -> Result<ExitCode> {
             adopted.desired_image
         ));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The state store the arguments name, and the manifest when one was read. With `--state PATH`
+/// alone no manifest is needed; secrets are never read (no record view needs them).
+fn located(
+    location: &StateLocationArgs,
+) -> Result<(crate::state::local::LocalStateStore, Option<Manifest>)> {
+    if let Some(path) = &location.state
+        && location.manifest.files.is_empty()
+    {
+        return Ok((crate::state::local::LocalStateStore::new(path), None));
+    }
+    let options = LoadOptions {
+        secrets: SecretCheck::BestEffort,
+    };
+    let manifest = crate::manifest::load(&location.manifest.paths()?, &options)?.manifest;
+    let store = state_store(&manifest.state_path, location.state.as_ref());
+    Ok((store, Some(manifest)))
+}
+
+fn json_line(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string_pretty(value)
+        .map(|text| format!("{text}\n"))
+        .map_err(super::io_error)
+}
+
+fn last_outcome(operation: Option<&OperationRecord>) -> String {
+    match operation {
+        Some(operation) => format!(
+            "{} {} at {}",
+            match operation.kind {
+                OperationKind::Adopt => "adopt",
+                OperationKind::Reinstall => "reinstall",
+            },
+            match operation.outcome {
+                Outcome::Succeeded => "succeeded",
+                Outcome::Failed => "FAILED",
+                Outcome::Unknown => "OUTCOME UNKNOWN",
+                Outcome::Refused => "refused (nothing happened)",
+            },
+            operation.finished_at
+        ),
+        None => "(none)".to_string(),
+    }
+}
+
+pub fn list(args: StateListArgs, printer: &Printer) -> Result<ExitCode> {
+    let (store, _) = located(&args.location)?;
+    let listing = records::list(&store)?;
+    if args.json {
+        printer.out(&json_line(&listing)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let state = &listing.state;
+    if state.lineage.is_none() {
+        printer.out(&format!(
+            "No state at `{}` yet: nothing is recorded.\n",
+            state.location
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "PROVIDER".to_string(),
+        "ID".to_string(),
+        "IMAGE".to_string(),
+        "PROTECTED".to_string(),
+        "LAST OPERATION".to_string(),
+    ]];
+    for line in &listing.servers {
+        rows.push([
+            line.name.clone(),
+            format!("{} `{}`", line.provider_type, line.provider),
+            line.cloud_id.clone(),
+            line.image.clone(),
+            if line.protected { "yes" } else { "-" }.to_string(),
+            last_outcome(line.last_operation.as_ref()),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = format!(
+        "State `{}` (name `{}`, serial {}): {} server(s)\n",
+        state.location,
+        state.name,
+        state.serial,
+        listing.servers.len()
+    );
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    printer.out(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn show(args: StateShowArgs, printer: &Printer) -> Result<ExitCode> {
+    let (store, _) = located(&args.location)?;
+    let shown = records::show(&store, &args.name)?;
+    if args.json {
+        printer.out(&json_line(&shown)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let record = &shown.record;
+    let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "(none)".to_string());
+    let mut text = format!(
+        "{} ({} `{}`, id {})\n  image: {}\n  revision: {}\n  protected: {}\n  hostname: {}\n  ssh_key_id: {}\n",
+        shown.name,
+        record.provider_type,
+        record.provider,
+        record.cloud_id,
+        record.image,
+        record.revision,
+        if record.protected { "yes" } else { "no" },
+        optional(&record.hostname),
+        optional(&record.ssh_key_id),
+    );
+    match &record.user_data {
+        Some(user_data) => {
+            text.push_str("  user_data:\n");
+            for line in user_data.lines() {
+                text.push_str(&format!("    {line}\n"));
+            }
+        }
+        None => text.push_str("  user_data: (none)\n"),
+    }
+    text.push_str("  input digests (HMAC-SHA256 with the state's key):\n");
+    for (field, digest) in &record.input_digests {
+        text.push_str(&format!(
+            "    {field}: {}\n",
+            digest.as_deref().unwrap_or("(unknown: adopted)")
+        ));
+    }
+    text.push_str(&format!(
+        "  last operation: {}\n",
+        last_outcome(record.last_operation.as_ref())
+    ));
+    if let Some(operation) = &record.last_operation {
+        text.push_str(&format!("    plan: {}\n", operation.plan_id));
+        for (label, value) in [
+            ("request id", &operation.request_id),
+            ("job id", &operation.job_id),
+            ("message", &operation.message),
+        ] {
+            if let Some(value) = value {
+                text.push_str(&format!("    {label}: {value}\n"));
+            }
+        }
+    }
+    text.push_str(&format!(
+        "  updated: {}\nState `{}` (name `{}`, serial {}).\n",
+        record.updated_at, shown.state.location, shown.state.name, shown.state.serial
+    ));
+    printer.out(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rm(args: StateRmArgs, printer: &Printer) -> Result<ExitCode> {
+    let (store, manifest) = located(&args.location)?;
+    let forgotten = records::forget(&store, &args.names)?;
+    for (name, record) in &forgotten.records {
+        printer.out(&format!(
+            "Forgot `{name}` ({} `{}`, id {}, image `{}`).\n",
+            record.provider_type, record.provider, record.cloud_id, record.image
+        ));
+        if manifest
+            .as_ref()
+            .is_some_and(|manifest| manifest.servers.iter().any(|server| server.name == *name))
+        {
+            printer.status(&format!(
+                "note: `{name}` is still in the manifest: the next plan treats it as never \
+                 applied by reimage (adopted if its image matches, otherwise reinstalled)"
+            ));
+        }
+    }
+    printer.out(&format!(
+        "Removed {} record(s) from the state `{}` (serial {}). The machines were not touched.\n",
+        forgotten.records.len(),
+        forgotten.state.location,
+        forgotten.state.serial
+    ));
     Ok(ExitCode::SUCCESS)
 }

@@ -11,9 +11,13 @@ use crate::plan::diff::{DiffInput, diff};
 use crate::plan::inputs::input_digests;
 use crate::plan::model::{PLAN_FORMAT_VERSION, Plan, StateRef, Summary};
 use crate::provider::ReinstallReview;
-use crate::state::State;
+use crate::state::journal::servers_in_flight;
+use crate::state::{State, StateStore};
 
-#[derive(Debug, Clone, Default)]
+/// How long a saved plan may be applied after it was made, unless `--plan-ttl` says otherwise.
+pub const DEFAULT_PLAN_TTL: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+#[derive(Debug, Clone)]
 pub struct PlanOptions {
     /// Only these servers (all when empty).
     pub targets: Vec<String>,
@@ -21,6 +25,19 @@ pub struct PlanOptions {
     pub replace: Vec<String>,
     /// Command-line overrides of the rollout, laid over the default and every group.
     pub rollout: crate::manifest::model::RolloutSpec,
+    /// How long the plan may be applied (`expires_at` = `created_at` + this).
+    pub ttl: jiff::SignedDuration,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            targets: Vec::new(),
+            replace: Vec::new(),
+            rollout: Default::default(),
+            ttl: DEFAULT_PLAN_TTL,
+        }
+    }
 }
 
 /// Lets each provider check what needs its catalogue (image names, OS ids); every problem
@@ -101,12 +118,32 @@ fn check_names(manifest: &Manifest, names: &[String], flag: &str) -> Result<()> 
     Ok(())
 }
 
+/// Plans the manifest against `state` (read from `store`, whose name and journal the plan
+/// also takes into account).
 pub async fn make_plan(
     manifest: &Manifest,
     state: &State,
+    store: &dyn StateStore,
     fleet: &Fleet,
     options: &PlanOptions,
 ) -> Result<Plan> {
+    let created_at = jiff::Timestamp::now();
+    let expires_at = created_at.checked_add(options.ttl).map_err(|error| {
+        Error::usage(
+            format!("`--plan-ttl {}` is out of range: {error}", options.ttl),
+            "give a duration such as `24h`, `30m` or `7d`",
+        )
+    })?;
+    let in_flight = servers_in_flight(
+        &store
+            .journal()
+            .read()
+            .map_err(|error| Error::State(error.into()))?,
+    );
+    let commit = manifest
+        .files
+        .first()
+        .and_then(|file| super::git::head_commit(file));
     check_names(manifest, &options.targets, "--target")?;
     check_names(manifest, &options.replace, "--replace")?;
     let targets: BTreeSet<&str> = options.targets.iter().map(String::as_str).collect();
@@ -148,6 +185,8 @@ pub async fn make_plan(
             Ok(provider) => provider.review_reinstall(desired, observed),
             Err(_) => ReinstallReview::default(),
         },
+        forget_removed: options.targets.is_empty(),
+        in_flight: &in_flight,
     });
     let mut rollout = manifest.policy.clone();
     rollout.default = rollout.default.overlaid(&options.rollout);
@@ -159,15 +198,18 @@ pub async fn make_plan(
         format_version: PLAN_FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         plan_id: uuid::Uuid::now_v7().to_string(),
-        created_at: jiff::Timestamp::now().to_string(),
+        created_at: created_at.to_string(),
+        expires_at: expires_at.to_string(),
+        commit,
         manifest_digest: manifest.digest.clone(),
         state: StateRef {
+            name: store.name(),
             lineage: Some(state.lineage.clone()),
             serial: state.serial,
         },
         providers: manifest.providers.clone(),
         emulator: manifest.emulator.clone(),
-        state_path: manifest.state_path.display().to_string(),
+        state_path: store.location(),
         summary: Summary::count(&planned),
         servers: planned,
         rollout,

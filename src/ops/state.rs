@@ -122,6 +122,11 @@ pub fn adopt(
             DesiredAccess::SshKeyId { id } => Some(id.clone()),
             _ => None,
         },
+        // Adoption never clears a recorded protection: that takes a reviewed plan of its own.
+        protected: server.protect
+            || existing
+                .as_ref()
+                .is_some_and(|record| record.cloud_id == server.cloud_id && record.protected),
         last_operation: Some(OperationRecord {
             kind: OperationKind::Adopt,
             // No plan: an id of its own, so the record says where it came from.

@@ -10,6 +10,7 @@ use super::model::{ActionKind, Change, Reason, ServerPlan};
 use crate::digest::sha256_hex;
 use crate::manifest::{DesiredAccess, DesiredServer, ProviderType};
 use crate::provider::{Observation, Observed, ReinstallReview, ServerStatus};
+use crate::state::journal::Step;
 use crate::state::{Outcome, ServerRecord};
 
 /// Everything the diff looks at.
@@ -30,6 +31,11 @@ pub struct DiffInput<'a> {
     pub reinstalls_failed_install: &'a dyn Fn(ProviderType) -> bool,
     /// The provider's judgement of a wanted reinstall (stop first, blocked, extra wipes).
     pub review: &'a dyn Fn(&DesiredServer, &Observed) -> ReinstallReview,
+    /// Whether records of servers no longer in `servers` are planned as `forget`. Only when
+    /// `servers` is the whole manifest (not with `--target`).
+    pub forget_removed: bool,
+    /// Servers with a journaled step still in flight (an install may be running unwatched).
+    pub in_flight: &'a BTreeMap<String, Step>,
 }
 
 /// Hex SHA-256 of what was observed; a saved plan is refused when this moved.
@@ -39,12 +45,83 @@ pub fn fingerprint(observation: &Observation) -> String {
     sha256_hex(text.as_bytes())
 }
 
+/// Hex SHA-256 of a record; a `forget` is refused when the record moved since the plan.
+pub fn record_fingerprint(record: &ServerRecord) -> String {
+    let text = serde_json::to_string(record).unwrap_or_default();
+    sha256_hex(text.as_bytes())
+}
+
+/// One action per server in scope (manifest order), then one `forget` per recorded server no
+/// longer in the manifest (name order).
 pub fn diff(input: &DiffInput<'_>) -> Vec<ServerPlan> {
-    input
+    let mut plans: Vec<ServerPlan> = input
         .servers
         .iter()
         .map(|server| plan_server(input, server))
-        .collect()
+        .collect();
+    if input.forget_removed {
+        let in_manifest: BTreeSet<&str> = input.servers.iter().map(|s| s.name.as_str()).collect();
+        for (name, record) in input.recorded {
+            if !in_manifest.contains(name.as_str()) {
+                plans.push(plan_forget(
+                    name,
+                    record,
+                    input.in_flight.get(name).copied(),
+                ));
+            }
+        }
+    }
+    plans
+}
+
+/// A server the manifest no longer has: its record is removed, the machine is never touched.
+/// `desired` repeats the record, since the manifest has nothing for it.
+fn plan_forget(name: &str, record: &ServerRecord, in_flight: Option<Step>) -> ServerPlan {
+    let (action, reason) = match in_flight {
+        Some(step) => (
+            ActionKind::Blocked,
+            Reason::StepInFlight {
+                step: step.as_str().to_string(),
+            },
+        ),
+        None => (
+            ActionKind::Forget,
+            Reason::NoLongerInManifest {
+                protected: record.protected,
+            },
+        ),
+    };
+    ServerPlan {
+        name: name.to_string(),
+        provider: record.provider.clone(),
+        provider_type: record.provider_type,
+        cloud_id: record.cloud_id.clone(),
+        action,
+        reasons: vec![reason],
+        wipes: Vec::new(),
+        changes: Vec::new(),
+        notes: Vec::new(),
+        desired: DesiredServer {
+            name: name.to_string(),
+            provider: record.provider.clone(),
+            provider_type: record.provider_type,
+            cloud_id: record.cloud_id.clone(),
+            image: record.image.clone(),
+            revision: record.revision,
+            access: match &record.ssh_key_id {
+                Some(id) => DesiredAccess::SshKeyId { id: id.clone() },
+                None => DesiredAccess::None,
+            },
+            hostname: record.hostname.clone(),
+            user_data: record.user_data.clone(),
+            protect: record.protected,
+            group: None,
+            options: serde_json::Map::new(),
+        },
+        observed: None,
+        observed_fingerprint: record_fingerprint(record),
+        input_digests: BTreeMap::new(),
+    }
 }
 
 fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
@@ -178,7 +255,25 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         triggers.push(Reason::ReplaceRequested);
     }
 
+    // What the state says about protection: a flag removed in the same change that needs a
+    // reinstall must not let that reinstall through.
+    let recorded_protect = record.is_some_and(|record| record.protected);
     if triggers.is_empty() {
+        if record.is_some() && recorded_protect != server.protect {
+            plan.action = ActionKind::UpdateRecord;
+            plan.reasons.push(Reason::ProtectionChanged {
+                recorded: recorded_protect,
+                desired: server.protect,
+            });
+            plan.changes.push(Change {
+                field: "protect".to_string(),
+                before: Some(recorded_protect.to_string()),
+                after: Some(server.protect.to_string()),
+                sensitive: false,
+                changed: true,
+            });
+            return plan;
+        }
         if record.is_none() {
             if observed.status.allows_reinstall() {
                 plan.action = ActionKind::Adopt;
@@ -206,6 +301,9 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
     if server.protect {
         plan.action = ActionKind::Blocked;
         plan.reasons.push(Reason::Protected);
+    } else if recorded_protect {
+        plan.action = ActionKind::Blocked;
+        plan.reasons.push(Reason::ProtectionRemovedWithReinstall);
     } else if !observed.status.allows_reinstall() && !retry_failed {
         plan.action = ActionKind::Blocked;
         plan.reasons.push(Reason::StatusForbids {
@@ -417,6 +515,7 @@ mod tests {
             hostname: server.hostname.clone(),
             user_data: server.user_data.clone(),
             ssh_key_id: Some("key-1".into()),
+            protected: server.protect,
             last_operation: Some(OperationRecord {
                 kind: OperationKind::Reinstall,
                 plan_id: "p".into(),
@@ -437,6 +536,8 @@ mod tests {
         observed: BTreeMap<String, Observation>,
         recorded: BTreeMap<String, ServerRecord>,
         replace: BTreeSet<String>,
+        forget_removed: bool,
+        in_flight: BTreeMap<String, Step>,
     }
 
     impl World {
@@ -446,6 +547,8 @@ mod tests {
                 observed: BTreeMap::new(),
                 recorded: BTreeMap::new(),
                 replace: BTreeSet::new(),
+                forget_removed: true,
+                in_flight: BTreeMap::new(),
             }
         }
 
@@ -484,6 +587,8 @@ mod tests {
                         ReinstallReview::default()
                     }
                 },
+                forget_removed: self.forget_removed,
+                in_flight: &self.in_flight,
             })
         }
 
@@ -818,6 +923,123 @@ mod tests {
             Some(&Reason::ProviderBlocked {
                 message: "locked".into()
             })
+        );
+    }
+
+    fn protected_world(image_now: &str) -> World {
+        let mut applied = server("a", "img");
+        applied.protect = true;
+        let mut world = applied_world(applied);
+        // The reviewed change removes `protect`.
+        world.servers[0].protect = false;
+        world.servers[0].image = image_now.into();
+        world
+    }
+
+    #[test]
+    fn removing_protect_in_the_change_that_reinstalls_is_blocked() {
+        let world = protected_world("img-new");
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Blocked);
+        assert_eq!(
+            plan.reasons.last(),
+            Some(&Reason::ProtectionRemovedWithReinstall)
+        );
+        assert!(plan.wipes.is_empty());
+        let reason = plan.reasons.last().unwrap().describe();
+        assert!(reason.contains("its own reviewed change"), "{reason}");
+        // `--replace` is a reinstall too.
+        let mut replaced = protected_world("img");
+        replaced.replace.insert("a".into());
+        assert_eq!(
+            replaced.only().reasons.last(),
+            Some(&Reason::ProtectionRemovedWithReinstall)
+        );
+    }
+
+    #[test]
+    fn removing_protect_alone_updates_the_record_without_touching_the_machine() {
+        let plan = protected_world("img").only();
+        assert_eq!(plan.action, ActionKind::UpdateRecord);
+        assert!(plan.action.is_change() && !plan.action.is_destructive());
+        assert_eq!(
+            plan.reasons,
+            vec![Reason::ProtectionChanged {
+                recorded: true,
+                desired: false
+            }]
+        );
+        assert_eq!(plan.changes.len(), 1);
+        assert_eq!(plan.changes[0].field, "protect");
+        assert_eq!(plan.changes[0].before.as_deref(), Some("true"));
+        assert_eq!(plan.changes[0].after.as_deref(), Some("false"));
+        assert!(plan.wipes.is_empty());
+
+        // Once the record says unprotected, the reinstall goes through.
+        let mut world = protected_world("img-new");
+        world.recorded.get_mut("a").unwrap().protected = false;
+        assert_eq!(world.only().action, ActionKind::Reinstall);
+    }
+
+    #[test]
+    fn adding_protect_is_recorded_and_a_protected_adoption_keeps_it() {
+        let mut world = applied_world(server("a", "img"));
+        world.servers[0].protect = true;
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::UpdateRecord);
+        assert_eq!(
+            plan.reasons,
+            vec![Reason::ProtectionChanged {
+                recorded: false,
+                desired: true
+            }]
+        );
+        // A protected server with a change pending stays blocked as before.
+        world.servers[0].image = "img-new".into();
+        assert_eq!(world.only().reasons.last(), Some(&Reason::Protected));
+    }
+
+    #[test]
+    fn recorded_servers_no_longer_in_the_manifest_are_forgotten() {
+        let kept = server("kept", "img");
+        let mut world = applied_world(kept);
+        let mut gone = record_of(&server("gone", "img-old"));
+        gone.protected = true;
+        world.recorded.insert("gone".into(), gone.clone());
+        let plans = world.plan();
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].action, ActionKind::NoOp);
+        let forget = &plans[1];
+        assert_eq!(forget.name, "gone");
+        assert_eq!(forget.action, ActionKind::Forget);
+        assert!(!forget.action.is_destructive() && forget.action.is_change());
+        assert_eq!(
+            forget.reasons,
+            vec![Reason::NoLongerInManifest { protected: true }]
+        );
+        assert!(forget.reasons[0].describe().starts_with(
+            "no longer in the manifest: will be forgotten (the machine is not touched)"
+        ));
+        assert!(forget.wipes.is_empty() && forget.observed.is_none());
+        assert_eq!(forget.observed_fingerprint, record_fingerprint(&gone));
+        assert_eq!(forget.cloud_id, gone.cloud_id);
+        let summary = crate::plan::Summary::count(&plans);
+        assert_eq!((summary.forget, summary.reinstall), (1, 0));
+
+        // Out of scope (`--target`): nothing is forgotten.
+        world.forget_removed = false;
+        assert_eq!(world.plan().len(), 1);
+
+        // A step still in flight for it: blocked, never silently dropped.
+        world.forget_removed = true;
+        world.in_flight.insert("gone".into(), Step::Reinstall);
+        let blocked = world.plan().remove(1);
+        assert_eq!(blocked.action, ActionKind::Blocked);
+        assert_eq!(
+            blocked.reasons,
+            vec![Reason::StepInFlight {
+                step: "reinstall".into()
+            }]
         );
     }
 

@@ -1,9 +1,11 @@
-//! Saved plan files: JSON in the format of `schemas/plan.schema.json`, written atomically.
+//! Saved plan files: JSON in the format of `schemas/plan.schema.json`, written atomically, with
+//! an optional detached signature `PLANFILE.sig` (see [`super::signature`]).
 //! A plan file never holds a secret value: secrets appear only as references and keyed digests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::model::{PLAN_FORMAT_VERSION, Plan};
+use super::signature::{PlanKey, PlanSignature, sign, signature_path};
 
 /// The published schema of the plan JSON (also the `--json` output of `plan` and `show`).
 pub const PLAN_SCHEMA: &str = include_str!("../../schemas/plan.schema.json");
@@ -27,27 +29,96 @@ pub enum PlanFileError {
     #[error("cannot write plan file `{path}`: {message}")]
     #[diagnostic(code(reimage::plan_file::write))]
     Write { path: String, message: String },
+    #[error("`{path}` is not a reimage plan signature: {message}")]
+    #[diagnostic(
+        code(reimage::plan_file::signature),
+        help("sign the plan again with `reimage plan -out PLANFILE` and `REIMAGE_PLAN_KEY` set")
+    )]
+    Signature { path: String, message: String },
 }
 
-pub fn save(plan: &Plan, path: &Path) -> Result<(), PlanFileError> {
+/// The exact bytes a plan file holds (and a signature covers).
+pub fn to_bytes(plan: &Plan) -> Vec<u8> {
     let mut text = super::render::json(plan);
     text.push('\n');
-    crate::state::local::write_atomically(path, text.as_bytes()).map_err(|error| {
-        PlanFileError::Write {
-            path: path.display().to_string(),
+    text.into_bytes()
+}
+
+/// Writes the plan file; with a key, also `PLANFILE.sig` over its exact bytes. Without a key,
+/// a signature left beside the path by an earlier plan is removed, so it can never be taken
+/// for this plan's. Returns the signature path when one was written.
+pub fn save(
+    plan: &Plan,
+    path: &Path,
+    key: Option<&PlanKey>,
+) -> Result<Option<PathBuf>, PlanFileError> {
+    let write_error = |path: &Path, error: std::io::Error| PlanFileError::Write {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    };
+    let signature_path = signature_path(path);
+    match std::fs::remove_file(&signature_path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(write_error(&signature_path, error)),
+    }
+    let bytes = to_bytes(plan);
+    crate::state::local::write_atomically(path, &bytes)
+        .map_err(|error| write_error(path, error))?;
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let signature = sign(key, &plan.plan_id, &bytes);
+    let mut text =
+        serde_json::to_string_pretty(&signature).map_err(|error| PlanFileError::Write {
+            path: signature_path.display().to_string(),
             message: error.to_string(),
-        }
+        })?;
+    text.push('\n');
+    crate::state::local::write_atomically(&signature_path, text.as_bytes())
+        .map_err(|error| write_error(&signature_path, error))?;
+    Ok(Some(signature_path))
+}
+
+/// Reads a plan file's bytes (verify a signature over these, then [`parse`] these same bytes).
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, PlanFileError> {
+    std::fs::read(path).map_err(|error| PlanFileError::Read {
+        path: path.display().to_string(),
+        message: error.to_string(),
     })
 }
 
-pub fn load(path: &Path) -> Result<Plan, PlanFileError> {
+/// The signature beside a plan file, if there is one.
+pub fn read_signature(plan_path: &Path) -> Result<Option<PlanSignature>, PlanFileError> {
+    let path = signature_path(plan_path);
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| PlanFileError::Read {
-        path: shown.clone(),
-        message: error.to_string(),
-    })?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(PlanFileError::Read {
+                path: shown,
+                message: error.to_string(),
+            });
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|error| PlanFileError::Signature {
+            path: shown,
+            message: error.to_string(),
+        })
+}
+
+pub fn load(path: &Path) -> Result<Plan, PlanFileError> {
+    parse(&read_bytes(path)?, path)
+}
+
+/// Parses the bytes of a plan file read from `path` (named in errors).
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Plan, PlanFileError> {
+    let shown = path.display().to_string();
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|error| PlanFileError::Format {
+        serde_json::from_slice(bytes).map_err(|error| PlanFileError::Format {
             path: shown.clone(),
             message: error.to_string(),
         })?;
@@ -68,4 +139,66 @@ pub fn load(path: &Path) -> Result<Plan, PlanFileError> {
         path: shown,
         message: error.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            format_version: PLAN_FORMAT_VERSION,
+            tool_version: "0.1.0".into(),
+            plan_id: "p-1".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: "2026-01-02T00:00:00Z".into(),
+            commit: Some("ab".repeat(20)),
+            manifest_digest: "0".repeat(64),
+            state: crate::plan::model::StateRef {
+                name: "default".into(),
+                lineage: Some("l".into()),
+                serial: 3,
+            },
+            providers: Default::default(),
+            emulator: None,
+            state_path: "state.json".into(),
+            servers: Vec::new(),
+            rollout: Default::default(),
+            waves: Vec::new(),
+            summary: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_saved_plan_reads_back_and_its_signature_covers_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let key = PlanKey::new("0123456789abcdef0123456789abcdef".into()).unwrap();
+        let written = save(&plan(), &path, Some(&key)).unwrap();
+        assert_eq!(written, Some(dir.path().join("plan.json.sig")));
+        let bytes = read_bytes(&path).unwrap();
+        assert_eq!(bytes, to_bytes(&plan()));
+        let signature = read_signature(&path).unwrap().unwrap();
+        assert_eq!(
+            super::super::signature::verify(&key, &bytes, &signature),
+            Ok(())
+        );
+        assert_eq!(parse(&bytes, &path).unwrap(), plan());
+
+        // Saving again without a key removes the old signature: it would not be this plan's.
+        assert_eq!(save(&plan(), &path, None).unwrap(), None);
+        assert!(read_signature(&path).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_older_format_or_a_garbled_signature_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        std::fs::write(&path, "{\"format_version\": 1}").unwrap();
+        let error = load(&path).unwrap_err().to_string();
+        assert!(error.contains("format version 1"), "{error}");
+        std::fs::write(dir.path().join("plan.json.sig"), "not json").unwrap();
+        let error = read_signature(&path).unwrap_err().to_string();
+        assert!(error.contains("plan.json.sig"), "{error}");
+    }
 }

@@ -6,5 +6,6 @@ pub mod inputs;
 pub mod model;
 pub mod render;
 pub mod rollout;
+pub mod signature;
 
 pub use model::{ActionKind, Change, Plan, Reason, ServerPlan, Summary};

@@ -11,7 +11,9 @@ use crate::manifest::{
 };
 use crate::provider::Observed;
 
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// Version 2 added the artifact bindings (`expires_at`, `commit`, `state.name`), the
+/// `update-record` and `forget` actions and their summary counts.
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Plan {
@@ -20,6 +22,11 @@ pub struct Plan {
     pub plan_id: String,
     /// RFC 3339.
     pub created_at: String,
+    /// RFC 3339: apply refuses the plan after this time (`plan --plan-ttl`, default 24h).
+    pub expires_at: String,
+    /// The git commit (full hex) of the repository holding the manifest, or `None` when the
+    /// manifest is not in a git repository with a commit. `apply --require-commit` checks it.
+    pub commit: Option<String>,
     /// Hex SHA-256 over the manifest files the plan was made from.
     pub manifest_digest: String,
     /// The state the plan was made against.
@@ -41,6 +48,8 @@ pub struct Plan {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StateRef {
+    /// The state's name in its backend (`default` unless the backend names it).
+    pub name: String,
     /// `None` when no state existed yet.
     pub lineage: Option<String>,
     pub serial: u64,
@@ -53,6 +62,11 @@ pub enum ActionKind {
     Adopt,
     Reinstall,
     StopAndReinstall,
+    /// Only the state's record changes (the `protect` flag); the machine is not touched.
+    UpdateRecord,
+    /// In the state but no longer in the manifest: the record is removed, the machine is not
+    /// touched.
+    Forget,
     Blocked,
 }
 
@@ -63,6 +77,8 @@ impl ActionKind {
             Self::Adopt => "adopt",
             Self::Reinstall => "reinstall",
             Self::StopAndReinstall => "stop-and-reinstall",
+            Self::UpdateRecord => "update-record",
+            Self::Forget => "forget",
             Self::Blocked => "blocked",
         }
     }
@@ -72,9 +88,21 @@ impl ActionKind {
         matches!(self, Self::Reinstall | Self::StopAndReinstall)
     }
 
-    /// Whether apply has anything to do (touch the machine or record it).
+    /// Whether apply has anything to do (touch the machine or change the state).
     pub fn is_change(self) -> bool {
-        matches!(self, Self::Adopt | Self::Reinstall | Self::StopAndReinstall)
+        matches!(
+            self,
+            Self::Adopt
+                | Self::Reinstall
+                | Self::StopAndReinstall
+                | Self::UpdateRecord
+                | Self::Forget
+        )
+    }
+
+    /// Whether apply changes only the state (never calls a provider for it).
+    pub fn is_record_only(self) -> bool {
+        matches!(self, Self::Adopt | Self::UpdateRecord | Self::Forget)
     }
 }
 
@@ -116,6 +144,23 @@ pub enum Reason {
     },
     /// Blocked: `protect: true` and a reinstall would be needed.
     Protected,
+    /// Blocked: the state records the server as protected, and this change both removes
+    /// `protect` and needs a reinstall.
+    ProtectionRemovedWithReinstall,
+    /// `protect` differs from what the state records; only the record changes.
+    ProtectionChanged {
+        recorded: bool,
+        desired: bool,
+    },
+    /// In the state, no longer in the manifest: forgotten.
+    NoLongerInManifest {
+        /// The record said `protect: true`.
+        protected: bool,
+    },
+    /// Blocked: a journaled step for the server is still in flight.
+    StepInFlight {
+        step: String,
+    },
     /// Blocked: the provider cannot report the OS and reimage has no record of it.
     UnknownCurrentOs,
     /// Blocked for a provider-specific reason (locked, must be stopped first, …).
@@ -157,9 +202,36 @@ impl Reason {
                 format!("status `{status}` does not allow a reinstall now")
             }
             Self::Protected => {
-                "protect: true, and a reinstall would be needed (remove `protect` to allow it)"
+                "protect: true, and a reinstall would be needed (remove `protect` in its own \
+                 reviewed change and apply it first, then reinstall)"
                     .to_string()
             }
+            Self::ProtectionRemovedWithReinstall => "protected in the state (applied with \
+                 `protect: true`), and this change removes `protect` while it needs a reinstall: \
+                 remove the protection in its own reviewed change first and apply it (that only \
+                 updates the record; the machine is not touched), then reinstall in a later change"
+                .to_string(),
+            Self::ProtectionChanged { desired: false, .. } => {
+                "`protect` removed: the record is updated (the machine is not touched); a \
+                 reinstall can be planned in a later change"
+                    .to_string()
+            }
+            Self::ProtectionChanged { desired: true, .. } => {
+                "`protect: true` added: recorded in the state (the machine is not touched)"
+                    .to_string()
+            }
+            Self::NoLongerInManifest { protected } => format!(
+                "no longer in the manifest: will be forgotten (the machine is not touched){}",
+                if *protected {
+                    "; it was recorded as protected"
+                } else {
+                    ""
+                }
+            ),
+            Self::StepInFlight { step } => format!(
+                "no longer in the manifest, but a `{step}` step of an earlier apply is still in \
+                 flight: run `reimage apply` (or `reimage plan`) again once it has settled"
+            ),
             Self::UnknownCurrentOs => "unknown current OS: the provider does not report it and \
                  reimage has no record; record what it runs with `reimage state adopt NAME \
                  --image IMAGE`, or reinstall it with `--replace NAME`"
@@ -197,11 +269,13 @@ pub struct ServerPlan {
     /// Provider-specific lines to show (e.g. "stopped first").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    /// The desired inputs with secret references (never values).
+    /// The desired inputs with secret references (never values). For `forget`, what the state
+    /// recorded (the server is no longer in the manifest).
     pub desired: DesiredServer,
     /// What the provider reported at plan time (`None` when the id was unknown).
     pub observed: Option<Observed>,
-    /// Hex SHA-256 of the observed state; apply refuses the plan when it moved.
+    /// Hex SHA-256 of the observed state; apply refuses the plan when it moved. For `forget`
+    /// (never observed), of the record that will be removed.
     pub observed_fingerprint: String,
     /// Keyed digests (HMAC-SHA256 with the state's key) of each install input.
     pub input_digests: BTreeMap<String, String>,
@@ -211,6 +285,10 @@ pub struct ServerPlan {
 pub struct Summary {
     pub reinstall: usize,
     pub adopt: usize,
+    /// Records updated without touching the machine (`protect` changed).
+    pub update_record: usize,
+    /// Records removed (servers no longer in the manifest); machines not touched.
+    pub forget: usize,
     pub unchanged: usize,
     pub blocked: usize,
 }
@@ -233,6 +311,8 @@ impl Summary {
                 ActionKind::NoOp => summary.unchanged += 1,
                 ActionKind::Adopt => summary.adopt += 1,
                 ActionKind::Reinstall | ActionKind::StopAndReinstall => summary.reinstall += 1,
+                ActionKind::UpdateRecord => summary.update_record += 1,
+                ActionKind::Forget => summary.forget += 1,
                 ActionKind::Blocked => summary.blocked += 1,
             }
         }

@@ -8,12 +8,40 @@ use similar::TextDiff;
 
 use super::model::{ActionKind, Change, Plan, ServerPlan};
 
-/// `Plan: 1 to reinstall, 1 to adopt, 3 unchanged, 0 blocked.`
+/// `Plan: 1 to reinstall, 1 to adopt, 3 unchanged, 0 blocked.` (record updates and forgets
+/// are named when there are any).
 pub fn summary_line(plan: &Plan) -> String {
     let summary = &plan.summary;
+    let mut record_only = String::new();
+    if summary.update_record > 0 {
+        record_only.push_str(&format!(
+            "{} record{} to update, ",
+            summary.update_record,
+            if summary.update_record == 1 { "" } else { "s" }
+        ));
+    }
+    if summary.forget > 0 {
+        record_only.push_str(&format!("{} to forget, ", summary.forget));
+    }
     format!(
-        "Plan: {} to reinstall, {} to adopt, {} unchanged, {} blocked.",
+        "Plan: {} to reinstall, {} to adopt, {record_only}{} unchanged, {} blocked.",
         summary.reinstall, summary.adopt, summary.unchanged, summary.blocked
+    )
+}
+
+/// What names the artifact: plan id, commit, state and expiry, so that an approval of the
+/// rendered plan names the plan file that will run.
+pub fn artifact_line(plan: &Plan) -> String {
+    format!(
+        "Plan {} made at {}, against state `{}` (serial {}); expires {}.",
+        plan.plan_id,
+        match &plan.commit {
+            Some(commit) => format!("commit {commit}"),
+            None => "no git commit".to_string(),
+        },
+        plan.state.name,
+        plan.state.serial,
+        plan.expires_at
     )
 }
 
@@ -37,6 +65,16 @@ fn headline(server: &ServerPlan) -> String {
             "# {} will be {}: recorded in state, no change to the machine {target}",
             server.name.bold(),
             "adopted".cyan().bold()
+        ),
+        ActionKind::UpdateRecord => format!(
+            "# {} will have its {}: no change to the machine {target}",
+            server.name.bold(),
+            "record updated".cyan().bold()
+        ),
+        ActionKind::Forget => format!(
+            "# {} will be {}: removed from the state, the machine is not touched {target}",
+            server.name.bold(),
+            "forgotten".cyan().bold()
         ),
         ActionKind::Blocked => format!(
             "# {} is {} {target}",
@@ -222,6 +260,18 @@ fn render_waves(out: &mut String, plan: &Plan) {
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### reimage plan\n");
+    let _ = writeln!(
+        out,
+        "Plan `{}` · commit {} · state `{}` (serial {}) · expires {}\n",
+        plan.plan_id,
+        match &plan.commit {
+            Some(commit) => format!("`{commit}`"),
+            None => "(none: not made in a git repository)".to_string(),
+        },
+        plan.state.name,
+        plan.state.serial,
+        plan.expires_at
+    );
     let _ = writeln!(out, "**{}**\n", summary_line(plan));
     let shown: Vec<&ServerPlan> = plan
         .servers

@@ -203,6 +203,16 @@ pub fn fold(entries: &[JournalEntry]) -> Vec<StepState> {
         .collect()
 }
 
+/// The servers with a step in flight (an intent and no outcome): their records must not be
+/// forgotten, since an install may be running that nobody watches.
+pub fn servers_in_flight(entries: &[JournalEntry]) -> BTreeMap<String, Step> {
+    fold(entries)
+        .into_iter()
+        .filter(StepState::in_flight)
+        .map(|state| (state.server, state.step))
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("journal `{path}`: {message}")]
 #[diagnostic(code(reimage::state::journal))]
@@ -387,6 +397,11 @@ mod tests {
         assert!(!steps[0].in_flight());
         assert!(steps[1].in_flight());
         assert_eq!(steps[1].token.as_deref(), Some("t-b"));
+        let in_flight = servers_in_flight(&journal.read().unwrap());
+        assert_eq!(
+            in_flight.into_iter().collect::<Vec<_>>(),
+            vec![("b".to_string(), Step::Reinstall)]
+        );
     }
 
     #[test]

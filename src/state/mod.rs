@@ -91,6 +91,11 @@ pub struct ServerRecord {
     pub user_data: Option<String>,
     #[serde(default)]
     pub ssh_key_id: Option<String>,
+    /// Applied (or adopted) with `protect: true`. A plan that removes `protect` in the same
+    /// change that reinstalls the server is blocked while this is set; a change that only
+    /// removes `protect` updates this flag without touching the machine.
+    #[serde(default)]
+    pub protected: bool,
     pub last_operation: Option<OperationRecord>,
     /// RFC 3339.
     pub updated_at: String,
@@ -172,10 +177,18 @@ pub enum StateError {
     },
 }
 
+/// The name of a state when the backend does not name it: a saved plan records the name of the
+/// state it was made against, and apply refuses it against another.
+pub const DEFAULT_STATE_NAME: &str = "default";
+
 /// Storage for [`State`] with a lock. A held [`StateLock`] releases on drop.
 pub trait StateStore: Send + Sync {
     /// Describes where the state lives, for messages.
     fn location(&self) -> String;
+    /// The state's name within its backend (one backend may hold several fleets' states).
+    fn name(&self) -> String {
+        DEFAULT_STATE_NAME.to_string()
+    }
     /// Takes the lock or fails at once naming the holder.
     fn lock(&self, command: &str) -> Result<Box<dyn StateLock>, StateError>;
     /// Reads the state; a missing state reads as `None`.
