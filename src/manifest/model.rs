@@ -114,6 +114,9 @@ pub struct ProviderConfig {
     /// Give up waiting for a requested stop after this many seconds.
     #[serde(default)]
     pub stop_timeout: Option<f64>,
+    /// Longest time one API request may take, in seconds.
+    #[serde(default)]
+    pub request_timeout: Option<f64>,
     /// Provider-specific settings (e.g. Zenlayer `api_version`).
     #[serde(default)]
     pub options: serde_json::Map<String, serde_json::Value>,

@@ -56,6 +56,17 @@ pub fn positive_seconds(
     }
 }
 
+/// The longest time one request may take (`request_timeout`), default
+/// [`super::http::REQUEST_TIMEOUT`].
+pub fn request_timeout(config: &DesiredProvider) -> Result<Duration, ProviderError> {
+    positive_seconds(
+        &config.name,
+        "request_timeout",
+        config.config.request_timeout,
+        super::http::REQUEST_TIMEOUT,
+    )
+}
+
 /// How a provider's operations are paced and bounded: each value from the provider entry
 /// (`poll_interval`, `install_timeout`, `start_grace`, `stop_timeout`, read as
 /// [`positive_seconds`] reads them), else the provider type's default.

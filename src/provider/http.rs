@@ -117,6 +117,8 @@ impl RawResponse {
 pub struct ProviderHttp {
     provider: String,
     client: reqwest::Client,
+    /// Longest time for one request (`request_timeout` in the manifest).
+    request_timeout: Duration,
     retry: RetryPolicy,
     limits: std::sync::Arc<RateLimits>,
 }
@@ -139,9 +141,16 @@ impl ProviderHttp {
         Ok(Self {
             provider: provider.to_string(),
             client,
+            request_timeout: REQUEST_TIMEOUT,
             retry,
             limits: std::sync::Arc::new(RateLimits::unlimited(provider)),
         })
+    }
+
+    /// Bounds each request to `timeout`, from connecting to the end of the answer.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// Applies rate limits per API family (see [`RateLimits::new`]).
@@ -309,8 +318,9 @@ impl ProviderHttp {
         }
     }
 
-    async fn execute(&self, request: Request) -> Result<RawResponse, ProviderError> {
+    async fn execute(&self, mut request: Request) -> Result<RawResponse, ProviderError> {
         let url = redacted_url(request.url());
+        request.timeout_mut().get_or_insert(self.request_timeout);
         let response = self
             .client
             .execute(request)

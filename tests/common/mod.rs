@@ -225,4 +225,5 @@ pub fn flat(text: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+pub mod fleet;
 pub mod jdcloud;

@@ -365,7 +365,9 @@ impl HuaweiClient {
             Service::Ecs => &DEFAULT_RATE_LIMITS,
             Service::Clouddc => &CLOUDDC_DEFAULT_RATE_LIMITS,
         };
-        let http = ProviderHttp::new(&name, RetryPolicy::default())?.with_limits(RateLimits::new(
+        let http = ProviderHttp::new(&name, RetryPolicy::default())?
+                .with_request_timeout(config::request_timeout(config)?)
+                .with_limits(RateLimits::new(
             &name,
             defaults,
             &settings.rate_limits,

@@ -190,7 +190,9 @@ impl JdcloudCps {
         };
 
         Ok(Self {
-            http: ProviderHttp::new(&name, RetryPolicy::default())?.with_limits(RateLimits::new(
+            http: ProviderHttp::new(&name, RetryPolicy::default())?
+                .with_request_timeout(config::request_timeout(config)?)
+                .with_limits(RateLimits::new(
                 &name,
                 &DEFAULT_RATE_LIMITS,
                 &settings.rate_limits,

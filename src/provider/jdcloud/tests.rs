@@ -43,6 +43,7 @@ fn provider_config(endpoint: Option<&str>, region: Option<&str>) -> DesiredProvi
             install_timeout: None,
             start_grace: None,
             stop_timeout: None,
+            request_timeout: None,
             options: serde_json::Map::new(),
             rate_limits: BTreeMap::new(),
         },

@@ -195,7 +195,9 @@ impl ZenlayerBmc {
         };
 
         Ok(Self {
-            http: ProviderHttp::new(&name, RetryPolicy::default())?.with_limits(RateLimits::new(
+            http: ProviderHttp::new(&name, RetryPolicy::default())?
+                .with_request_timeout(config::request_timeout(config)?)
+                .with_limits(RateLimits::new(
                 &name,
                 &DEFAULT_RATE_LIMITS,
                 &config.config.rate_limits,

@@ -75,6 +75,7 @@ fn provider_config(
             install_timeout: None,
             start_grace: None,
             stop_timeout: None,
+            request_timeout: None,
             options: options.as_object().cloned().unwrap_or_default(),
             rate_limits: BTreeMap::new(),
         },
