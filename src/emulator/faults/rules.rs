@@ -341,9 +341,12 @@ impl Rule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleRequest {
-    provider: ProviderSelector,
-    call: CallSelector,
-    fault: String,
+    #[serde(default)]
+    provider: Option<ProviderSelector>,
+    #[serde(default)]
+    call: Option<CallSelector>,
+    #[serde(default)]
+    fault: Option<String>,
     #[serde(default)]
     rate: Option<f64>,
     #[serde(default)]
@@ -366,12 +369,17 @@ impl RuleRequest {
         at: &str,
         known_ids: &dyn Fn(ProviderType) -> Vec<String>,
     ) -> Result<Rule, String> {
-        let fault = FaultKind::parse(&self.fault).ok_or_else(|| {
-            format!(
-                "{at}.fault: unknown fault `{}`; allowed: {FAULT_WORDS}",
-                self.fault
-            )
-        })?;
+        let provider = self
+            .provider
+            .ok_or_else(|| format!("{at}.provider is required (a provider type or \"*\")"))?;
+        let call = self
+            .call
+            .ok_or_else(|| format!("{at}.call is required; allowed: {CALL_WORDS}"))?;
+        let word = self
+            .fault
+            .ok_or_else(|| format!("{at}.fault is required; allowed: {FAULT_WORDS}"))?;
+        let fault = FaultKind::parse(&word)
+            .ok_or_else(|| format!("{at}.fault: unknown fault `{word}`; allowed: {FAULT_WORDS}"))?;
         let rate = self.rate.unwrap_or(1.0);
         if !(rate.is_finite() && (0.0..=1.0).contains(&rate)) {
             return Err(format!("{at}.rate must be between 0 and 1, not {rate}"));
@@ -433,15 +441,15 @@ impl RuleRequest {
             }
             _ => {}
         }
-        if fault == FaultKind::LateStatus && !self.call.can_select_acting_calls() {
+        if fault == FaultKind::LateStatus && !call.can_select_acting_calls() {
             return Err(format!(
                 "{at}.call: late_status delays what reads show after a call that acts; use \
                  reinstall, change_os, stop, mutating or *, not `{}`",
-                self.call.as_str()
+                call.as_str()
             ));
         }
         let ids = self.ids.unwrap_or_default();
-        let types = self.provider.types();
+        let types = provider.types();
         let known: Vec<String> = types.iter().flat_map(|p| known_ids(*p)).collect();
         if let Some(unknown) = ids.iter().find(|id| !known.contains(id)) {
             let names: Vec<&str> = types.iter().map(|p| p.as_str()).collect();
@@ -452,8 +460,8 @@ impl RuleRequest {
         }
         Ok(Rule {
             id: 0,
-            provider: self.provider,
-            call: self.call,
+            provider,
+            call,
             fault,
             rate,
             count: self.count,
