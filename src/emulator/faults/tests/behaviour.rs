@@ -154,10 +154,19 @@ async fn mutations_the_servers_status_forbids_are_refused_and_change_nothing() {
         unreachable!()
     };
     assert_eq!(body["error"]["status"], "FAILED_PRECONDITION");
-    let fresh = fleet.arm(json!({})).await;
-    assert_eq!(fresh.0, StatusCode::OK);
-    let state = fleet.state().await;
-    assert_eq!(state["counts"]["jdcloud-cps"]["jd-run"]["reinstall"], 0);
+    assert_eq!(fleet.counts("jdcloud-cps", "jd-run").await, (0, 0, 1, 0));
+}
+
+#[tokio::test]
+async fn a_jd_stop_of_a_stopped_server_is_refused_and_not_counted() {
+    let fleet = fleet().await;
+    let refused = fleet.jd_stop(&fleet.client, "jd-off", None).await;
+    assert_eq!(refused.status(), Some(400), "{refused:?}");
+    assert_eq!(fleet.counts("jdcloud-cps", "jd-off").await, (0, 0, 0, 0));
+    assert_eq!(
+        fleet.probe(super::clients::Case::JdReinstall).await.0,
+        "stopped"
+    );
 }
 
 #[tokio::test]
