@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The seed of a world no request has seeded.
-pub const DEFAULT_SEED: u64 = 0x5EED_F00D;
+pub const DEFAULT_SEED: u64 = 42;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
