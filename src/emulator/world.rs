@@ -359,4 +359,25 @@ mod tests {
         let fresh = WorldStore::open(dir.path(), &edited).unwrap();
         assert_eq!(fresh.world.zenlayer.servers[0].reinstall_count, 0);
     }
+
+    #[test]
+    fn a_world_saved_in_an_older_format_starts_again_from_the_inventory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = loaded(ONE_SERVER);
+        // Format 1 kept faults per provider, a key this format no longer has.
+        let old = serde_json::json!({
+            "format": 1,
+            "inventory_digest": first.digest,
+            "zenlayer": {"faults": {"status_429_next": 1}},
+        });
+        std::fs::write(dir.path().join(WORLD_FILE_NAME), old.to_string()).unwrap();
+        let store = WorldStore::open(dir.path(), &first).unwrap();
+        assert_eq!(store.world.format, WORLD_FORMAT);
+        assert_eq!(store.world.zenlayer.servers.len(), 1);
+        std::fs::write(dir.path().join(WORLD_FILE_NAME), "{not json").unwrap();
+        let error = WorldStore::open(dir.path(), &first)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unreadable"), "{error}");
+    }
 }
