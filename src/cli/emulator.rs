@@ -15,6 +15,14 @@ pub async fn serve(args: EmulatorServeArgs, printer: &Printer) -> Result<ExitCod
         install_seconds: args.install_seconds,
     })
     .await?;
+    if let Some(path) = &args.faults {
+        let text = fs_err::read_to_string(path)
+            .map_err(|error| emulator::EmulatorError(format!("cannot read the faults: {error}")))?;
+        running
+            .arm_faults(&text)
+            .await
+            .map_err(|error| emulator::EmulatorError(format!("{}: {}", path.display(), error.0)))?;
+    }
     printer.out(&format!(
         "reimage emulator listening on http://{}\n",
         running.address

@@ -304,6 +304,9 @@ pub struct EmulatorServeArgs {
     /// Seconds an emulated install takes (overrides the inventory).
     #[arg(long)]
     pub install_seconds: Option<f64>,
+    /// Faults to arm at start: the JSON body of `POST /_emulator/faults`.
+    #[arg(long, value_name = "FILE")]
+    pub faults: Option<PathBuf>,
 }
 
 /// Long options that Terraform users type with one dash (`-out=plan`, `-auto-approve`).

@@ -15,14 +15,16 @@
 //! duration are configurable, since the real values are unconfirmed.
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::faults::{self, Aftermath, Call, CallKind, Outcome, Refusal};
 use super::server::{ConnectionHandle, Shared};
 use crate::digest::sha256_hex;
+use crate::manifest::ProviderType;
 
 /// Every path of this API starts with this.
 pub const PREFIX: &str = "/kvm/v2";
@@ -189,7 +191,6 @@ pub struct EdisWorld {
     /// Management calls refused with 401 (bad, expired or revoked ticket, wrong host).
     pub unauthorized_count: u64,
     pub reinstall_log: Vec<EdisReinstallRecord>,
-    pub faults: EdisFaults,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -239,34 +240,6 @@ pub struct EdisReinstallRecord {
     pub at: Timestamp,
 }
 
-/// Faults armed through `POST /_emulator/faults` with an `edis` key.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct EdisFaults {
-    /// The next N calls (auth included) get HTTP 429.
-    pub status_429_next: u32,
-    /// The next N calls get HTTP 500 without acting.
-    pub status_500_next: u32,
-    /// The next reinstall of each of these VPSs is performed, then the connection is closed
-    /// without an answer.
-    pub drop_connection_after_reinstall: Vec<String>,
-}
-
-/// The `edis` part of `POST /_emulator/faults`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EdisFaultsRequest {
-    #[serde(default)]
-    pub status_429_next: Option<u32>,
-    #[serde(default)]
-    pub status_500_next: Option<u32>,
-    /// Invalidates every issued ticket now: the next management call gets 401.
-    #[serde(default)]
-    pub revoke_tickets: bool,
-    #[serde(default)]
-    pub drop_connection_after_reinstall: Vec<String>,
-}
-
 impl EdisWorld {
     pub fn from_inventory(inventory: &EdisInventory) -> EdisWorld {
         let first_account = inventory
@@ -311,33 +284,6 @@ impl EdisWorld {
         changed
     }
 
-    /// Applies the `edis` part of a faults request.
-    pub fn arm_faults(&mut self, request: EdisFaultsRequest) -> Result<(), String> {
-        let unknown: Vec<&String> = request
-            .drop_connection_after_reinstall
-            .iter()
-            .filter(|id| !self.vps.iter().any(|vps| &vps.kvm_id == *id))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(format!("unknown edis kvm_ids: {unknown:?}"));
-        }
-        if let Some(count) = request.status_429_next {
-            self.faults.status_429_next = count;
-        }
-        if let Some(count) = request.status_500_next {
-            self.faults.status_500_next = count;
-        }
-        if request.revoke_tickets {
-            self.tickets.clear();
-        }
-        for id in request.drop_connection_after_reinstall {
-            if !self.faults.drop_connection_after_reinstall.contains(&id) {
-                self.faults.drop_connection_after_reinstall.push(id);
-            }
-        }
-        Ok(())
-    }
-
     /// The `edis` part of `GET /_emulator/state`.
     pub fn admin_view(&self) -> Value {
         let servers: Vec<Value> = self
@@ -372,7 +318,6 @@ impl EdisWorld {
             "unauthorized_count": self.unauthorized_count,
             "tickets_live": self.tickets.len(),
             "reinstall_log": self.reinstall_log,
-            "faults": self.faults,
         })
     }
 }
@@ -385,6 +330,8 @@ impl EdisWorld {
 struct ApiError {
     status: StatusCode,
     message: String,
+    /// `Retry-After` of an injected 429, in seconds.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -392,6 +339,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -402,7 +350,13 @@ impl ApiError {
 
     fn into_response(self) -> Response {
         let body = json!({"error": self.message, "code": self.status.as_u16()});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -415,20 +369,22 @@ pub async fn handle(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
-    match handle_call(shared, connection, kind, action, headers, body).await {
-        Ok(value) => (StatusCode::OK, axum::Json(value)).into_response(),
+    match handle_call(shared, kind, action, headers, body).await {
+        Ok((value, aftermath)) => {
+            aftermath.apply(connection).await;
+            (StatusCode::OK, axum::Json(value)).into_response()
+        }
         Err(error) => error.into_response(),
     }
 }
 
 async fn handle_call(
     shared: &Shared,
-    connection: &ConnectionHandle,
     kind: &str,
     action: &str,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Value, ApiError> {
+) -> Result<(Value, Aftermath), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -445,41 +401,27 @@ async fn handle_call(
         .ok_or_else(|| ApiError::invalid("no Host header"))?
         .to_string();
     let form = decode_form(body).ok_or_else(|| ApiError::invalid("malformed form body"))?;
+    let call = classify(kind, action, &form);
+    faults::wait_latency(shared, &call).await;
     let now = Timestamp::now();
     let inventory = &shared.inventory.edis;
 
     let mut store = shared.world.lock().await;
-    let settled = store.world.settle(now);
-    let faults = &mut store.world.edis.faults;
-    let injected = if faults.status_429_next > 0 {
-        faults.status_429_next -= 1;
-        Some(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests (injected by the emulator).",
-        ))
-    } else if faults.status_500_next > 0 {
-        faults.status_500_next -= 1;
-        Some(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal error (injected by the emulator).",
-        ))
-    } else {
-        None
-    };
-    if let Some(error) = injected {
+    if store.world.settle(now) {
         save(&store)?;
-        return Err(error);
     }
-    if settled {
-        save(&store)?;
+    if let Some(refusal) = faults::refusal(&mut store, shared, &call).map_err(internal)? {
+        return Err(injected(refusal));
     }
 
     let before = store.world.clone();
-    let world = &mut store.world.edis;
+    let whole = &mut store.world;
+    let world = &mut whole.edis;
     let outcome = match (kind, action) {
         ("get", "auth") => auth(inventory, world, &form, &host, now),
         ("get", "power") => ticket_vps(world, &form, &[], &host, now).map(|vps| {
-            json!({"status": "success", "data": vps.power.text(), "traffic_suspended": false})
+            let power = faults::as_shown(&whole.faults, PROVIDER, &vps.kvm_id, &*vps, now).power;
+            json!({"status": "success", "data": power.text(), "traffic_suspended": false})
         }),
         ("get", "turnkey_images") => ticket_vps(world, &form, &[], &host, now)
             .map(|_| json!({"status": "success", "data": inventory.turnkey_images})),
@@ -488,34 +430,72 @@ async fn handle_call(
     };
     // A refused call changes nothing but the counters.
     let counters = (world.auth_count, world.unauthorized_count);
-    let drop_connection = match &outcome {
-        Ok(_) if (kind, action) == ("set", "reinstall") => {
-            let id = field(&form, "kvm_id").unwrap_or_default().to_string();
-            let armed = &mut world.faults.drop_connection_after_reinstall;
-            let drop = armed.contains(&id);
-            armed.retain(|armed_id| *armed_id != id);
-            drop
+    let value = match outcome {
+        Ok(value) => value,
+        Err(error) => {
+            store.world = before;
+            (
+                store.world.edis.auth_count,
+                store.world.edis.unauthorized_count,
+            ) = counters;
+            save(&store)?;
+            return Err(error);
         }
-        _ => false,
     };
-    if outcome.is_err() {
-        store.world = before;
-        (
-            store.world.edis.auth_count,
-            store.world.edis.unauthorized_count,
-        ) = counters;
-    }
-    if let Err(error) = store.save() {
-        return Err(ApiError::new(
+    save(&store)?;
+    let acted = call.kind == CallKind::Reinstall;
+    let outcome = if acted {
+        Outcome::Acted
+    } else {
+        Outcome::Served
+    };
+    let shown_before = |id: &str| {
+        let vps = before.edis.vps.iter().find(|vps| vps.kvm_id == id);
+        vps.and_then(faults::record)
+    };
+    let aftermath =
+        faults::aftermath(&mut store, &call, outcome, &shown_before).map_err(internal)?;
+    Ok((value, aftermath))
+}
+
+const PROVIDER: ProviderType = ProviderType::EdisKvm;
+
+/// What the fault menu sees of a call: its kind and the VPS it names (`kvm_id`).
+fn classify(kind: &str, action: &str, form: &[(String, String)]) -> Call {
+    let ids = field(form, "kvm_id")
+        .filter(|id| !id.is_empty())
+        .map(|id| vec![id.to_string()])
+        .unwrap_or_default();
+    let kind = match (kind, action) {
+        ("get", "auth") => CallKind::Auth,
+        ("get", "power") => CallKind::Read,
+        ("set", "reinstall") => CallKind::Reinstall,
+        _ => CallKind::Other,
+    };
+    Call::new(PROVIDER, kind, ids)
+}
+
+/// An injected fault in the brief's shape (`{"error": "...", "code": N}`).
+fn injected(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::ServerError => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            error.to_string(),
-        ));
+            "Internal error (injected by the emulator).",
+        ),
+        Refusal::Throttled {
+            retry_after_seconds,
+        } => ApiError {
+            retry_after: Some(retry_after_seconds),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests (injected by the emulator).",
+            )
+        },
     }
-    if drop_connection {
-        tracing::info!("emulator: edis fault: dropping the connection after a reinstall");
-        connection.abort();
-    }
-    outcome
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
 }
 
 fn save(store: &super::world::WorldStore) -> Result<(), ApiError> {

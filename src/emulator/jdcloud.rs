@@ -28,8 +28,11 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::faults::{self, Aftermath, CallKind, Outcome, Refusal};
 use super::inventory::Inventory;
 use super::server::{ConnectionHandle, Shared};
+use super::world::World;
+use crate::manifest::ProviderType;
 use crate::provider::sign::jdcloud as sign;
 
 /// The path prefix of the API; the emulator's endpoint for `jdcloud-cps` is its base URL.
@@ -192,7 +195,6 @@ pub struct JdcloudWorld {
     /// Calls answered from `tokens` without acting.
     pub token_replays: u64,
     pub reinstall_log: Vec<JdReinstallRecord>,
-    pub faults: JdcloudFaults,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -270,15 +272,6 @@ pub struct JdReinstallRecord {
     pub request_id: String,
     pub signature_version: String,
     pub at: Timestamp,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct JdcloudFaults {
-    pub status_429_next: u32,
-    pub status_500_next: u32,
-    /// The next reinstall of each is performed, then the connection is closed unanswered.
-    pub drop_connection_after_reinstall: BTreeSet<String>,
 }
 
 impl JdcloudWorld {
@@ -383,57 +376,26 @@ impl JdcloudWorld {
             "servers": servers,
             "reinstall_log": self.reinstall_log,
             "token_replays": self.token_replays,
-            "faults": self.faults,
         })
     }
 
-    /// Arms faults from `POST /_emulator/faults` (key `jdcloud`); answers with what is armed.
-    pub fn arm_faults(&mut self, request: Value) -> Result<Value, String> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Request {
-            #[serde(default)]
-            fail_next_install: Vec<String>,
-            #[serde(default)]
-            operation_protection: Vec<String>,
-            #[serde(default)]
-            status_429_next: Option<u32>,
-            #[serde(default)]
-            status_500_next: Option<u32>,
-            #[serde(default)]
-            drop_connection_after_reinstall: Vec<String>,
-        }
-        let request: Request =
-            serde_json::from_value(request).map_err(|error| format!("jdcloud faults: {error}"))?;
-        let unknown: Vec<&String> = request
-            .fail_next_install
-            .iter()
-            .chain(&request.operation_protection)
-            .chain(&request.drop_connection_after_reinstall)
-            .filter(|id| self.server(id).is_none())
-            .collect();
-        if !unknown.is_empty() {
-            return Err(format!("unknown jdcloud server ids: {unknown:?}"));
-        }
-        for id in &request.fail_next_install {
+    /// Sets the `fail_next_install` and `operation_protection` flags of these servers (the ids
+    /// were checked by the caller).
+    pub fn set_flags(&mut self, fail_next_install: &[String], operation_protection: &[String]) {
+        for id in fail_next_install {
             if let Some(server) = self.server_mut(id) {
                 server.fail_next_install = true;
             }
         }
-        for id in &request.operation_protection {
+        for id in operation_protection {
             if let Some(server) = self.server_mut(id) {
                 server.operation_protection = true;
             }
         }
-        if let Some(count) = request.status_429_next {
-            self.faults.status_429_next = count;
-        }
-        if let Some(count) = request.status_500_next {
-            self.faults.status_500_next = count;
-        }
-        self.faults
-            .drop_connection_after_reinstall
-            .extend(request.drop_connection_after_reinstall);
+    }
+
+    /// The servers each flag is set on (part of the answer to `POST /_emulator/faults`).
+    pub fn flags_view(&self) -> Map<String, Value> {
         let armed = |pick: fn(&JdcloudServer) -> bool| -> Vec<&str> {
             self.servers
                 .iter()
@@ -441,13 +403,16 @@ impl JdcloudWorld {
                 .map(|server| server.id.as_str())
                 .collect()
         };
-        Ok(json!({
-            "fail_next_install": armed(|server| server.fail_next_install),
-            "operation_protection": armed(|server| server.operation_protection),
-            "status_429_next": self.faults.status_429_next,
-            "status_500_next": self.faults.status_500_next,
-            "drop_connection_after_reinstall": self.faults.drop_connection_after_reinstall,
-        }))
+        let mut view = Map::new();
+        view.insert(
+            "fail_next_install".into(),
+            json!(armed(|server| server.fail_next_install)),
+        );
+        view.insert(
+            "operation_protection".into(),
+            json!(armed(|server| server.operation_protection)),
+        );
+        view
     }
 }
 
@@ -459,6 +424,8 @@ struct ApiError {
     status: StatusCode,
     word: &'static str,
     message: String,
+    /// `Retry-After` of a 429, in seconds (default 1).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -467,6 +434,24 @@ impl ApiError {
             status,
             word,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// An injected fault: 429 `RESOURCE_EXHAUSTED` or 500 `INTERNAL` in the JD envelope.
+    fn injected(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::ServerError => ApiError::internal("internal error (injected by the emulator)"),
+            Refusal::Throttled {
+                retry_after_seconds,
+            } => ApiError {
+                retry_after: Some(retry_after_seconds),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RESOURCE_EXHAUSTED",
+                    "too many requests (injected by the emulator)",
+                )
+            },
         }
     }
 
@@ -501,12 +486,15 @@ pub async fn handle(
     body: &Bytes,
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().simple().to_string();
-    match handle_call(shared, connection, method, uri, headers, body, &request_id).await {
-        Ok(result) => respond(
-            StatusCode::OK,
-            &request_id,
-            json!({"requestId": request_id, "result": result}),
-        ),
+    match handle_call(shared, method, uri, headers, body, &request_id).await {
+        Ok((result, aftermath)) => {
+            aftermath.apply(connection).await;
+            respond(
+                StatusCode::OK,
+                &request_id,
+                json!({"requestId": request_id, "result": result}),
+            )
+        }
         Err(error) => {
             tracing::debug!(word = error.word, message = %error.message, "emulator: jdcloud error");
             let mut response = respond(
@@ -522,9 +510,10 @@ pub async fn handle(
                 }),
             );
             if error.status == StatusCode::TOO_MANY_REQUESTS {
+                let seconds = error.retry_after.unwrap_or(1);
                 response
                     .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             response
         }
@@ -579,39 +568,48 @@ fn route(method: &Method, path: &str) -> Result<(String, Route), ApiError> {
 
 async fn handle_call(
     shared: &Shared,
-    connection: &ConnectionHandle,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
     request_id: &str,
-) -> Result<Value, ApiError> {
-    let now = Timestamp::now();
+) -> Result<(Value, Aftermath), ApiError> {
+    let signed_at = Timestamp::now();
     let path = sign::decode(uri.path());
     let (region, route) = route(method, &path)?;
-    let version = authenticate(&shared.inventory, method, uri, headers, body, &region, now)?;
+    let version = authenticate(
+        &shared.inventory,
+        method,
+        uri,
+        headers,
+        body,
+        &region,
+        signed_at,
+    )?;
     let query = parse_query(uri.query().unwrap_or_default());
+    let fault_call = classify(&route, &query);
+    faults::wait_latency(shared, &fault_call).await;
 
+    let now = Timestamp::now();
     let mut store = shared.world.lock().await;
-    let settled = store.world.settle(now);
-    if let Some(injected) = take_injected_failure(&mut store.world.jdcloud.faults) {
+    if store.world.settle(now) {
         save(&store)?;
-        return Err(injected);
     }
-    if settled {
-        save(&store)?;
+    if let Some(refusal) = faults::refusal(&mut store, shared, &fault_call).map_err(internal)? {
+        return Err(ApiError::injected(refusal));
     }
     let inventory = &shared.inventory;
     let reinstall = matches!(route, Route::ReinstallInstance(_));
-    match route {
+    let answer = match route {
         Route::DescribeInstances => {
-            describe_instances(inventory, &store.world.jdcloud, &region, &query)
+            describe_instances(inventory, &store.world, &region, &query, now)?
         }
         Route::DescribeInstance(id) => {
             let server = find(&store.world.jdcloud, &region, &id)?;
-            Ok(json!({ "instance": instance_json(inventory, server) }))
+            let shown = faults::as_shown(&store.world.faults, PROVIDER, &id, server, now);
+            json!({ "instance": instance_json(inventory, &shown) })
         }
-        Route::DescribeOs => Ok(describe_os(inventory, &query)),
+        Route::DescribeOs => describe_os(inventory, &query),
         Route::StopInstance(id) | Route::ReinstallInstance(id) => {
             let parameters = parse_body(body)?;
             let before = store.world.clone();
@@ -631,60 +629,56 @@ async fn handle_call(
                     .unwrap_or(DEFAULT_STOP_SECONDS);
                 stop_instance(&mut store.world.jdcloud, &call, &parameters, stop_seconds)
             };
-            match outcome {
-                Ok(acted) => {
-                    if let Err(error) = store.save() {
-                        store.world = before;
-                        return Err(ApiError::internal(error.to_string()));
-                    }
-                    if acted
-                        && reinstall
-                        && store
-                            .world
-                            .jdcloud
-                            .faults
-                            .drop_connection_after_reinstall
-                            .remove(&id)
-                    {
-                        save(&store)?;
-                        tracing::info!(
-                            "emulator: fault: dropping the connection after a reinstall"
-                        );
-                        connection.abort();
-                    }
-                    Ok(json!({"success": true}))
-                }
+            let acted = match outcome {
+                Ok(acted) => acted,
                 Err(error) => {
                     store.world = before;
-                    Err(error)
+                    return Err(error);
                 }
+            };
+            if let Err(error) = store.save() {
+                store.world = before;
+                return Err(internal(error));
             }
+            let outcome = if acted {
+                Outcome::Acted
+            } else {
+                Outcome::Replayed
+            };
+            let shown_before = |id: &str| before.jdcloud.server(id).and_then(faults::record);
+            let aftermath = faults::aftermath(&mut store, &fault_call, outcome, &shown_before)
+                .map_err(internal)?;
+            return Ok((json!({"success": true}), aftermath));
         }
-    }
+    };
+    let aftermath =
+        faults::aftermath(&mut store, &fault_call, Outcome::Served, &|_| None).map_err(internal)?;
+    Ok((answer, aftermath))
+}
+
+const PROVIDER: ProviderType = ProviderType::JdcloudCps;
+
+/// What the fault menu sees of a call: its kind and the instances it names.
+fn classify(route: &Route, query: &[(String, String)]) -> faults::Call {
+    let (kind, ids) = match route {
+        Route::DescribeInstances => (
+            CallKind::Read,
+            filters(query).remove("instanceId").unwrap_or_default(),
+        ),
+        Route::DescribeInstance(id) => (CallKind::Read, vec![id.clone()]),
+        Route::StopInstance(id) => (CallKind::Stop, vec![id.clone()]),
+        Route::ReinstallInstance(id) => (CallKind::Reinstall, vec![id.clone()]),
+        Route::DescribeOs => (CallKind::Other, Vec::new()),
+    };
+    faults::Call::new(PROVIDER, kind, ids)
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(error.to_string())
 }
 
 fn save(store: &super::world::WorldStore) -> Result<(), ApiError> {
-    store
-        .save()
-        .map_err(|error| ApiError::internal(error.to_string()))
-}
-
-fn take_injected_failure(faults: &mut JdcloudFaults) -> Option<ApiError> {
-    if faults.status_429_next > 0 {
-        faults.status_429_next -= 1;
-        return Some(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RESOURCE_EXHAUSTED",
-            "too many requests (injected by the emulator)",
-        ));
-    }
-    if faults.status_500_next > 0 {
-        faults.status_500_next -= 1;
-        return Some(ApiError::internal(
-            "internal error (injected by the emulator)",
-        ));
-    }
-    None
+    store.save().map_err(internal)
 }
 
 /// Nonces seen within the skew window, with their expiry (Unix seconds). Process-wide: nonces
@@ -894,9 +888,10 @@ fn page_parameter(
 
 fn describe_instances(
     inventory: &Inventory,
-    world: &JdcloudWorld,
+    world: &World,
     region: &str,
     query: &[(String, String)],
+    now: Timestamp,
 ) -> Result<Value, ApiError> {
     let page_number = page_parameter(query, "pageNumber", 1, usize::MAX)?;
     let page_size = page_parameter(query, "pageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
@@ -913,9 +908,16 @@ fn describe_instances(
             )));
         }
     }
-    let matching: Vec<&JdcloudServer> = world
+    // What each server shows: the truth, or what it was before a call whose effect is late.
+    let shown: Vec<std::borrow::Cow<JdcloudServer>> = world
+        .jdcloud
         .servers
         .iter()
+        .map(|server| faults::as_shown(&world.faults, PROVIDER, &server.id, server, now))
+        .collect();
+    let matching: Vec<&JdcloudServer> = shown
+        .iter()
+        .map(|server| server.as_ref())
         .filter(|server| server.region == region)
         .filter(|server| {
             filters

@@ -4,6 +4,7 @@
 //! - [`inventory`]: the YAML file describing the world at its beginning;
 //! - [`world`]: the world's state and its persistence (`data_dir/world.json`);
 //! - [`server`]: the axum app and the emulator-only admin endpoints under `/_emulator/`;
+//! - [`faults`]: the one fault menu every API goes through (`POST /_emulator/faults`);
 //! - [`zenlayer`]: Zenlayer bare metal (`POST /api/v2/bmc`).
 //! - [`jdcloud`]: JD Cloud physical servers (`/v1/regions/{regionId}/instances…`, `/os`).
 //!
@@ -12,6 +13,7 @@
 //! misreading of an API cannot hide by being shared by both sides.
 
 pub mod edis;
+pub mod faults;
 pub mod huaweicloud;
 pub mod inventory;
 pub mod jdcloud;
@@ -52,6 +54,7 @@ pub struct RunningEmulator {
     pub endpoints: BTreeMap<ProviderType, String>,
     /// Where the world is persisted.
     pub world_file: PathBuf,
+    shared: Arc<server::Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -84,6 +87,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         inventory: loaded.inventory,
         install_seconds_override: config.install_seconds,
         world: Mutex::new(store),
+        rate_windows: std::sync::Mutex::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -92,8 +96,8 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
     let address = listener
         .local_addr()
         .map_err(|error| EmulatorError(format!("cannot read the bound address: {error}")))?;
-    let app =
-        server::router(shared).into_make_service_with_connect_info::<server::ConnectionHandle>();
+    let app = server::router(shared.clone())
+        .into_make_service_with_connect_info::<server::ConnectionHandle>();
     let (shutdown, shutdown_signal) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let listener = server::AbortableListener { inner: listener };
@@ -124,6 +128,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         address,
         endpoints,
         world_file,
+        shared,
         shutdown: Some(shutdown),
         task: Some(task),
     })
@@ -149,6 +154,15 @@ impl RunningEmulator {
     /// The emulator-only admin base URL (`/_emulator/state`, `/_emulator/faults`).
     pub fn admin_url(&self) -> String {
         format!("http://{}/_emulator", self.address)
+    }
+
+    /// Arms faults as `POST /_emulator/faults` does, from the same JSON (`--faults FILE`).
+    pub async fn arm_faults(&self, request: &str) -> Result<serde_json::Value, EmulatorError> {
+        let request: serde_json::Value = serde_json::from_str(request)
+            .map_err(|error| EmulatorError(format!("the faults are not JSON: {error}")))?;
+        server::arm_faults(&self.shared, request)
+            .await
+            .map_err(|(_, message)| EmulatorError(format!("faults: {message}")))
     }
 
     /// Stops serving and waits until open connections are finished.

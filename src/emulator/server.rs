@@ -1,7 +1,6 @@
 //! The HTTP side: the axum app, the emulator-only admin endpoints, and a listener whose
 //! connections can be cut on purpose (the "connection dropped after the reinstall" fault).
 
-use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,18 +9,18 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::{Json, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use jiff::Timestamp;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
+use super::faults;
 use super::inventory::Inventory;
 use super::jdcloud;
 use super::world::WorldStore;
@@ -36,6 +35,8 @@ pub struct Shared {
     /// One lock for the whole world: requests are few, and a single order of changes keeps the
     /// persisted file consistent.
     pub world: Mutex<WorldStore>,
+    /// The `rate_limit` windows (not persisted). Locked only while the world is.
+    pub rate_windows: std::sync::Mutex<super::faults::RateWindows>,
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -96,7 +97,8 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// `GET /_emulator/state`: every server as it is now (installs settled first) and the log.
+/// `GET /_emulator/state`: every server as it is now (installs settled first), the logs, the
+/// calls that acted on each server (`counts`) and the faults fired.
 async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
     let mut store = shared.world.lock().await;
     if store.world.settle(Timestamp::now())
@@ -124,159 +126,79 @@ async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
             })
         })
         .collect();
+    let mut huaweicloud = world.huaweicloud.state_view();
+    let mut jdcloud = world.jdcloud.admin_state();
+    let mut edis = world.edis.admin_view();
+    for (view, family) in [
+        (&mut huaweicloud, "huaweicloud"),
+        (&mut jdcloud, "jdcloud"),
+        (&mut edis, "edis"),
+    ] {
+        if let Some(view) = view.as_object_mut() {
+            view.insert("faults".into(), faults::legacy::view(&world.faults, family));
+        }
+    }
     axum::Json(json!({
         "world_file": store.path().display().to_string(),
         "inventory_digest": world.inventory_digest,
         "zenlayer": {
             "servers": servers,
             "reinstall_log": world.zenlayer.reinstall_log,
-            "faults": world.zenlayer.faults,
+            "faults": faults::legacy::view(&world.faults, "zenlayer"),
             "peak_installing": world.zenlayer.peak_installing,
         },
-        "huaweicloud": world.huaweicloud.state_view(),
-        "edis": world.edis.admin_view(),
-        "jdcloud": world.jdcloud.admin_state(),
+        "huaweicloud": huaweicloud,
+        "edis": edis,
+        "jdcloud": jdcloud,
+        "counts": faults::admin::counts_view(world),
+        "faults_fired": faults::admin::fired_view(world),
+        "fault_rules": world.faults.rules,
+        "fault_seed": world.faults.generator.seed,
     }))
     .into_response()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaultsRequest {
-    #[serde(default)]
-    zenlayer: Option<ZenlayerFaultsRequest>,
-    #[serde(default)]
-    huaweicloud: Option<super::huaweicloud::model::FaultsRequest>,
-    edis: Option<super::edis::EdisFaultsRequest>,
-    jdcloud: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ZenlayerFaultsRequest {
-    /// Servers whose next install ends `INSTALL_FAILED`.
-    #[serde(default)]
-    fail_next_install: Vec<String>,
-    /// Replaces the armed count when given.
-    #[serde(default)]
-    status_429_next: Option<u32>,
-    #[serde(default)]
-    status_500_next: Option<u32>,
-    /// Added to the armed set.
-    #[serde(default)]
-    drop_connection_after_reinstall: Vec<String>,
-    /// Share of reads answered 500, from now on.
-    #[serde(default)]
-    read_500_rate: Option<f64>,
-    /// Share of reads answered 429, from now on.
-    #[serde(default)]
-    read_429_rate: Option<f64>,
-}
-
-/// `POST /_emulator/faults`: arms faults; answers with the faults now armed.
-async fn admin_faults(
-    State(shared): State<Arc<Shared>>,
-    request: Result<Json<FaultsRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(request) = match request {
+/// `POST /_emulator/faults`: arms faults (see [`faults`]); answers with what is now armed. An
+/// invalid request is answered 400 naming the field, and changes nothing.
+async fn admin_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: Value = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(rejection) => return admin_error(StatusCode::BAD_REQUEST, rejection.body_text()),
-    };
-    let mut store = shared.world.lock().await;
-    let before = store.world.clone();
-    if let Some(faults) = request.zenlayer {
-        let world = &mut store.world.zenlayer;
-        let unknown: Vec<&String> = faults
-            .fail_next_install
-            .iter()
-            .chain(&faults.drop_connection_after_reinstall)
-            .filter(|id| world.server(id).is_none())
-            .collect();
-        if !unknown.is_empty() {
+        Err(error) => {
             return admin_error(
                 StatusCode::BAD_REQUEST,
-                format!("unknown zenlayer server ids: {unknown:?}"),
+                format!("the faults request is not JSON: {error}"),
             );
         }
-        for id in &faults.fail_next_install {
-            if let Some(server) = world.server_mut(id) {
-                server.fail_next_install = true;
-            }
-        }
-        if let Some(count) = faults.status_429_next {
-            world.faults.status_429_next = count;
-        }
-        if let Some(count) = faults.status_500_next {
-            world.faults.status_500_next = count;
-        }
-        for rate in [faults.read_500_rate, faults.read_429_rate]
-            .into_iter()
-            .flatten()
-        {
-            if !(0.0..=1.0).contains(&rate) {
-                return admin_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("a read fault rate must be between 0 and 1, not {rate}"),
-                );
-            }
-        }
-        if let Some(rate) = faults.read_500_rate {
-            world.faults.read_500_rate = rate;
-        }
-        if let Some(rate) = faults.read_429_rate {
-            world.faults.read_429_rate = rate;
-        }
-        world
-            .faults
-            .drop_connection_after_reinstall
-            .extend(faults.drop_connection_after_reinstall);
+    };
+    match arm_faults(&shared, request).await {
+        Ok(armed) => axum::Json(armed).into_response(),
+        Err((status, message)) => admin_error(status, message),
     }
-    if let Some(faults) = request.huaweicloud
-        && let Err(message) = store.world.huaweicloud.arm_faults(faults)
-    {
-        store.world = before;
-        return admin_error(StatusCode::BAD_REQUEST, message);
-    }
-    if let Some(faults) = request.edis
-        && let Err(message) = store.world.edis.arm_faults(faults)
-    {
-        store.world = before;
-        return admin_error(StatusCode::BAD_REQUEST, message);
-    }
-    let jdcloud_armed = match request.jdcloud {
-        Some(faults) => match store.world.jdcloud.arm_faults(faults) {
-            Ok(armed) => Some(armed),
-            Err(message) => {
-                store.world = before;
-                return admin_error(StatusCode::BAD_REQUEST, message);
-            }
-        },
-        None => None,
+}
+
+/// Arms a faults request atomically: on any error the world is as before.
+pub async fn arm_faults(shared: &Shared, request: Value) -> Result<Value, (StatusCode, String)> {
+    let mut store = shared.world.lock().await;
+    let before = store.world.clone();
+    let armed = {
+        let mut windows = shared
+            .rate_windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        faults::admin::arm(&mut store.world, request, &mut windows)
+    };
+    let armed = match armed {
+        Ok(armed) => armed,
+        Err(message) => {
+            store.world = before;
+            return Err((StatusCode::BAD_REQUEST, message));
+        }
     };
     if let Err(error) = store.save() {
         store.world = before;
-        return admin_error(StatusCode::INTERNAL_SERVER_ERROR, error.to_string());
+        return Err((StatusCode::INTERNAL_SERVER_ERROR, error.to_string()));
     }
-    let failing: BTreeMap<&str, bool> = store
-        .world
-        .zenlayer
-        .servers
-        .iter()
-        .filter(|server| server.fail_next_install)
-        .map(|server| (server.id.as_str(), true))
-        .collect();
-    axum::Json(json!({
-        "zenlayer": {
-            "fail_next_install": failing.keys().collect::<Vec<_>>(),
-            "status_429_next": store.world.zenlayer.faults.status_429_next,
-            "status_500_next": store.world.zenlayer.faults.status_500_next,
-            "drop_connection_after_reinstall": store.world.zenlayer.faults.drop_connection_after_reinstall,
-        },
-        "huaweicloud": store.world.huaweicloud.faults,
-        "edis": store.world.edis.faults,
-        "jdcloud": jdcloud_armed,
-    }))
-    .into_response()
+    Ok(armed)
 }
 
 fn admin_error(status: StatusCode, message: String) -> Response {

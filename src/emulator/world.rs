@@ -6,7 +6,6 @@
 //! will be done, and every access first settles the installs whose time has come. Status is
 //! thus right across restarts, and a stopped emulator "catches up" when started again.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -18,8 +17,8 @@ use super::inventory::{InstanceStatus, Inventory, LoadedInventory};
 
 pub const WORLD_FILE_NAME: &str = "world.json";
 
-/// Raised whenever the file's shape changes incompatibly.
-const WORLD_FORMAT: u32 = 1;
+/// Raised whenever the file's shape changes incompatibly (2: one fault menu for every API).
+const WORLD_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +34,9 @@ pub struct World {
     pub edis: super::edis::EdisWorld,
     #[serde(default)]
     pub jdcloud: super::jdcloud::JdcloudWorld,
+    /// Armed fault rules and what they did, for every API.
+    #[serde(default)]
+    pub faults: super::faults::FaultBook,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -44,7 +46,6 @@ pub struct ZenlayerWorld {
     pub servers: Vec<ZenlayerServer>,
     /// Every accepted `ReinstallInstance` call, oldest first.
     pub reinstall_log: Vec<ReinstallRecord>,
-    pub faults: ZenlayerFaults,
     /// The most servers ever `INSTALLING` at once (tests check rollout limits with it).
     #[serde(default)]
     pub peak_installing: usize,
@@ -103,31 +104,6 @@ pub struct ReinstallRecord {
     pub installing_at_call: usize,
 }
 
-/// Faults armed at runtime through `POST /_emulator/faults` (or from a previous run).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ZenlayerFaults {
-    /// The next N authenticated API calls get HTTP 429 `REQUEST_LIMIT_EXCEEDED`.
-    pub status_429_next: u32,
-    /// The next N authenticated API calls get HTTP 500 (without acting).
-    pub status_500_next: u32,
-    /// The next reinstall of each of these servers is performed, then the connection is closed
-    /// without a response.
-    pub drop_connection_after_reinstall: BTreeSet<String>,
-    /// Share of `DescribeInstances` calls answered 500 (0.0–1.0).
-    #[serde(default)]
-    pub read_500_rate: f64,
-    /// Share of `DescribeInstances` calls answered 429 with `Retry-After: 1` (0.0–1.0).
-    #[serde(default)]
-    pub read_429_rate: f64,
-    /// State of the generator that decides which reads fail (deterministic per world).
-    #[serde(default)]
-    pub read_fault_state: u64,
-    /// Injected read failures in a row; capped so no read is refused forever.
-    #[serde(default)]
-    pub read_fault_streak: u32,
-}
-
 impl World {
     pub fn from_inventory(loaded: &LoadedInventory, now: Timestamp) -> World {
         let servers = loaded
@@ -165,6 +141,7 @@ impl World {
             ),
             edis: super::edis::EdisWorld::from_inventory(&loaded.inventory.edis),
             jdcloud: super::jdcloud::JdcloudWorld::from_inventory(&loaded.inventory.jdcloud),
+            faults: super::faults::FaultBook::default(),
         }
     }
 
@@ -264,13 +241,7 @@ impl WorldStore {
             .map_err(|error| EmulatorError(format!("cannot create the data directory: {error}")))?;
         let path = data_dir.join(WORLD_FILE_NAME);
         let saved = match fs_err::read(&path) {
-            Ok(bytes) => Some(serde_json::from_slice::<World>(&bytes).map_err(|error| {
-                EmulatorError(format!(
-                    "the saved world {} is unreadable ({error}); delete it to start again from \
-                     the inventory",
-                    path.display()
-                ))
-            })?),
+            Ok(bytes) => Self::parse_saved(&bytes, &path)?,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => {
                 return Err(EmulatorError(format!(
@@ -279,17 +250,15 @@ impl WorldStore {
             }
         };
         let world = match saved {
-            Some(world)
-                if world.format == WORLD_FORMAT && world.inventory_digest == inventory.digest =>
-            {
+            Some(world) if world.inventory_digest == inventory.digest => {
                 tracing::debug!(path = %path.display(), "emulator: continuing the saved world");
                 world
             }
             Some(_) => {
                 tracing::info!(
                     path = %path.display(),
-                    "emulator: the inventory changed since the saved world was made; starting \
-                     again from the inventory"
+                    "emulator: the inventory changed since the saved world was made, or the \
+                     world was saved by another version; starting again from the inventory"
                 );
                 World::from_inventory(inventory, Timestamp::now())
             }
@@ -298,6 +267,24 @@ impl WorldStore {
         let store = WorldStore { world, path };
         store.save()?;
         Ok(store)
+    }
+
+    /// A saved world of this format, or `None` for one of another format (started again from
+    /// the inventory: its shape may not even parse any more).
+    fn parse_saved(bytes: &[u8], path: &Path) -> Result<Option<World>, EmulatorError> {
+        let unreadable = |error: serde_json::Error| {
+            EmulatorError(format!(
+                "the saved world {} is unreadable ({error}); delete it to start again from the \
+                 inventory",
+                path.display()
+            ))
+        };
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(unreadable)?;
+        if value.get("format").and_then(serde_json::Value::as_u64) != Some(u64::from(WORLD_FORMAT))
+        {
+            return Ok(None);
+        }
+        serde_json::from_value(value).map(Some).map_err(unreadable)
     }
 
     pub fn path(&self) -> &Path {
@@ -371,5 +358,26 @@ mod tests {
         let edited = loaded(&format!("{ONE_SERVER}install_seconds: 1\n"));
         let fresh = WorldStore::open(dir.path(), &edited).unwrap();
         assert_eq!(fresh.world.zenlayer.servers[0].reinstall_count, 0);
+    }
+
+    #[test]
+    fn a_world_saved_in_an_older_format_starts_again_from_the_inventory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = loaded(ONE_SERVER);
+        // Format 1 kept faults per provider, a key this format no longer has.
+        let old = serde_json::json!({
+            "format": 1,
+            "inventory_digest": first.digest,
+            "zenlayer": {"faults": {"status_429_next": 1}},
+        });
+        std::fs::write(dir.path().join(WORLD_FILE_NAME), old.to_string()).unwrap();
+        let store = WorldStore::open(dir.path(), &first).unwrap();
+        assert_eq!(store.world.format, WORLD_FORMAT);
+        assert_eq!(store.world.zenlayer.servers.len(), 1);
+        std::fs::write(dir.path().join(WORLD_FILE_NAME), "{not json").unwrap();
+        let error = WorldStore::open(dir.path(), &first)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unreadable"), "{error}");
     }
 }

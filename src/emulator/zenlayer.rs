@@ -14,6 +14,8 @@
 //! HTTP statuses are the emulator's choice too: 404 for unknown instances and images, 403 for
 //! `OPERATION_DENIED_*`, 400 for other parameter errors. A client should match on codes.
 
+use std::borrow::Cow;
+
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,9 +23,11 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::faults::{self, Aftermath, Call, CallKind, Outcome, Refusal};
 use super::inventory::{InstanceStatus, Inventory, ZenlayerImage};
 use super::server::{ConnectionHandle, Shared};
 use super::world::{ReinstallRecord, World, ZenlayerServer};
+use crate::manifest::ProviderType;
 use crate::provider::sign::zc2;
 
 /// The path the API is served under (the service is `bmc`).
@@ -46,6 +50,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// `Retry-After` of a 429, in seconds (default 1).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -54,6 +60,24 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// An injected fault, in the brief's shapes (§5: `REQUEST_LIMIT_EXCEEDED`, 5xx system error).
+    fn injected(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::ServerError => ApiError::internal("internal error (injected by the emulator)"),
+            Refusal::Throttled {
+                retry_after_seconds,
+            } => ApiError {
+                retry_after: Some(retry_after_seconds),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "REQUEST_LIMIT_EXCEEDED",
+                    "request limit exceeded (injected by the emulator)",
+                )
+            },
         }
     }
 
@@ -82,8 +106,11 @@ pub async fn handle(
     body: &Bytes,
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    match handle_call(shared, connection, headers, body, &request_id).await {
-        Ok(fields) => success_response(&request_id, fields),
+    match handle_call(shared, headers, body, &request_id).await {
+        Ok((fields, aftermath)) => {
+            aftermath.apply(connection).await;
+            success_response(&request_id, fields)
+        }
         Err(error) => {
             tracing::debug!(code = error.code, message = %error.message, "emulator: zenlayer error");
             error_response(&request_id, error)
@@ -93,11 +120,10 @@ pub async fn handle(
 
 async fn handle_call(
     shared: &Shared,
-    connection: &ConnectionHandle,
     headers: &HeaderMap,
     body: &Bytes,
     request_id: &str,
-) -> Result<serde_json::Map<String, Value>, ApiError> {
+) -> Result<(serde_json::Map<String, Value>, Aftermath), ApiError> {
     let now = Timestamp::now();
     authenticate(&shared.inventory, headers, body, now)?;
     let action = header_text(headers, "x-zc-action").ok_or_else(|| {
@@ -116,24 +142,32 @@ async fn handle_call(
         ));
     }
     let parameters = parse_parameters(body)?;
+    let call = classify(action, &parameters);
+    faults::wait_latency(shared, &call).await;
 
+    let now = Timestamp::now();
     let mut store = shared.world.lock().await;
-    let settled = store.world.settle(now);
-    if let Some(injected) = take_injected_failure(&mut store.world) {
-        save(&store)?;
-        return Err(injected);
-    }
-    if action == "DescribeInstances"
-        && let Some(injected) = take_random_read_failure(&mut store.world)
-    {
-        return Err(injected);
-    }
-    if settled {
+    if store.world.settle(now) {
         save(&store)?;
     }
+    if let Some(refusal) = faults::refusal(&mut store, shared, &call).map_err(internal)? {
+        return Err(ApiError::injected(refusal));
+    }
+    let served = |store: &mut super::world::WorldStore, fields| {
+        let aftermath = faults::aftermath(store, &call, Outcome::Served, &|_| None);
+        aftermath
+            .map(|aftermath| (fields, aftermath))
+            .map_err(internal)
+    };
     match action {
-        "DescribeInstances" => describe_instances(&shared.inventory, &store.world, parameters),
-        "DescribeImages" => describe_images(&shared.inventory, parameters),
+        "DescribeInstances" => {
+            let fields = describe_instances(&shared.inventory, &store.world, parameters, now)?;
+            served(&mut store, fields)
+        }
+        "DescribeImages" => {
+            let fields = describe_images(&shared.inventory, parameters)?;
+            served(&mut store, fields)
+        }
         "ReinstallInstance" => {
             let before = store.world.clone();
             let outcome = reinstall_instance(
@@ -144,25 +178,18 @@ async fn handle_call(
                 now,
                 request_id,
             );
-            match outcome {
-                Ok(Reinstalled { drop_connection }) => {
-                    if let Err(error) = store.save() {
-                        store.world = before;
-                        return Err(ApiError::internal(error.to_string()));
-                    }
-                    if drop_connection {
-                        tracing::info!(
-                            "emulator: fault: dropping the connection after a reinstall"
-                        );
-                        connection.abort();
-                    }
-                    Ok(serde_json::Map::new())
-                }
-                Err(error) => {
-                    store.world = before;
-                    Err(error)
-                }
+            if let Err(error) = outcome {
+                store.world = before;
+                return Err(error);
             }
+            if let Err(error) = store.save() {
+                store.world = before;
+                return Err(internal(error));
+            }
+            let shown_before = |id: &str| before.zenlayer.server(id).and_then(faults::record);
+            let aftermath = faults::aftermath(&mut store, &call, Outcome::Acted, &shown_before)
+                .map_err(internal)?;
+            Ok((serde_json::Map::new(), aftermath))
         }
         other => Err(ApiError::bad_request(
             "INVALID_ACTION",
@@ -171,67 +198,34 @@ async fn handle_call(
     }
 }
 
+/// What the fault menu sees of a call: its kind and the instances it names.
+fn classify(action: &str, parameters: &Value) -> Call {
+    let strings = |value: Option<&Value>| -> Vec<String> {
+        match value {
+            Some(Value::String(id)) => vec![id.clone()],
+            Some(Value::Array(ids)) => ids
+                .iter()
+                .filter_map(|id| id.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let (kind, ids) = match action {
+        "DescribeInstances" => (CallKind::Read, strings(parameters.get("instanceIds"))),
+        "ReinstallInstance" => (CallKind::Reinstall, strings(parameters.get("instanceId"))),
+        _ => (CallKind::Other, Vec::new()),
+    };
+    Call::new(ProviderType::ZenlayerBmc, kind, ids)
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(error.to_string())
+}
+
 fn save(store: &super::world::WorldStore) -> Result<(), ApiError> {
     store
         .save()
         .map_err(|error| ApiError::internal(error.to_string()))
-}
-
-/// Consumes one armed 429 or 500 fault, if any.
-fn take_injected_failure(world: &mut World) -> Option<ApiError> {
-    let faults = &mut world.zenlayer.faults;
-    if faults.status_429_next > 0 {
-        faults.status_429_next -= 1;
-        return Some(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "REQUEST_LIMIT_EXCEEDED",
-            "request limit exceeded (injected by the emulator)",
-        ));
-    }
-    if faults.status_500_next > 0 {
-        faults.status_500_next -= 1;
-        return Some(ApiError::internal(
-            "internal error (injected by the emulator)",
-        ));
-    }
-    None
-}
-
-/// Injected reads fail at most this many times in a row, so a client retrying a few times
-/// always gets through (the faults test flakiness, not a dead API).
-const MAX_READ_FAULT_STREAK: u32 = 2;
-
-/// Fails a share of reads (`read_500_rate`, `read_429_rate`) with a deterministic generator.
-fn take_random_read_failure(world: &mut World) -> Option<ApiError> {
-    let faults = &mut world.zenlayer.faults;
-    if faults.read_500_rate <= 0.0 && faults.read_429_rate <= 0.0 {
-        return None;
-    }
-    if faults.read_fault_streak >= MAX_READ_FAULT_STREAK {
-        faults.read_fault_streak = 0;
-        return None;
-    }
-    // xorshift64*: tiny, deterministic, good enough to spread faults.
-    let mut x = faults.read_fault_state ^ 0x9E37_79B9_7F4A_7C15;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    faults.read_fault_state = x;
-    let draw = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
-    let failure = if draw < faults.read_429_rate {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "REQUEST_LIMIT_EXCEEDED",
-            "request limit exceeded (injected by the emulator)",
-        )
-    } else if draw < faults.read_429_rate + faults.read_500_rate {
-        ApiError::internal("internal error (injected by the emulator)")
-    } else {
-        faults.read_fault_streak = 0;
-        return None;
-    };
-    faults.read_fault_streak += 1;
-    Some(failure)
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -404,6 +398,7 @@ fn describe_instances(
     inventory: &Inventory,
     world: &World,
     parameters: Value,
+    now: Timestamp,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
     let request: DescribeInstancesRequest = parameters_as(parameters)?;
     let instance_ids = request.instance_ids.unwrap_or_default();
@@ -430,10 +425,24 @@ fn describe_instances(
             format!("pageSize must be between 1 and {MAX_PAGE_SIZE}, not {page_size}"),
         ));
     }
-    let matching: Vec<&ZenlayerServer> = world
+    // What each server shows: the truth, or what it was before a call whose effect is late.
+    let shown: Vec<Cow<ZenlayerServer>> = world
         .zenlayer
         .servers
         .iter()
+        .map(|server| {
+            faults::as_shown(
+                &world.faults,
+                ProviderType::ZenlayerBmc,
+                &server.id,
+                server,
+                now,
+            )
+        })
+        .collect();
+    let matching: Vec<&ZenlayerServer> = shown
+        .iter()
+        .map(|server| server.as_ref())
         // An empty list filters nothing, as an omitted one.
         .filter(|server| instance_ids.is_empty() || instance_ids.contains(&server.id))
         .filter(|server| {
@@ -605,10 +614,6 @@ struct ReinstallInstanceRequest {
     nic: Option<Value>,
 }
 
-struct Reinstalled {
-    drop_connection: bool,
-}
-
 /// Treats `""` like an absent field, as SDKs that send every field might.
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.is_empty())
@@ -621,7 +626,7 @@ fn reinstall_instance(
     version: &str,
     now: Timestamp,
     request_id: &str,
-) -> Result<Reinstalled, ApiError> {
+) -> Result<(), ApiError> {
     let request: ReinstallInstanceRequest = parameters_as(parameters)?;
     let instance_id = non_empty(request.instance_id)
         .ok_or_else(|| ApiError::bad_request("INVALID_PARAMETER", "instanceId is required"))?;
@@ -701,11 +706,6 @@ fn reinstall_instance(
         now,
         duration,
     );
-    let drop_connection = world
-        .zenlayer
-        .faults
-        .drop_connection_after_reinstall
-        .remove(&instance_id);
     tracing::info!(
         server = %instance_id,
         image = %image_id,
@@ -730,7 +730,7 @@ fn reinstall_instance(
         at: now,
         request_id: request_id.to_string(),
     });
-    Ok(Reinstalled { drop_connection })
+    Ok(())
 }
 
 fn check_status_allows_reinstall(status: InstanceStatus) -> Result<(), ApiError> {
@@ -818,9 +818,10 @@ fn error_response(request_id: &str, error: ApiError) -> Response {
     let body = json!({"requestId": request_id, "code": error.code, "message": error.message});
     let mut response = with_request_id(error.status, request_id, body);
     if error.status == StatusCode::TOO_MANY_REQUESTS {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(error.retry_after.unwrap_or(1)),
+        );
     }
     response
 }

@@ -83,6 +83,23 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start(dir: &Path, inventory_text: &str) -> Emulator {
+        Self::start_with_args(dir, inventory_text, &[])
+    }
+
+    /// Starts with faults armed from the beginning (`--faults FILE`, the JSON of
+    /// `POST /_emulator/faults`).
+    pub fn start_with_faults(
+        dir: &Path,
+        inventory_text: &str,
+        faults: serde_json::Value,
+    ) -> Emulator {
+        let path = dir.join("faults.json");
+        std::fs::write(&path, faults.to_string()).unwrap();
+        let path = path.display().to_string();
+        Self::start_with_args(dir, inventory_text, &["--faults", &path])
+    }
+
+    fn start_with_args(dir: &Path, inventory_text: &str, extra: &[&str]) -> Emulator {
         let inventory_path = dir.join("inventory.yaml");
         std::fs::write(&inventory_path, inventory_text).unwrap();
         let mut child = Command::new(binary())
@@ -96,6 +113,7 @@ impl Emulator {
             .arg(&inventory_path)
             .arg("--data-dir")
             .arg(dir.join("emulator-data"))
+            .args(extra)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -157,6 +175,31 @@ impl Emulator {
 
     pub fn set_faults(&self, faults: serde_json::Value) {
         self.request("POST", "/_emulator/faults", &faults.to_string());
+    }
+
+    /// Arms fault rules (`POST /_emulator/faults`), e.g.
+    /// `json!({"rules": [{"provider": "zenlayer-bmc", "call": "reinstall", "fault": "drop_after",
+    /// "count": 1}]})`; answers with what is armed. Panics unless the emulator answers 200.
+    pub fn arm(&self, rules_json: serde_json::Value) -> serde_json::Value {
+        self.request("POST", "/_emulator/faults", &rules_json.to_string())
+    }
+
+    /// The calls that acted on a server, from `/_emulator/state` `counts`:
+    /// `(reinstall, change_os, stop, replayed)`. Panics on a server the inventory lacks.
+    pub fn counts(&self, provider_type: &str, id: &str) -> (u64, u64, u64, u64) {
+        let state = self.state();
+        let counts = &state["counts"][provider_type][id];
+        let field = |name: &str| {
+            counts[name].as_u64().unwrap_or_else(|| {
+                panic!("no counts for {provider_type} `{id}`: {}", state["counts"])
+            })
+        };
+        (
+            field("reinstall"),
+            field("change_os"),
+            field("stop"),
+            field("replayed"),
+        )
     }
 
     /// How many reinstalls the emulator accepted for a server.

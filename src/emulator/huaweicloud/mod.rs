@@ -12,12 +12,14 @@
 
 pub mod model;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::connect_info::ConnectInfo;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -29,7 +31,9 @@ use self::model::{
     ClouddcCallRecord, ClouddcInstall, ClouddcInstance, EcsCallRecord, EcsInstall, EcsJob,
     EcsServer, HuaweiImage, HuaweiInventory, HuaweiWorld, install_duration,
 };
-use super::server::Shared;
+use super::faults::{self, Aftermath, Call, CallKind, Outcome, Refusal};
+use super::server::{ConnectionHandle, Shared};
+use crate::manifest::ProviderType;
 use crate::provider::sign::sdk_hmac;
 
 /// Clock skew accepted on `X-Sdk-Date` (the brief: unconfirmed, commonly 15 minutes).
@@ -67,12 +71,15 @@ pub fn routes() -> Router<Arc<Shared>> {
 struct ApiError {
     status: StatusCode,
     body: Value,
+    /// `Retry-After` of an injected 429, in seconds.
+    retry_after: Option<u64>,
 }
 
 fn gateway_error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
     ApiError {
         status,
         body: json!({"error_code": code, "error_msg": message.into()}),
+        retry_after: None,
     }
 }
 
@@ -80,6 +87,7 @@ fn ecs_error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiE
     ApiError {
         status,
         body: json!({"error": {"code": code, "message": message.into()}}),
+        retry_after: None,
     }
 }
 
@@ -87,6 +95,7 @@ fn clouddc_error(status: StatusCode, code: &str, message: impl Into<String>) -> 
     ApiError {
         status,
         body: json!({"error_code": code, "error_msg": message.into()}),
+        retry_after: None,
     }
 }
 
@@ -112,17 +121,23 @@ fn internal(message: impl Into<String>) -> ApiError {
 
 async fn handle(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(connection): ConnectInfo<ConnectionHandle>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut retry_after = None;
     let (status, mut body) = match handle_call(&shared, &method, &uri, &headers, &body, &request_id)
         .await
     {
-        Ok((status, body)) => (status, body),
+        Ok((status, body, aftermath)) => {
+            aftermath.apply(&connection).await;
+            (status, body)
+        }
         Err(error) => {
+            retry_after = error.retry_after;
             tracing::debug!(status = %error.status, body = %error.body, "emulator: huaweicloud error");
             let mut body = error.body;
             if let Some(object) = body.as_object_mut()
@@ -140,6 +155,11 @@ async fn handle(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
 }
 
@@ -150,25 +170,33 @@ async fn handle_call(
     headers: &HeaderMap,
     body: &[u8],
     request_id: &str,
-) -> Result<(StatusCode, Value), ApiError> {
-    let now = Timestamp::now();
+) -> Result<(StatusCode, Value, Aftermath), ApiError> {
     let inventory = &shared.inventory.huaweicloud;
-    authenticate(inventory, method, uri, headers, body, now)?;
+    authenticate(inventory, method, uri, headers, body, Timestamp::now())?;
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let query = sdk_hmac::parse_query(uri.query().unwrap_or_default());
+    let call = classify(shared, method, &segments, &query, body).await;
+    faults::wait_latency(shared, &call).await;
 
+    let now = Timestamp::now();
     let mut store = shared.world.lock().await;
-    let settled = store.world.settle(now);
-    let injected = take_injected_failure(&mut store.world.huaweicloud);
-    if settled || injected.is_some() {
+    if store.world.settle(now) {
         store.save().map_err(|error| internal(error.to_string()))?;
     }
-    if let Some(injected) = injected {
-        return Err(injected);
+    if let Some(refusal) =
+        faults::refusal(&mut store, shared, &call).map_err(|error| internal(error.to_string()))?
+    {
+        return Err(injected(refusal));
     }
+    let served = |store: &mut super::world::WorldStore, (status, body)| {
+        faults::aftermath(store, &call, Outcome::Served, &|_| None)
+            .map(|aftermath| (status, body, aftermath))
+            .map_err(|error| internal(error.to_string()))
+    };
 
     if segments == ["v3", "projects"] {
-        return Ok((StatusCode::OK, list_projects(inventory, &query)));
+        let answer = (StatusCode::OK, list_projects(inventory, &query));
+        return served(&mut store, answer);
     }
     let (version, project) = match segments.as_slice() {
         [version, project, ..] => (*version, *project),
@@ -183,10 +211,17 @@ async fn handle_call(
         default_seconds,
     };
     let before = store.world.huaweicloud.clone();
-    let world = &mut store.world.huaweicloud;
+    let whole = &mut store.world;
+    let world = &mut whole.huaweicloud;
+    let shown = Shown {
+        faults: &whole.faults,
+        now,
+    };
     let outcome = match (method.as_str(), version, rest) {
-        ("GET", "v1", ["cloudservers", "detail"]) => list_servers(inventory, world, &query),
-        ("GET", "v1", ["cloudservers", server_id]) => show_server(inventory, world, server_id),
+        ("GET", "v1", ["cloudservers", "detail"]) => list_servers(inventory, world, &query, shown),
+        ("GET", "v1", ["cloudservers", server_id]) => {
+            show_server(inventory, world, server_id, shown)
+        }
         (
             "POST",
             "v1" | "v2",
@@ -199,26 +234,152 @@ async fn handle_call(
             inventory, world, version, server_id, action, body, timing, request_id,
         ),
         ("GET", "v1", ["jobs", job_id]) => show_job(world, job_id, now),
-        ("GET", "v1", ["instances"]) => list_instances(inventory, world, &query),
+        ("GET", "v1", ["instances"]) => list_instances(inventory, world, &query, shown),
         ("PUT", "v1", ["instances", "reinstall"]) => {
             reinstall_instances(inventory, world, body, timing, request_id)
         }
-        ("GET", "v1", ["instances", instance_id, "status"]) => instance_status(world, instance_id),
+        ("GET", "v1", ["instances", instance_id, "status"]) => {
+            instance_status(world, instance_id, shown)
+        }
         _ => Err(not_found(uri)),
     };
     let changed = *world != before;
-    match outcome {
-        Ok(answer) => {
-            if changed && let Err(error) = store.save() {
-                store.world.huaweicloud = before;
-                return Err(internal(error.to_string()));
-            }
-            Ok(answer)
-        }
+    let answer = match outcome {
+        Ok(answer) => answer,
         Err(error) => {
             store.world.huaweicloud = before;
-            Err(error)
+            return Err(error);
         }
+    };
+    if changed && let Err(error) = store.save() {
+        store.world.huaweicloud = before;
+        return Err(internal(error.to_string()));
+    }
+    if !call.kind.is_mutating() {
+        return served(&mut store, answer);
+    }
+    let shown_before = |id: &str| {
+        if call.providers.contains(&ProviderType::HuaweicloudEcs) {
+            let server = before.ecs_servers.iter().find(|server| server.id == id);
+            server.and_then(faults::record)
+        } else {
+            let instance = before
+                .clouddc_instances
+                .iter()
+                .find(|instance| instance.id == id);
+            instance.and_then(faults::record)
+        }
+    };
+    let aftermath = faults::aftermath(&mut store, &call, Outcome::Acted, &shown_before)
+        .map_err(|error| internal(error.to_string()))?;
+    Ok((answer.0, answer.1, aftermath))
+}
+
+/// What reads show: the truth, or a server as it was before a call whose effect is late.
+#[derive(Clone, Copy)]
+struct Shown<'a> {
+    faults: &'a faults::FaultBook,
+    now: Timestamp,
+}
+
+impl Shown<'_> {
+    fn ecs<'a>(&self, server: &'a EcsServer) -> Cow<'a, EcsServer> {
+        faults::as_shown(
+            self.faults,
+            ProviderType::HuaweicloudEcs,
+            &server.id,
+            server,
+            self.now,
+        )
+    }
+
+    fn clouddc<'a>(&self, instance: &'a ClouddcInstance) -> Cow<'a, ClouddcInstance> {
+        let provider = ProviderType::HuaweicloudClouddc;
+        faults::as_shown(self.faults, provider, &instance.id, instance, self.now)
+    }
+}
+
+/// What the fault menu sees of a call: provider type, kind and the servers it names. A job
+/// query names the server of its job.
+async fn classify(
+    shared: &Shared,
+    method: &Method,
+    segments: &[&str],
+    query: &[(String, String)],
+    body: &[u8],
+) -> Call {
+    let ecs = ProviderType::HuaweicloudEcs;
+    let clouddc = ProviderType::HuaweicloudClouddc;
+    let listed = |key: &str| -> Vec<String> {
+        query_value(query, key)
+            .map(|text| {
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                    .map(|id| id.strip_prefix("srv-").unwrap_or(id).to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let rest = segments.get(2..).unwrap_or_default();
+    match (method.as_str(), rest) {
+        _ if segments == ["v3", "projects"] => Call::huawei_iam(),
+        ("GET", ["cloudservers", "detail"]) => Call::new(ecs, CallKind::Read, listed("server_id")),
+        ("GET", ["cloudservers", id]) => Call::new(ecs, CallKind::Read, vec![id.to_string()]),
+        ("POST", ["cloudservers", id, "changeos"]) => {
+            Call::new(ecs, CallKind::ChangeOs, vec![id.to_string()])
+        }
+        ("POST", ["cloudservers", id, "reinstallos"]) => {
+            Call::new(ecs, CallKind::Reinstall, vec![id.to_string()])
+        }
+        ("GET", ["jobs", job_id]) => {
+            let store = shared.world.lock().await;
+            let jobs = &store.world.huaweicloud.jobs;
+            let server = jobs.iter().find(|job| job.job_id == *job_id);
+            let ids = server.map(|job| vec![job.server_id.clone()]);
+            Call::new(ecs, CallKind::Status, ids.unwrap_or_default())
+        }
+        ("GET", ["instances"]) => {
+            let mut ids = listed("instance_id");
+            ids.extend(listed("server_id"));
+            Call::new(clouddc, CallKind::Read, ids)
+        }
+        ("PUT", ["instances", "reinstall"]) => {
+            let parsed: Option<Value> = serde_json::from_slice(body).ok();
+            let ids = parsed
+                .as_ref()
+                .and_then(|body| body.get("instance_id_set"))
+                .and_then(Value::as_array)
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| id.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Call::new(clouddc, CallKind::Reinstall, ids)
+        }
+        ("GET", ["instances", id, "status"]) => {
+            Call::new(clouddc, CallKind::Status, vec![id.to_string()])
+        }
+        (_, ["instances", ..]) => Call::new(clouddc, CallKind::Other, Vec::new()),
+        _ => Call::new(ecs, CallKind::Other, Vec::new()),
+    }
+}
+
+/// An injected fault in the gateway's shape: `APIGW.0308` throttling, or an internal error.
+fn injected(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::ServerError => internal("internal error (injected by the emulator)"),
+        Refusal::Throttled {
+            retry_after_seconds,
+        } => ApiError {
+            retry_after: Some(retry_after_seconds),
+            ..gateway_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "APIGW.0308",
+                "The throttling threshold has been reached (injected by the emulator)",
+            )
+        },
     }
 }
 
@@ -235,24 +396,6 @@ struct Timing {
     now: Timestamp,
     override_seconds: Option<f64>,
     default_seconds: f64,
-}
-
-fn take_injected_failure(world: &mut HuaweiWorld) -> Option<ApiError> {
-    let faults = &mut world.faults;
-    if faults.status_429_next > 0 {
-        faults.status_429_next -= 1;
-        // No Retry-After: Huawei documents none (brief §6.4).
-        return Some(gateway_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "APIGW.0308",
-            "The throttling threshold has been reached (injected by the emulator)",
-        ));
-    }
-    if faults.status_500_next > 0 {
-        faults.status_500_next -= 1;
-        return Some(internal("internal error (injected by the emulator)"));
-    }
-    None
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -516,6 +659,7 @@ fn list_servers(
     inventory: &HuaweiInventory,
     world: &HuaweiWorld,
     query: &[(String, String)],
+    shown: Shown<'_>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let limit = number(Api::Ecs, query, "limit")?.unwrap_or(25);
     if !(1..=1000).contains(&limit) {
@@ -530,7 +674,7 @@ fn list_servers(
             .iter()
             .map(
                 |id| match world.ecs_servers.iter().find(|server| &server.id == id) {
-                    Some(server) => server_detail(inventory, server),
+                    Some(server) => server_detail(inventory, &shown.ecs(server)),
                     None => unknown_server(id),
                 },
             )
@@ -542,9 +686,14 @@ fn list_servers(
     }
     let offset = number(Api::Ecs, query, "offset")?.unwrap_or(1).max(1);
     let status = query_value(query, "status");
-    let matching: Vec<&EcsServer> = world
+    let all: Vec<Cow<EcsServer>> = world
         .ecs_servers
         .iter()
+        .map(|server| shown.ecs(server))
+        .collect();
+    let matching: Vec<&EcsServer> = all
+        .iter()
+        .map(|server| server.as_ref())
         .filter(|server| status.is_none_or(|status| server.status == status))
         .collect();
     let servers: Vec<Value> = matching
@@ -563,6 +712,7 @@ fn show_server(
     inventory: &HuaweiInventory,
     world: &HuaweiWorld,
     server_id: &str,
+    shown: Shown<'_>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let server = world
         .ecs_servers
@@ -571,7 +721,7 @@ fn show_server(
         .ok_or_else(|| server_not_found(server_id))?;
     Ok((
         StatusCode::OK,
-        json!({"server": server_detail(inventory, server)}),
+        json!({"server": server_detail(inventory, &shown.ecs(server))}),
     ))
 }
 
@@ -846,6 +996,7 @@ fn show_job(
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
             body: json!({"code": "EMULATOR.JOB_NOT_FOUND", "message": format!("job `{job_id}` does not exist")}),
+            retry_after: None,
         });
     };
     let status = job.status(now);
@@ -929,6 +1080,7 @@ fn list_instances(
     inventory: &HuaweiInventory,
     world: &HuaweiWorld,
     query: &[(String, String)],
+    shown: Shown<'_>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let instance_ids = id_list(Api::Clouddc, query, "instance_id")?;
     let server_ids = id_list(Api::Clouddc, query, "server_id")?;
@@ -946,9 +1098,14 @@ fn list_instances(
         limit = limit.min(cap);
     }
     let state = query_value(query, "instance_state");
-    let matching: Vec<&ClouddcInstance> = world
+    let all: Vec<Cow<ClouddcInstance>> = world
         .clouddc_instances
         .iter()
+        .map(|instance| shown.clouddc(instance))
+        .collect();
+    let matching: Vec<&ClouddcInstance> = all
+        .iter()
+        .map(|instance| instance.as_ref())
         .filter(|instance| {
             instance_ids
                 .as_ref()
@@ -1006,12 +1163,14 @@ fn list_instances(
 fn instance_status(
     world: &HuaweiWorld,
     instance_id: &str,
+    shown: Shown<'_>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let instance = world
         .clouddc_instances
         .iter()
         .find(|instance| instance.id == instance_id)
         .ok_or_else(|| instance_not_found(instance_id))?;
+    let instance = shown.clouddc(instance);
     Ok((
         StatusCode::OK,
         json!({

@@ -218,7 +218,6 @@ pub struct HuaweiWorld {
     pub clouddc_instances: Vec<ClouddcInstance>,
     /// Every accepted batch reinstall call, oldest first.
     pub clouddc_calls: Vec<ClouddcCallRecord>,
-    pub faults: HuaweiFaults,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -336,29 +335,6 @@ pub struct ClouddcCallRecord {
     pub at: Timestamp,
 }
 
-/// Faults armed through `POST /_emulator/faults` (`{"huaweicloud": {…}}`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct HuaweiFaults {
-    /// The next N authenticated API calls get HTTP 429.
-    pub status_429_next: u32,
-    /// The next N authenticated API calls get HTTP 500 (without acting).
-    pub status_500_next: u32,
-}
-
-/// What `POST /_emulator/faults` accepts under `huaweicloud`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultsRequest {
-    /// ECS servers or CloudDC instances whose next install fails.
-    #[serde(default)]
-    pub fail_next_install: Vec<String>,
-    #[serde(default)]
-    pub status_429_next: Option<u32>,
-    #[serde(default)]
-    pub status_500_next: Option<u32>,
-}
-
 impl HuaweiWorld {
     pub fn from_inventory(inventory: &HuaweiInventory, now: Timestamp) -> HuaweiWorld {
         HuaweiWorld {
@@ -458,23 +434,10 @@ impl HuaweiWorld {
             .find(|instance| instance.id == id)
     }
 
-    /// Arms faults; unknown ids are refused.
-    pub fn arm_faults(&mut self, request: FaultsRequest) -> Result<(), String> {
-        let unknown: Vec<&String> = request
-            .fail_next_install
-            .iter()
-            .filter(|id| {
-                !self.ecs_servers.iter().any(|server| &server.id == *id)
-                    && !self
-                        .clouddc_instances
-                        .iter()
-                        .any(|instance| &instance.id == *id)
-            })
-            .collect();
-        if !unknown.is_empty() {
-            return Err(format!("unknown huaweicloud ids: {unknown:?}"));
-        }
-        for id in &request.fail_next_install {
+    /// Makes the next install of these ECS servers or CloudDC instances fail (the ids were
+    /// checked by the caller).
+    pub fn fail_next_install(&mut self, ids: &[String]) {
+        for id in ids {
             if let Some(server) = self.ecs_server_mut(id) {
                 server.fail_next_install = true;
             }
@@ -482,13 +445,6 @@ impl HuaweiWorld {
                 instance.fail_next_install = true;
             }
         }
-        if let Some(count) = request.status_429_next {
-            self.faults.status_429_next = count;
-        }
-        if let Some(count) = request.status_500_next {
-            self.faults.status_500_next = count;
-        }
-        Ok(())
     }
 
     /// What `GET /_emulator/state` shows under `huaweicloud`.
@@ -528,7 +484,6 @@ impl HuaweiWorld {
         serde_json::json!({
             "ecs": {"servers": ecs, "calls": self.ecs_calls, "jobs": self.jobs},
             "clouddc": {"servers": clouddc, "calls": self.clouddc_calls},
-            "faults": self.faults,
         })
     }
 }
