@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fleet::{self, Kind, Spec};
@@ -41,7 +41,7 @@ fn rounds() -> usize {
 }
 
 fn spawn_apply(dir: &Path, crash_after_write: Option<u64>) -> Child {
-    let mut command: Command = fleet::reimage(dir).into();
+    let mut command = fleet::command(dir);
     command
         .args(["apply", "--auto-approve"])
         .stdout(Stdio::null())

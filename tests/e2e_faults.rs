@@ -180,7 +180,7 @@ fn two_concurrent_applies_never_reinstall_a_server_twice() {
     )
     .unwrap();
     let spawn = |dir: &Path| {
-        let mut command: std::process::Command = fleet::reimage(dir).into();
+        let mut command = fleet::command(dir);
         command
             .args(["apply", "--auto-approve"])
             .stdout(std::process::Stdio::piped())
@@ -230,7 +230,7 @@ fn a_refused_call_does_not_make_the_next_plan_reinstall_a_matching_server() {
     emulator.arm(json!({"clear": true, "rules": [
         {"provider": "zenlayer-bmc", "call": "reinstall", "fault": "late_status", "seconds": 4, "count": 1}
     ]}));
-    let mut command: std::process::Command = fleet::reimage(first.path()).into();
+    let mut command = fleet::command(first.path());
     let a = command
         .args(["apply", "--auto-approve"])
         .stdout(std::process::Stdio::piped())

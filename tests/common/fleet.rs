@@ -199,7 +199,12 @@ impl Spec {
 
 /// A `reimage` command in `dir` with every kind's test credentials.
 pub fn reimage(dir: &Path) -> assert_cmd::Command {
-    let mut command = huawei::reimage(dir);
+    assert_cmd::Command::from_std(command(dir))
+}
+
+/// [`reimage`] as a plain process command (for tests that spawn and kill it).
+pub fn command(dir: &Path) -> std::process::Command {
+    let mut command = huawei::command(dir);
     for name in ["JDCLOUD_ACCESS_KEY", "JDCLOUD_SECRET_KEY", "JDCLOUD_REGION", "EDIS_EMAIL", "EDIS_PASSWORD"] {
         command.env_remove(name);
     }

@@ -13,7 +13,12 @@ pub const PASSWORD: &str = "Canary!Bm-Pass-2026";
 /// A `reimage` command with no Huawei variables from the outer environment and the test
 /// credentials in `TEST_HW_*`.
 pub fn reimage(dir: &Path) -> assert_cmd::Command {
-    let mut command = super::reimage(dir);
+    assert_cmd::Command::from_std(command(dir))
+}
+
+/// [`reimage`] as a plain process command.
+pub fn command(dir: &Path) -> std::process::Command {
+    let mut command = super::command(dir);
     for name in [
         "HW_ACCESS_KEY",
         "HW_SECRET_KEY",

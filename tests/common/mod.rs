@@ -18,7 +18,12 @@ pub fn binary() -> PathBuf {
 
 /// A `reimage` command in `dir` with a clean, colourless environment.
 pub fn reimage(dir: &Path) -> assert_cmd::Command {
-    let mut command = assert_cmd::Command::new(binary());
+    assert_cmd::Command::from_std(command(dir))
+}
+
+/// [`reimage`] as a plain process command (for tests that spawn and kill it).
+pub fn command(dir: &Path) -> Command {
+    let mut command = Command::new(binary());
     command.current_dir(dir).env("NO_COLOR", "1");
     for name in [
         "ZENLAYERCLOUD_ACCESS_KEY_ID",
