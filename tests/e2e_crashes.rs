@@ -90,7 +90,10 @@ fn writes_per_server(spec: &Spec) -> u64 {
 
 fn campaign(kind: Kind, seed: u64) {
     let mut spec = Spec::new(kind, 4);
-    spec.install_seconds = 0.8;
+    // No faults here: reads succeed, so a short grace is watched closely. EDIS shows an
+    // install only while the VPS is off, which must outlast the grace.
+    spec.start_grace = 1.5;
+    spec.install_seconds = if kind == Kind::Edis { 2.5 } else { 0.8 };
     spec.policy = "  rollout: {canary: 1, max_parallel: 4, max_failures: 4}\n".to_string();
     let (dir, emulator) = fleet::setup(&spec);
     let (old, new) = kind.images();

@@ -171,6 +171,30 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
     if let Some(note) = record.and_then(last_attempt_note) {
         plan.notes.push(note);
     }
+    // After a reinstall whose outcome is unknown, the machine is not touched again until an
+    // operator looks (`--replace` is that look), unless it plainly runs the desired image.
+    if let Some(operation) = record
+        .and_then(|record| record.last_operation.as_ref())
+        .filter(|operation| operation.outcome == Outcome::Unknown)
+        && !replace
+    {
+        let shows_desired = (input.reports_image)(server.provider_type)
+            && observed.image.as_deref() == Some(server.image.as_str())
+            && observed.status.allows_reinstall();
+        if shows_desired {
+            plan.action = ActionKind::Adopt;
+            plan.reasons.push(Reason::UnknownOutcomeResolved);
+        } else {
+            plan.action = ActionKind::Blocked;
+            plan.reasons.push(Reason::LastOutcomeUnknown {
+                message: operation
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "no details recorded".to_string()),
+            });
+        }
+        return plan;
+    }
     // A record of an attempt alone says nothing about what the machine runs.
     let record = record.filter(|record| !record.attempt_only);
 
@@ -814,8 +838,37 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_outcome_blocks_until_checked_unless_the_desired_image_shows() {
+        let server = server("a", "new");
+        let mut world = applied_world(server.clone());
+        let operation = world
+            .recorded
+            .get_mut("a")
+            .unwrap()
+            .last_operation
+            .as_mut()
+            .unwrap();
+        operation.outcome = Outcome::Unknown;
+        world
+            .observed
+            .insert("a".into(), observed(&server, "old", ServerStatus::Running));
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Blocked);
+        assert!(matches!(plan.reasons[0], Reason::LastOutcomeUnknown { .. }));
+        world.replace.insert("a".into());
+        assert_eq!(world.only().action, ActionKind::Reinstall);
+        world.replace.clear();
+        world
+            .observed
+            .insert("a".into(), observed(&server, "new", ServerStatus::Running));
+        let plan = world.only();
+        assert_eq!(plan.action, ActionKind::Adopt);
+        assert_eq!(plan.reasons, [Reason::UnknownOutcomeResolved]);
+    }
+
+    #[test]
     fn a_failed_or_refused_last_apply_is_shown_but_is_no_reason_to_reinstall() {
-        for outcome in [Outcome::Failed, Outcome::Refused, Outcome::Unknown] {
+        for outcome in [Outcome::Failed, Outcome::Refused] {
             let server = server("a", "img");
             let mut world = applied_world(server);
             let operation = world

@@ -144,6 +144,14 @@ pub enum Reason {
     },
     /// Blocked: `protect: true` and a reinstall would be needed.
     Protected,
+    /// Blocked: whether the last apply's reinstall of this server ran could not be
+    /// established; it is not reinstalled again until an operator looks.
+    LastOutcomeUnknown {
+        message: String,
+    },
+    /// Adopted: the last apply's outcome was unknown, and the server now runs the desired
+    /// image.
+    UnknownOutcomeResolved,
     /// Blocked: the state records the server as protected, and this change both removes
     /// `protect` and needs a reinstall.
     ProtectionRemovedWithReinstall,
@@ -206,6 +214,14 @@ impl Reason {
                  reviewed change and apply it first, then reinstall)"
                     .to_string()
             }
+            Self::LastOutcomeUnknown { message } => format!(
+                "the last apply's outcome for this server is unknown ({message}); it is not \
+                 reinstalled again until checked: record what it runs with `reimage state \
+                 adopt NAME --image IMAGE`, or reinstall it anyway with `--replace NAME`"
+            ),
+            Self::UnknownOutcomeResolved => "the last apply's outcome was unknown; the server \
+                 now runs the desired image, so it is recorded as it is"
+                .to_string(),
             Self::ProtectionRemovedWithReinstall => "protected in the state (applied with \
                  `protect: true`), and this change removes `protect` while it needs a reinstall: \
                  remove the protection in its own reviewed change first and apply it (that only \

@@ -26,7 +26,7 @@ pub fn inventory(vps: &[(&str, &str, &str)], ticket_ttl: f64, install_seconds: f
     );
     for (id, description, image) in vps {
         text.push_str(&format!(
-            "    - {{kvm_id: {id}, description: {description}, image: {image}}}\n"
+            "    - {{kvm_id: \"{id}\", description: {description}, image: {image}}}\n"
         ));
     }
     text

@@ -15,7 +15,13 @@ pub enum Kind {
     Jd,
 }
 
-pub const ALL: [Kind; 5] = [Kind::Zenlayer, Kind::Ecs, Kind::Clouddc, Kind::Edis, Kind::Jd];
+pub const ALL: [Kind; 5] = [
+    Kind::Zenlayer,
+    Kind::Ecs,
+    Kind::Clouddc,
+    Kind::Edis,
+    Kind::Jd,
+];
 
 impl Kind {
     /// The provider `type` in the manifest and the key of the emulator's `counts`.
@@ -57,7 +63,9 @@ impl Kind {
     pub fn secrets(self) -> Vec<&'static str> {
         match self {
             Kind::Zenlayer => vec![super::KEY_PASSWORD],
-            Kind::Ecs | Kind::Clouddc => vec![huawei::SK, huawei::PASSWORD, CLOUDDC_SECOND_PASSWORD],
+            Kind::Ecs | Kind::Clouddc => {
+                vec![huawei::SK, huawei::PASSWORD, CLOUDDC_SECOND_PASSWORD]
+            }
             Kind::Edis => vec![edis::ACCOUNT_PASSWORD, edis::ROOT_PASSWORD],
             Kind::Jd => vec![jdcloud::SK, jdcloud::PASSWORD],
         }
@@ -89,10 +97,14 @@ impl Spec {
         Spec {
             kind,
             count,
-            install_seconds: 0.6,
+            // EDIS cannot report the image: an install shows only while the VPS is off, which
+            // must outlast the grace (as in production: minutes), and the server must be read
+            // at least once per grace even while reads fail and are retried.
+            install_seconds: if kind == Kind::Edis { 25.0 } else { 0.6 },
             running: kind == Kind::Jd,
             two_passwords: false,
-            start_grace: 1.5,
+            // A read retried four times can take 15 s (backoff 1, 2, 4, 8 s).
+            start_grace: if kind == Kind::Edis { 20.0 } else { 1.5 },
             poll_interval: 0.2,
             policy: "  rollout: {canary: 1, max_parallel: 10, max_failures: 1}\n".to_string(),
         }
@@ -118,10 +130,8 @@ impl Spec {
                 huawei::inventory(&[], &instances, self.install_seconds)
             }
             Kind::Edis => {
-                let vps: Vec<(&str, &str, &str)> = ids
-                    .iter()
-                    .map(|id| (id.as_str(), "vps", old))
-                    .collect();
+                let vps: Vec<(&str, &str, &str)> =
+                    ids.iter().map(|id| (id.as_str(), "vps", old)).collect();
                 edis::inventory(&vps, 3600.0, self.install_seconds)
             }
             Kind::Jd => {
@@ -160,8 +170,11 @@ impl Spec {
                 "  access: {password: {env: TEST_HW_PW}}\n".to_string(),
             ),
             Kind::Edis => {
-                std::fs::write(dir.join("root.password"), format!("{}\n", edis::ROOT_PASSWORD))
-                    .unwrap();
+                std::fs::write(
+                    dir.join("root.password"),
+                    format!("{}\n", edis::ROOT_PASSWORD),
+                )
+                .unwrap();
                 (
                     format!(
                         "  p:\n    type: edis-kvm\n    endpoint: {}\n{timing}    credentials:\n      email: {{env: TEST_EDIS_EMAIL}}\n      password: {{env: TEST_EDIS_PASSWORD}}\n    options:\n      completion_grace_seconds: 0.3\n",
@@ -205,7 +218,13 @@ pub fn reimage(dir: &Path) -> assert_cmd::Command {
 /// [`reimage`] as a plain process command (for tests that spawn and kill it).
 pub fn command(dir: &Path) -> std::process::Command {
     let mut command = huawei::command(dir);
-    for name in ["JDCLOUD_ACCESS_KEY", "JDCLOUD_SECRET_KEY", "JDCLOUD_REGION", "EDIS_EMAIL", "EDIS_PASSWORD"] {
+    for name in [
+        "JDCLOUD_ACCESS_KEY",
+        "JDCLOUD_SECRET_KEY",
+        "JDCLOUD_REGION",
+        "EDIS_EMAIL",
+        "EDIS_PASSWORD",
+    ] {
         command.env_remove(name);
     }
     command

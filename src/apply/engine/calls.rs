@@ -67,6 +67,8 @@ impl Engine<'_> {
             stage: Stage::Checking,
             stage_since: now,
             sent_at: now,
+            last_read: now,
+            longest_gap: std::time::Duration::ZERO,
             started: now,
             baseline: None,
             request: None,
@@ -111,23 +113,29 @@ impl Engine<'_> {
                 .1
                 .push((name.clone(), item.cloud_id.clone()));
         }
+        // One task per provider: its reads (one per `observe_batch` ids) come back together,
+        // so the servers started together are batched together for their calls.
         for (_, (provider, servers)) in by_provider {
-            let batch = provider.capabilities().observe_batch.max(1);
-            for chunk in servers.chunks(batch) {
-                let servers = chunk.to_vec();
-                let provider = provider.clone();
-                self.checks.spawn(async move {
-                    let ids: Vec<String> = servers.iter().map(|(_, id)| id.clone()).collect();
-                    let observations = provider
-                        .observe(&ids)
-                        .await
-                        .map_err(|error| error.to_string());
-                    CheckDone {
-                        servers,
-                        observations,
+            self.checks.spawn(async move {
+                let batch = provider.capabilities().observe_batch.max(1);
+                let ids: Vec<String> = servers.iter().map(|(_, id)| id.clone()).collect();
+                let mut found = BTreeMap::new();
+                for chunk in ids.chunks(batch) {
+                    match provider.observe(chunk).await {
+                        Ok(observations) => found.extend(observations),
+                        Err(error) => {
+                            return CheckDone {
+                                servers,
+                                observations: Err(error.to_string()),
+                            };
+                        }
                     }
-                });
-            }
+                }
+                CheckDone {
+                    servers,
+                    observations: Ok(found),
+                }
+            });
         }
     }
 
@@ -321,8 +329,7 @@ impl Engine<'_> {
         let provider = item.provider.clone();
         let cloud_id = item.cloud_id.clone();
         let server = item.server.clone();
-        item.sent_at = Instant::now();
-        item.enter(Stage::Calling);
+        item.sending();
         self.calls.spawn(async move {
             let _sent = permit;
             let result = provider.stop(&cloud_id, &token).await;
@@ -338,8 +345,7 @@ impl Engine<'_> {
                 && let Some(request) = &item.request
             {
                 requests.push(request.clone());
-                item.sent_at = Instant::now();
-                item.enter(Stage::Calling);
+                item.sending();
             }
         }
         if requests.is_empty() {

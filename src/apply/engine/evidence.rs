@@ -107,12 +107,15 @@ pub fn of_stop(baseline: &Baseline, now: &Observation) -> Evidence {
 }
 
 /// After a reinstall call whose answer was lost (or an install taken over from the journal).
+/// Any change of status from the baseline is a sign that the call acted (an install, or the
+/// stop a provider makes first): from then on the call is never sent again.
 pub fn of_reinstall(baseline: &Baseline, desired_image: &str, now: &Observation) -> Evidence {
     let now = match now {
         Observation::NotFound => return Evidence::Gone,
         Observation::Found(now) => now,
     };
     let on_desired = now.image.as_deref() == Some(desired_image);
+    let status_known = baseline.status != ServerStatus::Unknown;
     match now.status {
         ServerStatus::Installing => Evidence::Underway(format!("status {}", now.raw_status)),
         // A server that failed before the call (an operator's `--replace`) proves nothing.
@@ -121,6 +124,9 @@ pub fn of_reinstall(baseline: &Baseline, desired_image: &str, now: &Observation)
         }
         _ if unchanged(baseline, now) => Evidence::Unchanged,
         ServerStatus::Running | ServerStatus::Stopped if on_desired => Evidence::Done,
+        status if status_known && status != baseline.status => {
+            Evidence::Underway(format!("status {}", now.raw_status))
+        }
         _ => Evidence::Unclear(format!(
             "status {}, image {}",
             now.raw_status,
@@ -210,8 +216,13 @@ mod tests {
             judge(found(ServerStatus::InstallFailed, "old")),
             Evidence::InstallFailed(_)
         ));
+        // A stop the provider makes before the install is a sign too.
         assert!(matches!(
             judge(found(ServerStatus::Stopped, "old")),
+            Evidence::Underway(_)
+        ));
+        assert!(matches!(
+            judge(found(ServerStatus::Running, "x")),
             Evidence::Unclear(_)
         ));
         assert_eq!(judge(Observation::NotFound), Evidence::Gone);
@@ -229,6 +240,30 @@ mod tests {
             of_reinstall(&before, "img", &found(ServerStatus::Running, "img")),
             Evidence::Done
         );
+    }
+
+    #[test]
+    fn a_provider_without_images_shows_an_install_only_by_its_power() {
+        // EDIS: no image; the VPS is off while it installs.
+        let before = Baseline {
+            status: ServerStatus::Running,
+            raw_status: "on".into(),
+            image: None,
+        };
+        let vps = |status| {
+            Observation::Found(Observed {
+                image: None,
+                ..server(status, "x")
+            })
+        };
+        assert_eq!(
+            of_reinstall(&before, "debian", &vps(ServerStatus::Running)),
+            Evidence::Unchanged
+        );
+        assert!(matches!(
+            of_reinstall(&before, "debian", &vps(ServerStatus::Stopped)),
+            Evidence::Underway(_)
+        ));
     }
 
     #[test]

@@ -197,6 +197,11 @@ struct Item {
     stage_since: Instant,
     /// When the step's last call was sent (the grace for signs of it starts here).
     sent_at: Instant,
+    /// The last successful read of the server since then, and the longest time between two
+    /// (the call counting as the first): an install that shows for at least the provider's
+    /// grace cannot hide in gaps no longer than it.
+    last_read: Instant,
+    longest_gap: Duration,
     /// When work on this server began (elapsed times).
     started: Instant,
     /// The server as read right before the step's first call.
@@ -241,6 +246,22 @@ impl Item {
     fn enter(&mut self, stage: Stage) {
         self.stage = stage;
         self.stage_since = Instant::now();
+    }
+
+    /// The step's call goes out now.
+    fn sending(&mut self) {
+        let now = Instant::now();
+        self.sent_at = now;
+        self.last_read = now;
+        self.longest_gap = Duration::ZERO;
+        self.enter(Stage::Calling);
+    }
+
+    /// The server was read just now.
+    fn read_now(&mut self) {
+        let now = Instant::now();
+        self.longest_gap = self.longest_gap.max(now.duration_since(self.last_read));
+        self.last_read = now;
     }
 
     fn step_kind(&self) -> Option<Step> {

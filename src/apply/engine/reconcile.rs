@@ -68,6 +68,10 @@ impl Engine<'_> {
                     stage,
                     stage_since: sent_at,
                     sent_at,
+                    // The time since the last call counts as a gap: nobody read the server
+                    // while the earlier process was gone.
+                    last_read: sent_at,
+                    longest_gap: std::time::Duration::ZERO,
                     started: since(step.intent_at.as_deref()),
                     baseline: step.baseline.clone(),
                     request: None,

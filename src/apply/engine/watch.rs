@@ -147,7 +147,7 @@ impl Engine<'_> {
         server: &str,
         observation: &Observation,
     ) -> Result<Option<crate::provider::Observed>> {
-        let Some(item) = self.items.get(server) else {
+        let Some(item) = self.items.get_mut(server) else {
             return Ok(None);
         };
         let Some(step) = item.step_kind() else {
@@ -157,6 +157,10 @@ impl Engine<'_> {
         if !verifying && !matches!(item.stage, Stage::Stopping) {
             return Ok(None);
         }
+        if matches!(observation, Observation::Found(_)) {
+            item.read_now();
+        }
+        let item = &*item;
         let baseline =
             evidence::baseline_or(item.baseline.as_ref(), item.previous_image.as_deref());
         let found = match step {
@@ -236,19 +240,39 @@ impl Engine<'_> {
         Ok(None)
     }
 
-    /// The step's call is shown not to have acted: the server is as it was, past the grace.
+    /// The server is as it was before the call, past the grace. That proves the call did not
+    /// act when the image would have moved (a different image, on a provider that reports it),
+    /// for a stop (a stopped server does not start by itself), or when the server was read at
+    /// least once per grace since the call (an install shows for longer than that). Otherwise
+    /// nothing proves either way, and it is not guessed.
     fn not_acted(&mut self, server: &str) -> Result<()> {
         let Some(item) = self.items.get_mut(server) else {
             return Ok(());
         };
         let step = item.step_kind().unwrap_or(Step::Reinstall);
         let sends = item.step.as_ref().map_or(1, |step| step.sends());
-        let grace = item.provider.start_grace().as_secs();
-        let same_image = item
-            .baseline
-            .as_ref()
-            .is_some_and(|baseline| baseline.image.as_deref() == Some(item.image.as_str()));
-        if item.reconciled && !(step == Step::Reinstall && same_image) {
+        let grace = item.provider.start_grace();
+        let image_proves = item.provider.capabilities().reports_image
+            && item.baseline.as_ref().is_some_and(|baseline| {
+                baseline.image.is_some() && baseline.image.as_deref() != Some(item.image.as_str())
+            });
+        let watched_closely = item.longest_gap <= grace;
+        if step == Step::Reinstall && !image_proves && !watched_closely {
+            let message = format!(
+                "the answer to the reinstall call was lost, and the server was not read for {}s \
+                 at a stretch (more than the {}s an install takes to show), so an install that \
+                 ran and ended in between would leave nothing to see. It was not sent again. \
+                 Check the server (uptime, console), then `reimage state adopt {} --image {}` \
+                 if it runs the new OS, or `reimage plan --replace {}` if it still needs it",
+                item.longest_gap.as_secs(),
+                grace.as_secs_f64(),
+                item.server,
+                item.image,
+                item.server
+            );
+            return self.close(server, StepOutcome::Unknown, Some(message));
+        }
+        if item.reconciled {
             // Taken over from a journal: the plan it belonged to is not carried on here.
             let message = format!(
                 "the {} of an interrupted apply did not act (no sign of it, the server is \
@@ -257,17 +281,7 @@ impl Engine<'_> {
             );
             return self.close(server, StepOutcome::NotSent, Some(message));
         }
-        if item.reconciled {
-            // Nobody watched while the earlier process was gone: a same-image install that ran
-            // and finished then leaves nothing to see. Not guessed.
-            let message = format!(
-                "an interrupted apply may have reinstalled it with the image it already had \
-                 ({}); nothing proves either way. Check the server (its uptime, its console), \
-                 then `reimage plan --replace {}` if it still needs the reinstall",
-                item.image, item.server
-            );
-            return self.close(server, StepOutcome::Unknown, Some(message));
-        }
+        let grace = grace.as_secs_f64();
         if sends >= MAX_SENDS {
             let message = format!(
                 "the {} call was sent {sends} times and never acted (the server showed no sign \

@@ -157,10 +157,10 @@ impl EdisKvm {
             http: ProviderHttp::new(&name, RetryPolicy::default())?
                 .with_request_timeout(config::request_timeout(config)?)
                 .with_limits(RateLimits::new(
-                &name,
-                &DEFAULT_RATE_LIMITS,
-                &settings.rate_limits,
-            )),
+                    &name,
+                    &DEFAULT_RATE_LIMITS,
+                    &settings.rate_limits,
+                )),
             name,
             capabilities,
             auth_url,
@@ -456,22 +456,26 @@ impl EdisKvm {
         &self,
         ids: &[String],
     ) -> Result<BTreeMap<String, Observation>, ProviderError> {
-        let mut unique: Vec<String> = Vec::with_capacity(ids.len());
-        for id in ids {
-            if !unique.contains(id) {
-                unique.push(id.clone());
-            }
-        }
+        let unique: Vec<String> = ids
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let tickets = self.tickets_for(&unique).await?;
-        let mut observations = BTreeMap::new();
-        for id in unique {
-            let observation = match tickets.get(&id) {
+        // One power read per VPS (EDIS has no batch read), made together: the rate limits'
+        // concurrency caps bound them, and one slow read does not hold up the rest.
+        let reads = unique.iter().map(|id| async {
+            let observation = match tickets.get(id) {
                 None => Observation::NotFound,
                 Some(cached) => Observation::Found(self.observe_one(cached).await?),
             };
-            observations.insert(id, observation);
-        }
-        Ok(observations)
+            Ok::<_, ProviderError>((id.clone(), observation))
+        });
+        futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .collect()
     }
 
     async fn observe_one(&self, cached: &CachedTicket) -> Result<Observed, ProviderError> {
@@ -633,11 +637,10 @@ impl EdisKvm {
         &self,
         operations: &[Operation],
     ) -> Result<Vec<OperationStatus>, ProviderError> {
-        let mut statuses = Vec::with_capacity(operations.len());
-        for operation in operations {
-            statuses.push(self.poll_one(operation).await?);
-        }
-        Ok(statuses)
+        futures_util::future::join_all(operations.iter().map(|operation| self.poll_one(operation)))
+            .await
+            .into_iter()
+            .collect()
     }
 
     async fn poll_one(&self, operation: &Operation) -> Result<OperationStatus, ProviderError> {

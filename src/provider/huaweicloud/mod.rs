@@ -366,12 +366,8 @@ impl HuaweiClient {
             Service::Clouddc => &CLOUDDC_DEFAULT_RATE_LIMITS,
         };
         let http = ProviderHttp::new(&name, RetryPolicy::default())?
-                .with_request_timeout(config::request_timeout(config)?)
-                .with_limits(RateLimits::new(
-            &name,
-            defaults,
-            &settings.rate_limits,
-        ));
+            .with_request_timeout(config::request_timeout(config)?)
+            .with_limits(RateLimits::new(&name, defaults, &settings.rate_limits));
         Ok(ParsedConfig {
             client: HuaweiClient {
                 name,

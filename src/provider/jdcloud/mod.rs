@@ -193,10 +193,10 @@ impl JdcloudCps {
             http: ProviderHttp::new(&name, RetryPolicy::default())?
                 .with_request_timeout(config::request_timeout(config)?)
                 .with_limits(RateLimits::new(
-                &name,
-                &DEFAULT_RATE_LIMITS,
-                &settings.rate_limits,
-            )),
+                    &name,
+                    &DEFAULT_RATE_LIMITS,
+                    &settings.rate_limits,
+                )),
             name,
             capabilities,
             endpoint,

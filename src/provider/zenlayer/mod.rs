@@ -198,10 +198,10 @@ impl ZenlayerBmc {
             http: ProviderHttp::new(&name, RetryPolicy::default())?
                 .with_request_timeout(config::request_timeout(config)?)
                 .with_limits(RateLimits::new(
-                &name,
-                &DEFAULT_RATE_LIMITS,
-                &config.config.rate_limits,
-            )),
+                    &name,
+                    &DEFAULT_RATE_LIMITS,
+                    &config.config.rate_limits,
+                )),
             name,
             capabilities,
             endpoint,
