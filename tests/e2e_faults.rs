@@ -158,6 +158,41 @@ fn a_5xx_before_acting_is_sent_again_after_the_grace_and_does_not_fail_the_canar
     assert_eq!(fleet::installs(&emulator, &spec), vec![1; 4]);
 }
 
+/// EDIS: a reinstall queued behind the rate limit takes its ticket when the limiter lets it
+/// go (renewed if it is about to expire), never before: 3-second tickets, one reinstall a
+/// second, eight VPSs, and not one call refused for an expired ticket.
+#[test]
+fn edis_tickets_are_attached_after_the_rate_limiter_grants_the_call() {
+    let mut spec = Spec::new(Kind::Edis, 8);
+    spec.install_seconds = 2.0;
+    spec.edis_ticket_ttl = 3.0;
+    spec.policy = "  rollout: {canary: 0, max_parallel: 8}\n".to_string();
+    let (dir, emulator) = fleet::setup(&spec);
+    let manifest = std::fs::read_to_string(dir.path().join("reimage.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("reimage.yaml"),
+        manifest.replace(
+            "reinstall: {per_minute: 60000, concurrency: 50}",
+            "reinstall: {per_minute: 60, concurrency: 1}",
+        ),
+    )
+    .unwrap();
+    let output = apply(dir.path(), Kind::Edis, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    assert!(
+        stderr_of(&output).contains("rate limit"),
+        "{}",
+        show(&output)
+    );
+    assert_eq!(fleet::installs(&emulator, &spec), vec![1; 8]);
+    let edis = &emulator.state()["edis"];
+    assert_eq!(edis["unauthorized_count"], 0, "{edis:#}");
+    assert!(
+        edis["auth_count"].as_u64().unwrap() > 1,
+        "tickets were never renewed: {edis:#}"
+    );
+}
+
 /// CloudDC: one call per image and password, cut into batches after grouping: 25 servers with
 /// two passwords take 4 calls (13 + 12, batches of 10), not 5.
 #[test]

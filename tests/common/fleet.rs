@@ -90,6 +90,8 @@ pub struct Spec {
     pub poll_interval: f64,
     /// YAML under `policy:` (indented two spaces), e.g. `  rollout: {canary: 1}`.
     pub policy: String,
+    /// EDIS: how long the emulator's tickets live, in seconds.
+    pub edis_ticket_ttl: f64,
 }
 
 impl Spec {
@@ -107,6 +109,7 @@ impl Spec {
             start_grace: if kind == Kind::Edis { 20.0 } else { 1.5 },
             poll_interval: 0.2,
             policy: "  rollout: {canary: 1, max_parallel: 10, max_failures: 1}\n".to_string(),
+            edis_ticket_ttl: 3600.0,
         }
     }
 
@@ -132,7 +135,7 @@ impl Spec {
             Kind::Edis => {
                 let vps: Vec<(&str, &str, &str)> =
                     ids.iter().map(|id| (id.as_str(), "vps", old)).collect();
-                edis::inventory(&vps, 3600.0, self.install_seconds)
+                edis::inventory(&vps, self.edis_ticket_ttl, self.install_seconds)
             }
             Kind::Jd => {
                 let status = if self.running { "running" } else { "stopped" };
