@@ -179,6 +179,7 @@ mod tests {
             providers: BTreeMap::new(),
             servers: vec![server("web-1", "kvm_1"), server("web-2", "kvm_2")],
             state_path: dir.join("state.json"),
+            backend: None,
             emulator: None,
             policy: Default::default(),
         }
