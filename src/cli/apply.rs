@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::{ApplyArgs, state_store};
+use super::{ApplyArgs, lock_state, open_state};
 use crate::apply::progress::{JsonReporter, LineReporter, TerminalReporter};
 use crate::apply::{
     self, ApplySummary, Context, Interrupt, Reporter, ResumeScope, Settings, check_not_stale,
@@ -12,12 +12,13 @@ use crate::apply::{
 };
 use crate::error::{Error, Result};
 use crate::manifest::SecretCheck;
+use crate::ops::backend::Backend;
 use crate::ops::fleet::Fleet;
+use crate::ops::history::ApplyRun;
 use crate::ops::plan::{PlanOptions, blocked_error, make_plan, read_or_init_state};
 use crate::output::Printer;
 use crate::plan::{Plan, file, render};
 use crate::state::journal::fold;
-use crate::state::local::LocalStateStore;
 use crate::state::{State, StateStore};
 
 /// Exit code of an apply stopped with Ctrl-C (128 + SIGINT), as shells expect.
@@ -67,19 +68,25 @@ async fn apply_saved_plan(
         ));
     }
     let plan = file::load(path)?;
-    let manifest_digest = if args.manifest.files.is_empty() {
+    let manifest = if args.manifest.files.is_empty() {
         None
     } else {
-        Some(
-            args.manifest
-                .load(SecretCheck::Required, printer)?
-                .manifest
-                .digest,
-        )
+        Some(args.manifest.load(SecretCheck::Required, printer)?.manifest)
     };
-    let store_path = std::path::PathBuf::from(&plan.state_path);
-    let store = state_store(&store_path, args.state.as_ref());
-    let lock = store.lock("reimage apply")?;
+    let manifest_digest = manifest.as_ref().map(|manifest| manifest.digest.clone());
+    // The history names the commit of the manifest's repository, else the plan file's.
+    let folder = match &manifest {
+        Some(manifest) => first_folder(&manifest.files),
+        None => first_folder(std::slice::from_ref(&path.to_path_buf())),
+    };
+    let backend = Backend::choose(
+        plan.backend.as_ref(),
+        std::path::Path::new(&plan.state_path),
+        args.state.as_ref(),
+    );
+    let store = open_state(&backend).await?;
+    let store = store.as_ref();
+    let lock = lock_state(store, "reimage apply", args.lock.lock_timeout, printer).await?;
     let Some(mut state) = store.read()? else {
         return Err(Error::StalePlan {
             differences: vec![format!(
@@ -92,7 +99,7 @@ async fn apply_saved_plan(
     let reporter = reporter(&args, printer, plan.summary.reinstall as u64);
     let context = Context {
         fleet: &fleet,
-        store: &store,
+        store,
         lock: lock.as_ref(),
         reporter: reporter.as_ref(),
         interrupt: watch_interrupts(),
@@ -137,14 +144,35 @@ async fn apply_saved_plan(
             resume.finished.len()
         ));
     }
-    execute(&context, &plan, &mut state, &resume, &args, printer).await
+    execute(
+        &context, &plan, &mut state, &resume, &args, &folder, printer,
+    )
+    .await
+}
+
+/// The folder of the first of `files` (the current folder for a bare file name).
+fn first_folder(files: &[std::path::PathBuf]) -> std::path::PathBuf {
+    files
+        .first()
+        .and_then(|file| file.parent())
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .map_or_else(
+            || std::path::PathBuf::from("."),
+            std::path::Path::to_path_buf,
+        )
 }
 
 async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> {
     let manifest = args.manifest.load(SecretCheck::Required, printer)?.manifest;
-    let store = state_store(&manifest.state_path, args.state.as_ref());
-    let lock = store.lock("reimage apply")?;
-    let (mut state, created) = read_or_init_state(&store, lock.as_ref())?;
+    let backend = Backend::choose(
+        manifest.backend.as_ref(),
+        &manifest.state_path,
+        args.state.as_ref(),
+    );
+    let store = open_state(&backend).await?;
+    let store = store.as_ref();
+    let lock = lock_state(store, "reimage apply", args.lock.lock_timeout, printer).await?;
+    let (mut state, created) = read_or_init_state(store, lock.as_ref())?;
     if created {
         printer.status(&format!(
             "Initialized a new state at `{}`.",
@@ -166,7 +194,7 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
     };
     let context = Context {
         fleet: &fleet,
-        store: &store,
+        store,
         lock: lock.as_ref(),
         reporter: reporter.as_ref(),
         interrupt: watch_interrupts(),
@@ -175,6 +203,7 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
     reconcile(&context, &mut state, printer).await?;
     let mut plan = make_plan(&manifest, &state, &fleet, &options).await?;
     plan.state_path = store.location();
+    plan.backend = backend.remote();
     if !args.json {
         printer.out(&render::text(&plan));
     }
@@ -211,6 +240,7 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
         &mut state,
         &ResumeScope::default(),
         &args,
+        &first_folder(&manifest.files),
         printer,
     )
     .await
@@ -227,15 +257,25 @@ async fn reconcile(context: &Context<'_>, state: &mut State, printer: &Printer) 
     Ok(())
 }
 
+/// Runs the plan, then records the apply in the state's history, however it ended.
 async fn execute(
     context: &Context<'_>,
     plan: &Plan,
     state: &mut State,
     resume: &ResumeScope,
     args: &ApplyArgs,
+    folder: &std::path::Path,
     printer: &Printer,
 ) -> Result<ExitCode> {
-    let summary = apply::run(context, plan, state, resume).await?;
+    let run = ApplyRun::start("reimage apply", folder);
+    let result = apply::run(context, plan, state, resume).await;
+    let entry = crate::ops::history::entry(&run, plan, &result, state);
+    if let Err(error) = context.store.history().append(&entry) {
+        printer.status(&format!(
+            "warning: this apply was not recorded in the history: {error}"
+        ));
+    }
+    let summary = result?;
     if !args.json {
         print_summary(&summary, printer);
     }
@@ -284,7 +324,7 @@ fn print_summary(summary: &ApplySummary, printer: &Printer) {
 /// Used by `plan`: settles what it can of an interrupted apply without waiting.
 pub async fn reconcile_for_plan(
     fleet: &Fleet,
-    store: &LocalStateStore,
+    store: &dyn StateStore,
     lock: &dyn crate::state::StateLock,
     state: &mut State,
     printer: &Printer,

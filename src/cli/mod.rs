@@ -6,16 +6,20 @@ mod emulator;
 mod plan;
 mod show;
 mod state;
+mod unlock;
 mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, Result};
 use crate::manifest::{LoadOptions, Loaded, SecretCheck};
+use crate::ops::backend::{Backend, open_store};
 use crate::output::Printer;
+use crate::state::{StateLock, StateStore};
 
 /// Declarative OS reinstalls for fleets of servers: plan what would change, apply exactly that.
 #[derive(Debug, Parser)]
@@ -41,6 +45,8 @@ pub enum Command {
     /// Change reimage's state without touching any machine.
     #[command(subcommand)]
     State(StateCommand),
+    /// Remove the description of a state lock whose holder is gone (never breaks a live lock).
+    ForceUnlock(ForceUnlockArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -80,6 +86,20 @@ impl ManifestArgs {
         }
         Ok(loaded)
     }
+}
+
+/// How long to wait for the state lock.
+#[derive(Debug, Args, Clone)]
+pub struct LockArgs {
+    /// Wait up to DURATION (`30s`, `5m`, `1h`) for the state lock while another command holds
+    /// it; the default `0s` fails at once, naming the holder (Terraform's `-lock-timeout`).
+    #[arg(
+        long = "lock-timeout",
+        value_name = "DURATION",
+        default_value = "0s",
+        value_parser = crate::state::lock::parse_duration
+    )]
+    pub lock_timeout: Duration,
 }
 
 /// Command-line overrides of the manifest's rollout policy (default and every group).
@@ -153,6 +173,8 @@ pub struct PlanArgs {
     /// State file to use instead of the manifest's.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +205,8 @@ pub struct ApplyArgs {
     /// State file to use instead of the manifest's.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +228,45 @@ pub enum StateCommand {
     /// For servers reimage never applied whose provider cannot report the installed OS (EDIS):
     /// the plan blocks them until they are adopted or reinstalled with `--replace NAME`.
     Adopt(StateAdoptArgs),
+    /// Move a local state, with its journal and history, into the manifest's backend.
+    ///
+    /// For a team moving from a state file to a shared PostgreSQL database: set `backend:` in
+    /// the manifest, then push. The local files are renamed with a `.pushed` suffix afterwards.
+    #[command(alias = "migrate")]
+    Push(StatePushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatePushArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// The local state file to push. Default: `.reimage/state.json` beside the (first)
+    /// manifest, or the manifest's `state.path`.
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
+    /// Replace a state of another lineage, or a newer one, in the backend (its records are lost;
+    /// no machine is touched).
+    #[arg(long)]
+    pub force: bool,
+    /// Print what was moved as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ForceUnlockArgs {
+    /// The lock ID, as printed by the command that found the state locked.
+    pub id: String,
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// State file to use instead of the manifest's.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +284,8 @@ pub struct StateAdoptArgs {
     /// Overwrite an existing record of this server.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +326,9 @@ const SINGLE_DASH_LONG_OPTIONS: &[&str] = &[
     "max-failures",
     "max-reinstalls",
     "resume",
+    "lock-timeout",
+    "force",
+    "from",
 ];
 
 /// Rewrites `-out=FILE` and friends to `--out=FILE`, so Terraform habits work.
@@ -291,7 +359,9 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
         Command::Apply(args) => apply::run(args, printer).await,
         Command::Show(args) => show::run(args, printer),
         Command::Emulator(EmulatorCommand::Serve(args)) => emulator::serve(args, printer).await,
-        Command::State(StateCommand::Adopt(args)) => state::adopt(args, printer),
+        Command::State(StateCommand::Adopt(args)) => state::adopt(args, printer).await,
+        Command::State(StateCommand::Push(args)) => state::push(args, printer).await,
+        Command::ForceUnlock(args) => unlock::run(args, printer).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();
@@ -302,16 +372,28 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
     }
 }
 
-/// The state store for a manifest, or the `--state` override.
-pub(crate) fn state_store(
-    manifest_state: &std::path::Path,
-    override_path: Option<&PathBuf>,
-) -> crate::state::local::LocalStateStore {
-    crate::state::local::LocalStateStore::new(
-        override_path
-            .cloned()
-            .unwrap_or_else(|| manifest_state.to_path_buf()),
-    )
+/// Opens the state store of `backend`.
+pub(crate) async fn open_state(backend: &Backend) -> Result<Box<dyn StateStore>> {
+    open_store(backend).await
+}
+
+/// Takes the state lock, waiting up to `timeout` (`-lock-timeout`) and saying once on stderr
+/// who holds it.
+pub(crate) async fn lock_state(
+    store: &dyn StateStore,
+    command: &str,
+    timeout: Duration,
+    printer: &Printer,
+) -> Result<Box<dyn StateLock>> {
+    let lock = crate::state::lock::acquire(store, command, timeout, |holder| {
+        printer.status(&format!(
+            "Waiting up to {} for the state lock, held by {}",
+            crate::state::lock::format_duration(timeout),
+            holder.describe()
+        ));
+    })
+    .await?;
+    Ok(lock)
 }
 
 pub(crate) fn io_error(error: impl std::fmt::Display) -> Error {

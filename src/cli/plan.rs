@@ -2,21 +2,32 @@
 
 use std::process::ExitCode;
 
-use super::{PlanArgs, state_store};
+use super::{PlanArgs, lock_state, open_state};
 use crate::error::Result;
 use crate::manifest::SecretCheck;
+use crate::ops::backend::Backend;
 use crate::ops::fleet::Fleet;
 use crate::ops::plan::{PlanOptions, blocked_error, make_plan, read_or_init_state};
 use crate::output::Printer;
 use crate::plan::{file, render};
-use crate::state::StateStore;
 
 pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     let loaded = args.manifest.load(SecretCheck::Required, printer)?;
     let manifest = loaded.manifest;
-    let store = state_store(&manifest.state_path, args.state.as_ref());
-    let lock = store.lock("reimage plan")?;
-    let (mut state, created) = read_or_init_state(&store, lock.as_ref())?;
+    let backend = Backend::choose(
+        manifest.backend.as_ref(),
+        &manifest.state_path,
+        args.state.as_ref(),
+    );
+    let store = open_state(&backend).await?;
+    let lock = lock_state(
+        store.as_ref(),
+        "reimage plan",
+        args.lock.lock_timeout,
+        printer,
+    )
+    .await?;
+    let (mut state, created) = read_or_init_state(store.as_ref(), lock.as_ref())?;
     if created {
         printer.status(&format!(
             "Initialized a new state at `{}`.",
@@ -24,7 +35,8 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         ));
     }
     let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
-    super::apply::reconcile_for_plan(&fleet, &store, lock.as_ref(), &mut state, printer).await?;
+    super::apply::reconcile_for_plan(&fleet, store.as_ref(), lock.as_ref(), &mut state, printer)
+        .await?;
     let options = PlanOptions {
         targets: args.target.clone(),
         replace: args.replace.clone(),
@@ -32,6 +44,7 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     };
     let mut plan = make_plan(&manifest, &state, &fleet, &options).await?;
     plan.state_path = store.location();
+    plan.backend = backend.remote();
     drop(lock);
 
     let rendered = if args.json {

@@ -1,5 +1,8 @@
 //! Operations behind the commands: each command in `cli/` is a thin wrapper over these.
 
+pub mod backend;
 pub mod fleet;
+pub mod history;
 pub mod plan;
+pub mod push;
 pub mod state;

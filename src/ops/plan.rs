@@ -160,6 +160,7 @@ pub async fn make_plan(
         providers: manifest.providers.clone(),
         emulator: manifest.emulator.clone(),
         state_path: manifest.state_path.display().to_string(),
+        backend: manifest.backend.clone(),
         summary: Summary::count(&planned),
         servers: planned,
         rollout,

@@ -114,7 +114,7 @@ impl PostgresStateStore {
     }
 
     /// The holder row and the backend pid that really holds the advisory lock now, if any.
-    fn holder_now(&self) -> Result<(Option<(LockInfo, i32)>, Option<i32>), StateError> {
+    fn holder_now(&self) -> Result<HolderNow, StateError> {
         let name = self.db.name.clone();
         let key = lock_key(&name);
         self.db
@@ -136,6 +136,10 @@ impl PostgresStateStore {
             .map_err(|message| self.read_error(message))
     }
 }
+
+/// The holder row (with the backend pid that wrote it), and the backend pid that holds the
+/// advisory lock now.
+type HolderNow = (Option<(LockInfo, i32)>, Option<i32>);
 
 /// The backend pid of the session that holds the advisory lock `key` in this database.
 async fn live_holder(client: &tokio_postgres::Client, key: i64) -> CallResult<Option<i32>> {

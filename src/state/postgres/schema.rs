@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn the_migration_lock_is_not_a_state_lock() {
-        assert!(MIGRATION_LOCK_KEY > 0, "state keys are negative");
+        const { assert!(MIGRATION_LOCK_KEY > 0, "state keys are negative") };
         assert!(super::super::lock_key("default") < 0);
     }
 }
