@@ -296,7 +296,7 @@ fn history_is_append_only_and_lists_newest_last() {
     };
     let store = store(&db, "default");
     let entry = |plan: &str| HistoryEntry {
-        plan_id: plan.into(),
+        plan_id: Some(plan.into()),
         outcome: "succeeded".into(),
         message: None,
         user: "ci".into(),
@@ -323,8 +323,14 @@ fn history_is_append_only_and_lists_newest_last() {
     let all = store.history().list(None).unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all[2], entry("p3"));
-    assert_eq!(store.history().list(Some(2)).unwrap()[0].plan_id, "p2");
-    assert_eq!(store.history().last().unwrap().unwrap().plan_id, "p3");
+    assert_eq!(
+        store.history().list(Some(2)).unwrap()[0].plan_id.as_deref(),
+        Some("p2")
+    );
+    assert_eq!(
+        store.history().last().unwrap().unwrap().plan_id.as_deref(),
+        Some("p3")
+    );
     assert_eq!(
         db.value("SELECT servers->'web-1'->>'outcome' FROM reimage_history WHERE plan_id = 'p1'"),
         Some("reinstalled".into())

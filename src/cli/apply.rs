@@ -1,5 +1,6 @@
 //! `reimage apply [PLANFILE]`: carry out a saved plan, or plan, confirm and carry out.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,10 +15,11 @@ use crate::error::{Error, Result};
 use crate::manifest::SecretCheck;
 use crate::ops::backend::Backend;
 use crate::ops::fleet::Fleet;
-use crate::ops::history::ApplyRun;
+use crate::ops::history::{self, ApplyRun, Ending};
 use crate::ops::plan::{PlanOptions, blocked_error, make_plan, read_or_init_state};
 use crate::output::Printer;
 use crate::plan::{Plan, file, render};
+use crate::state::history::ServerOutcome;
 use crate::state::journal::fold;
 use crate::state::{State, StateStore};
 
@@ -87,7 +89,33 @@ async fn apply_saved_plan(
     let store = open_state(&backend).await?;
     let store = store.as_ref();
     let lock = lock_state(store, "reimage apply", args.lock.lock_timeout, printer).await?;
-    let Some(mut state) = store.read()? else {
+    let mut progress = Progress::new(&folder);
+    progress.plan = Some(plan.clone());
+    let result = apply_saved_plan_locked(
+        &args,
+        &plan,
+        manifest_digest.as_deref(),
+        store,
+        lock.as_ref(),
+        printer,
+        &mut progress,
+    )
+    .await;
+    progress.record(store, &result, printer);
+    result
+}
+
+/// The saved plan's apply once the state is locked; `progress` says how far it got.
+async fn apply_saved_plan_locked(
+    args: &ApplyArgs,
+    plan: &Plan,
+    manifest_digest: Option<&str>,
+    store: &dyn StateStore,
+    lock: &dyn crate::state::StateLock,
+    printer: &Printer,
+    progress: &mut Progress,
+) -> Result<ExitCode> {
+    let Some(state) = store.read()? else {
         return Err(Error::StalePlan {
             differences: vec![format!(
                 "no state exists at `{}`, but the plan was made against one",
@@ -95,12 +123,13 @@ async fn apply_saved_plan(
             )],
         });
     };
+    let state = progress.state.insert(state);
     let fleet = Fleet::connect(&plan.providers, plan.emulator.as_ref()).await?;
-    let reporter = reporter(&args, printer, plan.summary.reinstall as u64);
+    let reporter = reporter(args, printer, plan.summary.reinstall as u64);
     let context = Context {
         fleet: &fleet,
         store,
-        lock: lock.as_ref(),
+        lock,
         reporter: reporter.as_ref(),
         interrupt: watch_interrupts(),
         settings: Settings::default(),
@@ -113,28 +142,28 @@ async fn apply_saved_plan(
                 .read()
                 .map_err(|error| Error::State(error.into()))?,
         );
-        resume.stopped = apply::stopped_by(&plan, &steps);
+        resume.stopped = apply::stopped_by(plan, &steps);
     }
-    reconcile(&context, &mut state, printer).await?;
+    progress.settled = reconcile(&context, state, printer).await?;
     if args.resume {
-        resume.finished = apply::finished_in(&plan, &state);
+        resume.finished = apply::finished_in(plan, state);
         resume
             .stopped
             .retain(|server| !resume.finished.contains(server));
     }
     check_not_stale(
-        &plan,
-        manifest_digest.as_deref(),
-        &state,
+        plan,
+        manifest_digest,
+        state,
         &fleet,
         args.resume.then_some(&resume),
     )
     .await?;
-    if let Some(error) = blocked_error(&plan) {
+    if let Some(error) = blocked_error(plan) {
         return Err(error);
     }
     if !plan.has_changes() {
-        printer.out(&render::text(&plan));
+        printer.out(&render::text(plan));
         return Ok(ExitCode::SUCCESS);
     }
     if args.resume && !resume.finished.is_empty() {
@@ -145,7 +174,13 @@ async fn apply_saved_plan(
         ));
     }
     execute(
-        &context, &plan, &mut state, &resume, &args, &folder, printer,
+        &context,
+        plan,
+        state,
+        &resume,
+        args,
+        printer,
+        &mut progress.summary,
     )
     .await
 }
@@ -172,13 +207,39 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
     let store = open_state(&backend).await?;
     let store = store.as_ref();
     let lock = lock_state(store, "reimage apply", args.lock.lock_timeout, printer).await?;
-    let (mut state, created) = read_or_init_state(store, lock.as_ref())?;
+    let mut progress = Progress::new(&first_folder(&manifest.files));
+    let result = plan_and_apply_locked(
+        &args,
+        &manifest,
+        &backend,
+        store,
+        lock.as_ref(),
+        printer,
+        &mut progress,
+    )
+    .await;
+    progress.record(store, &result, printer);
+    result
+}
+
+/// Plan, confirm and apply once the state is locked; `progress` says how far it got.
+async fn plan_and_apply_locked(
+    args: &ApplyArgs,
+    manifest: &crate::manifest::Manifest,
+    backend: &Backend,
+    store: &dyn StateStore,
+    lock: &dyn crate::state::StateLock,
+    printer: &Printer,
+    progress: &mut Progress,
+) -> Result<ExitCode> {
+    let (state, created) = read_or_init_state(store, lock)?;
     if created {
         printer.status(&format!(
             "Initialized a new state at `{}`.",
             store.location()
         ));
     }
+    let state = progress.state.insert(state);
     let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
     let options = PlanOptions {
         targets: args.target.clone(),
@@ -195,19 +256,20 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
     let context = Context {
         fleet: &fleet,
         store,
-        lock: lock.as_ref(),
+        lock,
         reporter: reporter.as_ref(),
         interrupt: watch_interrupts(),
         settings: Settings::default(),
     };
-    reconcile(&context, &mut state, printer).await?;
-    let mut plan = make_plan(&manifest, &state, &fleet, &options).await?;
+    progress.settled = reconcile(&context, state, printer).await?;
+    let mut plan = make_plan(manifest, state, &fleet, &options).await?;
     plan.state_path = store.location();
     plan.backend = backend.remote();
+    let plan = progress.plan.insert(plan);
     if !args.json {
-        printer.out(&render::text(&plan));
+        printer.out(&render::text(plan));
     }
-    if let Some(error) = blocked_error(&plan) {
+    if let Some(error) = blocked_error(plan) {
         return Err(error);
     }
     if !plan.has_changes() {
@@ -225,59 +287,105 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
             .map_err(super::io_error)?;
         if !approved {
             printer.status("\nApply cancelled: nothing was changed.");
+            progress.cancelled = true;
             return Ok(ExitCode::FAILURE);
         }
     }
     // The progress display, now that the plan's size is known.
-    let reporter = self::reporter(&args, printer, plan.summary.reinstall as u64);
+    let reporter = self::reporter(args, printer, plan.summary.reinstall as u64);
     let context = Context {
         reporter: reporter.as_ref(),
         ..context
     };
     execute(
         &context,
-        &plan,
-        &mut state,
+        plan,
+        state,
         &ResumeScope::default(),
-        &args,
-        &first_folder(&manifest.files),
+        args,
         printer,
+        &mut progress.summary,
     )
     .await
 }
 
-/// Takes over what an interrupted apply left in flight, before anything new starts.
-async fn reconcile(context: &Context<'_>, state: &mut State, printer: &Printer) -> Result<()> {
+/// How far an apply got once it held the lock: what its history entry says.
+struct Progress {
+    run: ApplyRun,
+    plan: Option<Plan>,
+    state: Option<State>,
+    /// Servers whose interrupted steps this apply settled first.
+    settled: BTreeMap<String, ServerOutcome>,
+    summary: Option<ApplySummary>,
+    cancelled: bool,
+}
+
+impl Progress {
+    fn new(folder: &std::path::Path) -> Progress {
+        Progress {
+            run: ApplyRun::start("reimage apply", folder),
+            plan: None,
+            state: None,
+            settled: BTreeMap::new(),
+            summary: None,
+            cancelled: false,
+        }
+    }
+
+    /// Appends the history entry; a failure to do so is reported, never fatal: the apply
+    /// itself has happened and the state records it.
+    fn record(&self, store: &dyn StateStore, result: &Result<ExitCode>, printer: &Printer) {
+        let ending = match (result, &self.summary) {
+            (Err(error), _) => Ending::Error(error.to_string()),
+            (Ok(_), Some(summary)) => Ending::Applied(summary),
+            (Ok(_), None) if self.cancelled => Ending::Cancelled,
+            (Ok(_), None) => Ending::NoChanges,
+        };
+        let entry = history::entry(
+            &self.run,
+            self.plan.as_ref(),
+            ending,
+            self.state.as_ref(),
+            &self.settled,
+        );
+        if let Err(error) = store.history().append(&entry) {
+            printer.status(&format!(
+                "warning: this apply was not recorded in the history: {error}"
+            ));
+        }
+    }
+}
+
+/// Takes over what an interrupted apply left in flight, before anything new starts; returns
+/// the servers it settled.
+async fn reconcile(
+    context: &Context<'_>,
+    state: &mut State,
+    printer: &Printer,
+) -> Result<BTreeMap<String, ServerOutcome>> {
+    let before = state.servers.clone();
     let unresolved = apply::reconcile_journal(context, state, true).await?;
     for line in &unresolved {
         printer.status(&format!(
             "warning: could not settle an interrupted step: {line}"
         ));
     }
-    Ok(())
+    Ok(history::settled(&before, state))
 }
 
-/// Runs the plan, then records the apply in the state's history, however it ended.
+/// Runs the plan; `summary` receives how it ended.
 async fn execute(
     context: &Context<'_>,
     plan: &Plan,
     state: &mut State,
     resume: &ResumeScope,
     args: &ApplyArgs,
-    folder: &std::path::Path,
     printer: &Printer,
+    summary_out: &mut Option<ApplySummary>,
 ) -> Result<ExitCode> {
-    let run = ApplyRun::start("reimage apply", folder);
-    let result = apply::run(context, plan, state, resume).await;
-    let entry = crate::ops::history::entry(&run, plan, &result, state);
-    if let Err(error) = context.store.history().append(&entry) {
-        printer.status(&format!(
-            "warning: this apply was not recorded in the history: {error}"
-        ));
-    }
-    let summary = result?;
+    let summary = summary_out.insert(apply::run(context, plan, state, resume).await?);
     if !args.json {
-        print_summary(&summary, printer);
+        print_summary(summary, printer);
     }
     Ok(if summary.interrupted {
         ExitCode::from(EXIT_INTERRUPTED)

@@ -6,10 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::apply::ApplySummary;
-use crate::error::Error;
 use crate::plan::Plan;
 use crate::state::history::{HistoryEntry, ServerOutcome};
-use crate::state::{OperationKind, Outcome, State};
+use crate::state::{OperationKind, OperationRecord, Outcome, ServerRecord, State};
 
 /// What is known before the apply starts.
 #[derive(Debug, Clone)]
@@ -52,22 +51,36 @@ pub fn git_commit(folder: &Path) -> Option<String> {
     })
 }
 
-/// The entry for an apply of `plan` that ended with `result`; `state` is the state as it
-/// ended (what was recorded for the plan's servers, even when the apply stopped on an error).
+/// How an apply that held the lock ended.
+pub enum Ending<'a> {
+    /// The plan ran (to the end, with failures, or interrupted).
+    Applied(&'a ApplySummary),
+    /// There was nothing to do.
+    NoChanges,
+    /// The operator did not confirm.
+    Cancelled,
+    /// The apply stopped on this error (stale or blocked plan, provider or state trouble…).
+    Error(String),
+}
+
+/// The history entry of an apply: `plan` when it got that far, `state` as it ended (what it
+/// recorded for the plan's servers, even when it stopped on an error), and the servers whose
+/// interrupted steps it settled first.
 pub fn entry(
     run: &ApplyRun,
-    plan: &Plan,
-    result: &Result<ApplySummary, Error>,
-    state: &State,
+    plan: Option<&Plan>,
+    ending: Ending<'_>,
+    state: Option<&State>,
+    settled: &BTreeMap<String, ServerOutcome>,
 ) -> HistoryEntry {
     let who = crate::state::lock::holder(&run.command);
     let outcome = |text: &str, message: Option<String>| ServerOutcome {
         outcome: text.to_string(),
         message,
     };
-    let mut servers = BTreeMap::new();
-    let (overall, message) = match result {
-        Ok(summary) => {
+    let mut servers = settled.clone();
+    let (overall, message) = match ending {
+        Ending::Applied(summary) => {
             for name in &summary.reinstalled {
                 servers.insert(name.clone(), outcome("reinstalled", None));
             }
@@ -95,37 +108,34 @@ pub fn entry(
             };
             (overall, None)
         }
-        Err(error) => {
+        Ending::NoChanges => ("no_changes", None),
+        Ending::Cancelled => ("cancelled", None),
+        Ending::Error(message) => {
             // What the state recorded for this plan is what happened; the rest is unknown.
-            for server in plan
-                .servers
-                .iter()
-                .filter(|server| server.action.is_change())
-            {
+            let changes = plan
+                .map(|plan| {
+                    plan.servers
+                        .iter()
+                        .filter(|server| server.action.is_change())
+                })
+                .into_iter()
+                .flatten();
+            for server in changes {
                 let recorded = state
-                    .servers
-                    .get(&server.name)
+                    .and_then(|state| state.servers.get(&server.name))
                     .and_then(|record| record.last_operation.as_ref())
-                    .filter(|operation| operation.plan_id == plan.plan_id);
+                    .filter(|operation| plan.is_some_and(|plan| operation.plan_id == plan.plan_id));
                 let result = match recorded {
-                    Some(operation) => match (operation.kind, operation.outcome) {
-                        (OperationKind::Adopt, _) => outcome("adopted", None),
-                        (OperationKind::Reinstall, Outcome::Succeeded) => {
-                            outcome("reinstalled", None)
-                        }
-                        (OperationKind::Reinstall, Outcome::Failed) => {
-                            outcome("failed", operation.message.clone())
-                        }
-                    },
+                    Some(operation) => operation_outcome(operation),
                     None => outcome("unknown", None),
                 };
                 servers.insert(server.name.clone(), result);
             }
-            ("error", Some(error.to_string()))
+            ("error", Some(message))
         }
     };
     HistoryEntry {
-        plan_id: plan.plan_id.clone(),
+        plan_id: plan.map(|plan| plan.plan_id.clone()),
         outcome: overall.to_string(),
         message,
         user: who.user,
@@ -136,9 +146,47 @@ pub fn entry(
         git_commit: run.git_commit.clone(),
         started_at: run.started_at.clone(),
         finished_at: jiff::Timestamp::now().to_string(),
-        serial: state.serial,
+        serial: state.map_or(0, |state| state.serial),
         servers,
     }
+}
+
+fn operation_outcome(operation: &OperationRecord) -> ServerOutcome {
+    let (text, message) = match (operation.kind, operation.outcome) {
+        (OperationKind::Adopt, _) => ("adopted", None),
+        (OperationKind::Reinstall, Outcome::Succeeded) => ("reinstalled", None),
+        (OperationKind::Reinstall, Outcome::Failed) => ("failed", operation.message.clone()),
+    };
+    ServerOutcome {
+        outcome: text.to_string(),
+        message,
+    }
+}
+
+/// Servers whose record changed between `before` and `after` reconciling an interrupted apply:
+/// the outcome of the step that apply left in flight.
+pub fn settled(
+    before: &BTreeMap<String, ServerRecord>,
+    after: &State,
+) -> BTreeMap<String, ServerOutcome> {
+    after
+        .servers
+        .iter()
+        .filter(|(name, record)| before.get(*name) != Some(*record))
+        .filter_map(|(name, record)| {
+            let operation = record.last_operation.as_ref()?;
+            let mut outcome = operation_outcome(operation);
+            let note = format!(
+                "settled from the interrupted apply of plan {}",
+                operation.plan_id
+            );
+            outcome.message = Some(match outcome.message {
+                Some(message) => format!("{message} ({note})"),
+                None => note,
+            });
+            Some((name.clone(), outcome))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -184,9 +232,17 @@ mod tests {
             interrupted: false,
         };
         let state = State::new();
-        let entry = entry(&run(), &plan(), &Ok(summary), &state);
+        let none = BTreeMap::new();
+        let plan = plan();
+        let entry = entry(
+            &run(),
+            Some(&plan),
+            Ending::Applied(&summary),
+            Some(&state),
+            &none,
+        );
         assert_eq!(entry.outcome, "failed");
-        assert_eq!(entry.plan_id, "p-1");
+        assert_eq!(entry.plan_id.as_deref(), Some("p-1"));
         assert_eq!(entry.git_commit.as_deref(), Some("abc123"));
         assert_eq!(entry.servers["web-1"].outcome, "reinstalled");
         assert_eq!(entry.servers["web-2"].outcome, "adopted");
@@ -201,14 +257,16 @@ mod tests {
             interrupted: true,
             ..ApplySummary::default()
         };
-        assert_eq!(
-            super::entry(&run(), &plan(), &Ok(interrupted), &state).outcome,
-            "interrupted"
-        );
-        let error = Error::usage("the state write failed", "x");
-        let errored = super::entry(&run(), &plan(), &Err(error), &state);
+        let ended = |ending| super::entry(&run(), Some(&plan), ending, Some(&state), &none);
+        assert_eq!(ended(Ending::Applied(&interrupted)).outcome, "interrupted");
+        assert_eq!(ended(Ending::NoChanges).outcome, "no_changes");
+        assert_eq!(ended(Ending::Cancelled).outcome, "cancelled");
+        let errored = ended(Ending::Error("the state write failed".into()));
         assert_eq!(errored.outcome, "error");
         assert_eq!(errored.message.as_deref(), Some("the state write failed"));
+        // Before any plan or state: still an entry, saying what is known.
+        let early = super::entry(&run(), None, Ending::Error("x".into()), None, &none);
+        assert_eq!((early.plan_id, early.serial), (None, 0));
     }
 
     #[test]

@@ -14,9 +14,12 @@ use serde::{Deserialize, Serialize};
 /// One apply, as it ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
-    pub plan_id: String,
-    /// `succeeded`, `failed` (some server failed or was not started), `interrupted` (Ctrl-C)
-    /// or `error` (the apply stopped on an error; `message` says which).
+    /// The plan applied; `None` when the apply stopped before it had one.
+    #[serde(default)]
+    pub plan_id: Option<String>,
+    /// `succeeded`, `failed` (some server failed or was not started), `interrupted` (Ctrl-C),
+    /// `no_changes`, `cancelled` (not confirmed) or `error` (the apply stopped on an error;
+    /// `message` says which).
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -151,7 +154,7 @@ impl History for LocalHistory {
 #[cfg(test)]
 pub(crate) fn sample(plan_id: &str) -> HistoryEntry {
     HistoryEntry {
-        plan_id: plan_id.to_string(),
+        plan_id: Some(plan_id.to_string()),
         outcome: "succeeded".into(),
         message: None,
         user: "alice".into(),
@@ -187,11 +190,13 @@ mod tests {
         history.append(&sample("p3")).unwrap();
         let all = history.list(None).unwrap();
         assert_eq!(
-            all.iter().map(|e| e.plan_id.as_str()).collect::<Vec<_>>(),
+            all.iter()
+                .map(|e| e.plan_id.as_deref().unwrap_or_default())
+                .collect::<Vec<_>>(),
             ["p1", "p2", "p3"]
         );
         let last_two = history.list(Some(2)).unwrap();
-        assert_eq!(last_two[0].plan_id, "p2");
+        assert_eq!(last_two[0].plan_id.as_deref(), Some("p2"));
         assert_eq!(history.last().unwrap().unwrap(), sample("p3"));
         #[cfg(unix)]
         {

@@ -56,7 +56,7 @@ CREATE TABLE reimage_lock (
 CREATE TABLE reimage_history (
     id          bigserial PRIMARY KEY,
     state_name  text NOT NULL,
-    plan_id     text NOT NULL,
+    plan_id     text,
     outcome     text NOT NULL,
     user_name   text NOT NULL,
     host        text NOT NULL,
