@@ -5,7 +5,9 @@
 //! - `schemas/manifest.schema.json`, `schemas/plan.schema.json`: embedded in [`manifest::schema`]
 //!   and [`plan::file`]; the published contracts for editors and machines.
 //! - saved plan files (`-out FILE`): written and read only by [`plan::file`].
-//! - `.reimage/state.json` and its lock file: written and read only by [`state`].
+//! - `.reimage/state.json`, its lock file, journal (`.journal`) and history (`.history`), and
+//!   the PostgreSQL tables `reimage_*` of `backend: {type: postgres}`: written and read only by
+//!   [`state`] (which store a command uses: [`ops::backend`]).
 //! - emulator inventory and data dir: [`emulator`].
 //! - credentials: resolved from references by [`manifest::secrets`], used only inside [`provider`].
 //!

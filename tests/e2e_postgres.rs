@@ -199,7 +199,7 @@ fn plan_apply_plan_through_postgres_keeps_the_password_out_of_everything() {
     }
     assert!(everything.contains("DEBUG"), "debug logs were captured");
     assert!(
-        everything.contains(&format!("postgres://postgres@127.0.0.1")),
+        everything.contains("postgres://postgres@127.0.0.1"),
         "the location is named (without the password)"
     );
     assert!(
@@ -536,4 +536,79 @@ fn the_local_backend_waits_for_its_lock_and_keeps_a_private_history() {
     let mode = std::fs::metadata(&history).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     assert_eq!(counts(&emulator, 1), [1]);
+}
+
+#[test]
+fn tls_to_postgres_verifies_the_server_certificate_against_the_trusted_roots() {
+    let Some(db) = database("tls_to_postgres_verifies_the_server_certificate") else {
+        return;
+    };
+    let Some(ca_file) = db.ca_file.clone() else {
+        eprintln!(
+            "SKIPPED tls_to_postgres_verifies_the_server_certificate: the test server has no TLS \
+             (it was not started by the harness, or openssl is missing)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = fleet(dir.path(), 1, "img-new", 0.2);
+    write_manifest(
+        dir.path(),
+        &manifest_text(
+            &emulator.zenlayer,
+            1,
+            "img-new",
+            &postgres_backend("default"),
+        ),
+    );
+    let verify_full = db.url.replace("sslmode=disable", "sslmode=verify-full");
+    assert_ne!(verify_full, db.url);
+
+    // Trusting the test CA: a verified TLS connection.
+    let trusted = reimage(dir.path())
+        .env("REIMAGE_PG_URL", &verify_full)
+        .env("SSL_CERT_FILE", &ca_file)
+        .args(["plan"])
+        .output()
+        .unwrap();
+    assert!(trusted.status.success(), "{}", all_output(&trusted));
+
+    // Trusting another CA only: the server's certificate is refused, with `prefer` too (the
+    // server offers TLS, so TLS it is, verified).
+    let other_ca = dir.path().join("other-ca.pem");
+    let made = std::process::Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=another CA",
+            "-keyout",
+            "other-ca.key",
+            "-out",
+            "other-ca.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    for url in [
+        verify_full.clone(),
+        db.url.replace("sslmode=disable", "sslmode=prefer"),
+    ] {
+        let untrusted = reimage(dir.path())
+            .env("REIMAGE_PG_URL", &url)
+            .env("SSL_CERT_FILE", &other_ca)
+            .args(["plan"])
+            .output()
+            .unwrap();
+        let said = flat(&stderr_of(&untrusted));
+        assert_eq!(untrusted.status.code(), Some(1), "{said}");
+        assert!(said.contains("certificate"), "{said}");
+        assert!(!said.contains(&db.password), "{said}");
+    }
 }

@@ -436,6 +436,61 @@ mod tests {
         );
     }
 
+    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        Cli::try_parse_from(terraform_style_args(
+            args.iter().map(std::ffi::OsString::from),
+        ))
+    }
+
+    #[test]
+    fn lock_timeout_force_unlock_and_state_push_parse_the_terraform_way() {
+        let Command::Apply(apply) = parse(&["reimage", "apply", "-lock-timeout=30s", "p.json"])
+            .unwrap()
+            .command
+        else {
+            panic!("apply")
+        };
+        assert_eq!(apply.lock.lock_timeout, Duration::from_secs(30));
+        let Command::Plan(plan) = parse(&["reimage", "plan", "--lock-timeout", "5m"])
+            .unwrap()
+            .command
+        else {
+            panic!("plan")
+        };
+        assert_eq!(plan.lock.lock_timeout, Duration::from_secs(300));
+        let Command::Plan(plan) = parse(&["reimage", "plan"]).unwrap().command else {
+            panic!("plan")
+        };
+        assert_eq!(plan.lock.lock_timeout, Duration::ZERO, "0s by default");
+        let bad = parse(&["reimage", "plan", "-lock-timeout=soon"]).unwrap_err();
+        assert!(bad.to_string().contains("is not a duration"), "{bad}");
+
+        let Command::ForceUnlock(unlock) = parse(&["reimage", "force-unlock", "abc-123", "-force"])
+            .unwrap()
+            .command
+        else {
+            panic!("force-unlock")
+        };
+        assert_eq!((unlock.id.as_str(), unlock.force), ("abc-123", true));
+        for name in ["push", "migrate"] {
+            let Command::State(StateCommand::Push(push)) = parse(&[
+                "reimage",
+                "state",
+                name,
+                "-force",
+                "--json",
+                "-from=old.json",
+            ])
+            .unwrap()
+            .command
+            else {
+                panic!("state {name}")
+            };
+            assert!(push.force && push.json);
+            assert_eq!(push.from, Some(PathBuf::from("old.json")));
+        }
+    }
+
     #[test]
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;

@@ -18,6 +18,9 @@ pub struct TestDatabase {
     /// The password in `url`, for asserting that it never leaks.
     pub password: String,
     pub name: String,
+    /// The CA that signed the server's certificate (for `127.0.0.1`), when this harness
+    /// started the server with TLS on.
+    pub ca_file: Option<PathBuf>,
     admin_url: String,
     _server: Arc<Server>,
 }
@@ -27,6 +30,7 @@ enum Server {
     External,
     /// A cluster this process started; stopped on drop.
     Cluster {
+        ca_file: Option<PathBuf>,
         pg_ctl: PathBuf,
         data: PathBuf,
         as_postgres: bool,
@@ -80,10 +84,15 @@ pub fn database(test: &str) -> Option<TestDatabase> {
         .get_password()
         .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
         .unwrap_or_default();
+    let ca_file = match server.as_ref() {
+        Server::Cluster { ca_file, .. } => ca_file.clone(),
+        Server::External => None,
+    };
     Some(TestDatabase {
         url: replace_database(&admin_url, &name),
         password,
         name,
+        ca_file,
         admin_url,
         _server: server,
     })
@@ -293,6 +302,9 @@ fn start_cluster() -> Result<(Arc<Server>, String), String> {
             String::from_utf8_lossy(&initdb.stderr)
         ));
     }
+    // TLS on when openssl can make a CA and a certificate for 127.0.0.1; tests that do not
+    // ask for it connect with `sslmode=disable`.
+    let tls = make_certificates(dir.path(), as_postgres);
     let pg_ctl = bin.join("pg_ctl");
     let mut last_error = String::new();
     // A free port can be taken between the probe and the start: try a few.
@@ -301,10 +313,16 @@ fn start_cluster() -> Result<(Arc<Server>, String), String> {
             .and_then(|listener| listener.local_addr())
             .map_err(|error| error.to_string())?
             .port();
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             dir.path().display()
         );
+        if tls.is_some() {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.pem -c ssl_key_file={0}/server.key",
+                dir.path().display()
+            ));
+        }
         let started = command(as_postgres, &pg_ctl)
             .args(["start", "-w", "-t", "120", "-D"])
             .arg(&data)
@@ -317,6 +335,7 @@ fn start_cluster() -> Result<(Arc<Server>, String), String> {
             let url =
                 format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres?sslmode=disable");
             let server = Arc::new(Server::Cluster {
+                ca_file: tls,
                 pg_ctl,
                 data,
                 as_postgres,
@@ -331,4 +350,77 @@ fn start_cluster() -> Result<(Arc<Server>, String), String> {
         );
     }
     Err(format!("pg_ctl start failed: {last_error}"))
+}
+
+/// A CA and a server certificate for `127.0.0.1`/`localhost` in `dir` (`ca.pem`, `server.pem`,
+/// `server.key` owned by the server's user); `None` when openssl is missing or fails.
+fn make_certificates(dir: &Path, as_postgres: bool) -> Option<PathBuf> {
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|_| ())
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .ok()?;
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=reimage test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ])?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ])?;
+    let key = dir.join("server.key");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).ok()?;
+    if as_postgres {
+        let (uid, gid) = (id_of("-u").ok()?, id_of("-g").ok()?);
+        for name in ["server.key", "server.pem"] {
+            std::os::unix::fs::chown(dir.join(name), Some(uid), Some(gid)).ok()?;
+        }
+    }
+    Some(dir.join("ca.pem"))
 }

@@ -323,8 +323,8 @@ fn connect_error(error: tokio_postgres::Error) -> String {
     if text.contains("certificate") || text.contains("UnknownIssuer") {
         format!(
             "cannot connect to PostgreSQL: {text} (TLS verifies the server's certificate against \
-             this machine's trusted roots: add its CA to the system's store, or use \
-             `sslmode=disable` on a trusted network)"
+             this machine's trusted roots: add its CA to the system's store or point \
+             `SSL_CERT_FILE` at it, or use `sslmode=disable` on a trusted network)"
         )
     } else {
         format!("cannot connect to PostgreSQL: {text}")
