@@ -544,7 +544,9 @@ fn tls_to_postgres_verifies_the_server_certificate_against_the_trusted_roots() {
         return;
     };
     let Some(ca_file) = db.ca_file.clone() else {
-        eprintln!(
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED tls_to_postgres_verifies_the_server_certificate: the test server has no TLS \
              (it was not started by the harness, or openssl is missing)"
         );

@@ -15,15 +15,21 @@ use crate::output::Printer;
 use crate::state::Unlocked;
 
 pub async fn run(args: ForceUnlockArgs, printer: &Printer) -> Result<ExitCode> {
-    let manifest = args
-        .manifest
-        .load(SecretCheck::BestEffort, printer)?
-        .manifest;
-    let backend = Backend::choose(
-        manifest.backend.as_ref(),
-        &manifest.state_path,
-        args.state.as_ref(),
-    );
+    // `--state PATH` alone names a local state: no manifest needed.
+    let backend = match &args.state {
+        Some(path) if args.manifest.files.is_empty() => Backend::Local(path.clone()),
+        _ => {
+            let manifest = args
+                .manifest
+                .load(SecretCheck::BestEffort, printer)?
+                .manifest;
+            Backend::choose(
+                manifest.backend.as_ref(),
+                &manifest.state_path,
+                args.state.as_ref(),
+            )
+        }
+    };
     let local = matches!(backend, Backend::Local(_));
     let store = open_state(&backend).await?;
     if !args.force {

@@ -344,6 +344,32 @@ mod tests {
     }
 
     #[test]
+    fn a_state_of_another_lineage_or_none_where_one_was_expected_is_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::new(dir.path().join("state.json"));
+        let lock = store.lock("test").unwrap();
+        let mut ours = State::new();
+        store.write(lock.as_ref(), &mut ours).unwrap();
+        // Replaced behind our back by another lineage at the same serial.
+        let mut other = State::new();
+        other.serial = ours.serial;
+        store
+            .replace(lock.as_ref(), &other, Some((&ours.lineage, ours.serial)))
+            .unwrap();
+        assert!(matches!(
+            store.write(lock.as_ref(), &mut ours),
+            Err(StateError::Conflict { .. })
+        ));
+        // A first write where a state exists already.
+        let mut fresh = State::new();
+        assert!(matches!(
+            store.write(lock.as_ref(), &mut fresh),
+            Err(StateError::Conflict { expected: 0, .. })
+        ));
+        assert_eq!(store.read().unwrap().unwrap(), other);
+    }
+
+    #[test]
     fn garbage_state_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");

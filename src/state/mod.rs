@@ -162,7 +162,7 @@ pub struct LockInfo {
 impl LockInfo {
     /// The holder in one line: `alice@build-7 pid 4242 (`reimage apply`) since …`.
     pub fn describe(&self) -> String {
-        let who = if self.user.is_empty() {
+        let who = if self.user.is_empty() || self.user == "unknown" {
             self.host.clone()
         } else {
             format!("{}@{}", self.user, self.host)
