@@ -204,10 +204,13 @@ mod tests {
 
     fn plan() -> Plan {
         serde_json::from_value(serde_json::json!({
-            "format_version": 1, "tool_version": "0", "plan_id": "p-1",
-            "created_at": "2026-01-01T00:00:00Z", "manifest_digest": "0".repeat(64),
-            "state": {"lineage": "l", "serial": 1}, "providers": {}, "state_path": "s",
-            "servers": [], "summary": {"unchanged": 0, "adopt": 0, "reinstall": 0, "blocked": 0},
+            "format_version": 2, "tool_version": "0", "plan_id": "p-1",
+            "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z",
+            "manifest_digest": "0".repeat(64),
+            "state": {"name": "default", "lineage": "l", "serial": 1}, "providers": {},
+            "state_path": "s", "servers": [],
+            "summary": {"unchanged": 0, "adopt": 0, "reinstall": 0, "blocked": 0,
+                        "update_record": 0, "forget": 0},
             "rollout": {"default": {"canary": 1, "max_parallel": 1, "max_failures": 1,
                                     "max_reinstalls": null}},
             "waves": []
