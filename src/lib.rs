@@ -8,7 +8,9 @@
 //!   written and read only by [`plan::file`].
 //! - the manifest's git repository (`.git/HEAD`, refs): read only by [`ops::git`].
 //! - `$GITHUB_STEP_SUMMARY`: appended to by `reimage plan` (the markdown plan).
-//! - `.reimage/state.json` and its lock file: written and read only by [`state`].
+//! - `.reimage/state.json`, its lock file, journal (`.journal`) and history (`.history`), and
+//!   the PostgreSQL tables `reimage_*` of `backend: {type: postgres}`: written and read only by
+//!   [`state`] (which store a command uses: [`ops::backend`]).
 //! - emulator inventory and data dir: [`emulator`].
 //! - credentials: resolved from references by [`manifest::secrets`], used only inside [`provider`].
 //!

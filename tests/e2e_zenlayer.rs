@@ -426,8 +426,13 @@ fn a_running_apply_holds_the_lock_and_a_second_command_names_it() {
     let second = reimage(dir.path()).arg("plan").output().unwrap();
     assert_eq!(second.status.code(), Some(1));
     let message = stderr_of(&second);
-    assert!(message.contains("state is locked by pid"), "{message}");
-    assert!(message.contains("reimage apply"), "{message}");
+    let message = flat(&message);
+    assert!(message.contains("is locked by"), "{message}");
+    assert!(
+        message.contains(&format!("pid {} (`reimage apply`)", first.id())),
+        "{message}"
+    );
+    assert!(message.contains("lock ID"), "{message}");
     assert!(first.wait().unwrap().success());
 }
 

@@ -140,6 +140,7 @@ mod tests {
             providers: Default::default(),
             emulator: None,
             state_path: "state.json".into(),
+            backend: None,
             servers: Vec::new(),
             rollout: Default::default(),
             waves: Vec::new(),

@@ -1,25 +1,28 @@
 //! `reimage apply [PLANFILE]`: carry out a saved plan, or plan, confirm and carry out.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::{ApplyArgs, state_store};
+use super::{ApplyArgs, lock_state, open_state};
 use crate::apply::artifact::{self, Requirements, SignatureCheck};
 use crate::apply::progress::{JsonReporter, LineReporter, TerminalReporter};
 use crate::apply::{
-    self, ApplyReport, Context, Interrupt, Reporter, ResumeScope, Settings, check_not_stale,
-    confirm,
+    self, ApplyReport, ApplySummary, Context, Interrupt, Reporter, ResumeScope, Settings,
+    check_not_stale, confirm,
 };
 use crate::error::{Error, Result};
 use crate::manifest::SecretCheck;
+use crate::ops::backend::Backend;
 use crate::ops::fleet::Fleet;
+use crate::ops::history::{self, ApplyRun, Ending};
 use crate::ops::plan::{PlanOptions, blocked_error, make_plan, read_or_init_state};
 use crate::output::Printer;
 use crate::plan::signature::{PLAN_KEY_ENV, PlanKey, signature_path};
 use crate::plan::{Plan, file, render};
+use crate::state::history::ServerOutcome;
 use crate::state::journal::fold;
-use crate::state::local::LocalStateStore;
 use crate::state::{Outcome, State, StateStore};
 
 /// Exit code of an apply stopped with Ctrl-C (128 + SIGINT), as shells expect.
@@ -100,20 +103,52 @@ async fn apply_saved_plan(
             signature_file.display()
         )),
     }
-    let manifest_digest = if args.manifest.files.is_empty() {
+    let manifest = if args.manifest.files.is_empty() {
         None
     } else {
-        Some(
-            args.manifest
-                .load(SecretCheck::Required, printer)?
-                .manifest
-                .digest,
-        )
+        Some(args.manifest.load(SecretCheck::Required, printer)?.manifest)
     };
-    let store_path = std::path::PathBuf::from(&plan.state_path);
-    let store = state_store(&store_path, args.state.as_ref());
-    let lock = store.lock("reimage apply")?;
-    let Some(mut state) = store.read()? else {
+    let manifest_digest = manifest.as_ref().map(|manifest| manifest.digest.clone());
+    // The history names the commit of the manifest's repository, else the plan file's.
+    let folder = match &manifest {
+        Some(manifest) => first_folder(&manifest.files),
+        None => first_folder(std::slice::from_ref(&path.to_path_buf())),
+    };
+    let backend = Backend::choose(
+        plan.backend.as_ref(),
+        std::path::Path::new(&plan.state_path),
+        args.state.as_ref(),
+    );
+    let store = open_state(&backend).await?;
+    let store = store.as_ref();
+    let lock = lock_state(store, "reimage apply", args.lock.lock_timeout, printer).await?;
+    let mut progress = Progress::new(&folder);
+    progress.plan = Some(plan.clone());
+    let result = apply_saved_plan_locked(
+        &args,
+        &plan,
+        manifest_digest.as_deref(),
+        store,
+        lock.as_ref(),
+        printer,
+        &mut progress,
+    )
+    .await;
+    progress.record(store, &result, printer);
+    result
+}
+
+/// The saved plan's apply once the state is locked; `progress` says how far it got.
+async fn apply_saved_plan_locked(
+    args: &ApplyArgs,
+    plan: &Plan,
+    manifest_digest: Option<&str>,
+    store: &dyn StateStore,
+    lock: &dyn crate::state::StateLock,
+    printer: &Printer,
+    progress: &mut Progress,
+) -> Result<ExitCode> {
+    let Some(state) = store.read()? else {
         return Err(Error::StalePlan {
             differences: vec![format!(
                 "no state exists at `{}`, but the plan was made against one",
@@ -121,12 +156,13 @@ async fn apply_saved_plan(
             )],
         });
     };
+    let state = progress.state.insert(state);
     let fleet = Fleet::connect(&plan.providers, plan.emulator.as_ref()).await?;
-    let reporter = reporter(&args, printer, plan.summary.reinstall as u64);
+    let reporter = reporter(args, printer, plan.summary.reinstall as u64);
     let context = Context {
         fleet: &fleet,
-        store: &store,
-        lock: lock.as_ref(),
+        store,
+        lock,
         reporter: reporter.as_ref(),
         interrupt: watch_interrupts(),
         settings: Settings::default(),
@@ -139,29 +175,29 @@ async fn apply_saved_plan(
                 .read()
                 .map_err(|error| Error::State(error.into()))?,
         );
-        resume.stopped = apply::stopped_by(&plan, &steps);
+        resume.stopped = apply::stopped_by(plan, &steps);
     }
-    reconcile(&context, &mut state, printer).await?;
+    progress.settled = reconcile(&context, state, printer).await?;
     if args.resume {
-        resume.finished = apply::finished_in(&plan, &state);
+        resume.finished = apply::finished_in(plan, state);
         resume
             .stopped
             .retain(|server| !resume.finished.contains(server));
     }
     check_not_stale(
-        &plan,
-        manifest_digest.as_deref(),
+        plan,
+        manifest_digest,
         &store.name(),
-        &state,
+        state,
         &fleet,
         args.resume.then_some(&resume),
     )
     .await?;
-    if let Some(error) = blocked_error(&plan) {
+    if let Some(error) = blocked_error(plan) {
         return Err(error);
     }
     if !plan.has_changes() {
-        printer.out(&render::text(&plan));
+        printer.out(&render::text(plan));
         return Ok(ExitCode::SUCCESS);
     }
     if args.resume && !resume.finished.is_empty() {
@@ -171,20 +207,73 @@ async fn apply_saved_plan(
             resume.finished.len()
         ));
     }
-    execute(&context, &plan, &mut state, &resume, &args, printer).await
+    execute(
+        &context,
+        plan,
+        state,
+        &resume,
+        args,
+        printer,
+        &mut progress.summary,
+    )
+    .await
+}
+
+/// The folder of the first of `files` (the current folder for a bare file name).
+fn first_folder(files: &[std::path::PathBuf]) -> std::path::PathBuf {
+    files
+        .first()
+        .and_then(|file| file.parent())
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .map_or_else(
+            || std::path::PathBuf::from("."),
+            std::path::Path::to_path_buf,
+        )
 }
 
 async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> {
     let manifest = args.manifest.load(SecretCheck::Required, printer)?.manifest;
-    let store = state_store(&manifest.state_path, args.state.as_ref());
-    let lock = store.lock("reimage apply")?;
-    let (mut state, created) = read_or_init_state(&store, lock.as_ref())?;
+    let backend = Backend::choose(
+        manifest.backend.as_ref(),
+        &manifest.state_path,
+        args.state.as_ref(),
+    );
+    let store = open_state(&backend).await?;
+    let store = store.as_ref();
+    let lock = lock_state(store, "reimage apply", args.lock.lock_timeout, printer).await?;
+    let mut progress = Progress::new(&first_folder(&manifest.files));
+    let result = plan_and_apply_locked(
+        &args,
+        &manifest,
+        &backend,
+        store,
+        lock.as_ref(),
+        printer,
+        &mut progress,
+    )
+    .await;
+    progress.record(store, &result, printer);
+    result
+}
+
+/// Plan, confirm and apply once the state is locked; `progress` says how far it got.
+async fn plan_and_apply_locked(
+    args: &ApplyArgs,
+    manifest: &crate::manifest::Manifest,
+    backend: &Backend,
+    store: &dyn StateStore,
+    lock: &dyn crate::state::StateLock,
+    printer: &Printer,
+    progress: &mut Progress,
+) -> Result<ExitCode> {
+    let (state, created) = read_or_init_state(store, lock)?;
     if created {
         printer.status(&format!(
             "Initialized a new state at `{}`.",
             store.location()
         ));
     }
+    let state = progress.state.insert(state);
     let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
     let options = PlanOptions {
         targets: args.target.clone(),
@@ -201,18 +290,21 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
     };
     let context = Context {
         fleet: &fleet,
-        store: &store,
-        lock: lock.as_ref(),
+        store,
+        lock,
         reporter: reporter.as_ref(),
         interrupt: watch_interrupts(),
         settings: Settings::default(),
     };
-    reconcile(&context, &mut state, printer).await?;
-    let plan = make_plan(&manifest, &state, &store, &fleet, &options).await?;
+    progress.settled = reconcile(&context, state, printer).await?;
+    let mut plan = make_plan(manifest, state, store, &fleet, &options).await?;
+    // `--state PATH` overrides the manifest's backend: the plan names the one it was made with.
+    plan.backend = backend.remote();
+    let plan = progress.plan.insert(plan);
     if !args.json {
-        printer.out(&render::text(&plan));
+        printer.out(&render::text(plan));
     }
-    if let Some(error) = blocked_error(&plan) {
+    if let Some(error) = blocked_error(plan) {
         return Err(error);
     }
     if !plan.has_changes() {
@@ -229,37 +321,93 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
         let approved = confirm::ask(&confirm::prompt(&plan.summary)).map_err(super::io_error)?;
         if !approved {
             printer.status("\nApply cancelled: nothing was changed.");
+            progress.cancelled = true;
             return Ok(ExitCode::FAILURE);
         }
     }
     // The progress display, now that the plan's size is known.
-    let reporter = self::reporter(&args, printer, plan.summary.reinstall as u64);
+    let reporter = self::reporter(args, printer, plan.summary.reinstall as u64);
     let context = Context {
         reporter: reporter.as_ref(),
         ..context
     };
     execute(
         &context,
-        &plan,
-        &mut state,
+        plan,
+        state,
         &ResumeScope::default(),
-        &args,
+        args,
         printer,
+        &mut progress.summary,
     )
     .await
 }
 
-/// Takes over what an interrupted apply left in flight, before anything new starts.
-async fn reconcile(context: &Context<'_>, state: &mut State, printer: &Printer) -> Result<()> {
+/// How far an apply got once it held the lock: what its history entry says.
+struct Progress {
+    run: ApplyRun,
+    plan: Option<Plan>,
+    state: Option<State>,
+    /// Servers whose interrupted steps this apply settled first.
+    settled: BTreeMap<String, ServerOutcome>,
+    summary: Option<ApplySummary>,
+    cancelled: bool,
+}
+
+impl Progress {
+    fn new(folder: &std::path::Path) -> Progress {
+        Progress {
+            run: ApplyRun::start("reimage apply", folder),
+            plan: None,
+            state: None,
+            settled: BTreeMap::new(),
+            summary: None,
+            cancelled: false,
+        }
+    }
+
+    /// Appends the history entry; a failure to do so is reported, never fatal: the apply
+    /// itself has happened and the state records it.
+    fn record(&self, store: &dyn StateStore, result: &Result<ExitCode>, printer: &Printer) {
+        let ending = match (result, &self.summary) {
+            (Err(error), _) => Ending::Error(error.to_string()),
+            (Ok(_), Some(summary)) => Ending::Applied(summary),
+            (Ok(_), None) if self.cancelled => Ending::Cancelled,
+            (Ok(_), None) => Ending::NoChanges,
+        };
+        let entry = history::entry(
+            &self.run,
+            self.plan.as_ref(),
+            ending,
+            self.state.as_ref(),
+            &self.settled,
+        );
+        if let Err(error) = store.history().append(&entry) {
+            printer.status(&format!(
+                "warning: this apply was not recorded in the history: {error}"
+            ));
+        }
+    }
+}
+
+/// Takes over what an interrupted apply left in flight, before anything new starts; returns
+/// the servers it settled.
+async fn reconcile(
+    context: &Context<'_>,
+    state: &mut State,
+    printer: &Printer,
+) -> Result<BTreeMap<String, ServerOutcome>> {
+    let before = state.servers.clone();
     let unresolved = apply::reconcile_journal(context, state, true).await?;
     for line in &unresolved {
         printer.status(&format!(
             "warning: could not settle an interrupted step: {line}"
         ));
     }
-    Ok(())
+    Ok(history::settled(&before, state))
 }
 
+/// Runs the plan; `summary` receives how it ended.
 async fn execute(
     context: &Context<'_>,
     plan: &Plan,
@@ -267,8 +415,10 @@ async fn execute(
     resume: &ResumeScope,
     args: &ApplyArgs,
     printer: &Printer,
+    summary_out: &mut Option<ApplySummary>,
 ) -> Result<ExitCode> {
     let report = apply::run(context, plan, state, resume).await?;
+    *summary_out = Some(report.summary.clone());
     if !args.json {
         print_summary(&report, printer);
     }
@@ -382,7 +532,7 @@ fn print_summary(report: &ApplyReport, printer: &Printer) {
 /// Used by `plan`: settles what it can of an interrupted apply without waiting.
 pub async fn reconcile_for_plan(
     fleet: &Fleet,
-    store: &LocalStateStore,
+    store: &dyn StateStore,
     lock: &dyn crate::state::StateLock,
     state: &mut State,
     printer: &Printer,

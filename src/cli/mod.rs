@@ -7,16 +7,20 @@ mod emulator;
 mod plan;
 mod show;
 mod state;
+mod unlock;
 mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, Result};
 use crate::manifest::{LoadOptions, Loaded, SecretCheck};
+use crate::ops::backend::{Backend, open_store};
 use crate::output::Printer;
+use crate::state::{StateLock, StateStore};
 
 /// Declarative OS reinstalls for fleets of servers: plan what would change, apply exactly that.
 #[derive(Debug, Parser)]
@@ -42,6 +46,8 @@ pub enum Command {
     /// Read or change reimage's state without touching any machine.
     #[command(subcommand)]
     State(StateCommand),
+    /// Remove the description of a state lock whose holder is gone (never breaks a live lock).
+    ForceUnlock(ForceUnlockArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -81,6 +87,20 @@ impl ManifestArgs {
         }
         Ok(loaded)
     }
+}
+
+/// How long to wait for the state lock.
+#[derive(Debug, Args, Clone)]
+pub struct LockArgs {
+    /// Wait up to DURATION (`30s`, `5m`, `1h`) for the state lock while another command holds
+    /// it; the default `0s` fails at once, naming the holder (Terraform's `-lock-timeout`).
+    #[arg(
+        long = "lock-timeout",
+        value_name = "DURATION",
+        default_value = "0s",
+        value_parser = crate::state::lock::parse_duration
+    )]
+    pub lock_timeout: Duration,
 }
 
 /// Command-line overrides of the manifest's rollout policy (default and every group).
@@ -158,6 +178,8 @@ pub struct PlanArgs {
     /// after that.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration::parse_duration)]
     pub plan_ttl: jiff::SignedDuration,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +217,8 @@ pub struct ApplyArgs {
     /// Refuse the plan unless it was made at this git commit (full id, or 7+ hex digits).
     #[arg(long, value_name = "SHA", requires = "plan_file", value_parser = crate::apply::artifact::parse_commit)]
     pub require_commit: Option<String>,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +250,45 @@ pub enum StateCommand {
     /// For servers reimage never applied whose provider cannot report the installed OS (EDIS):
     /// the plan blocks them until they are adopted or reinstalled with `--replace NAME`.
     Adopt(StateAdoptArgs),
+    /// Move a local state, with its journal and history, into the manifest's backend.
+    ///
+    /// For a team moving from a state file to a shared PostgreSQL database: set `backend:` in
+    /// the manifest, then push. The local files are renamed with a `.pushed` suffix afterwards.
+    #[command(alias = "migrate")]
+    Push(StatePushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatePushArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// The local state file to push. Default: `.reimage/state.json` beside the (first)
+    /// manifest, or the manifest's `state.path`.
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
+    /// Replace a state of another lineage, or a newer one, in the backend (its records are lost;
+    /// no machine is touched).
+    #[arg(long)]
+    pub force: bool,
+    /// Print what was moved as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ForceUnlockArgs {
+    /// The lock ID, as printed by the command that found the state locked.
+    pub id: String,
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// State file to use instead of the manifest's.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Which state: the manifest's, or `--state PATH` (then no manifest is needed).
@@ -282,6 +345,8 @@ pub struct StateAdoptArgs {
     /// Overwrite an existing record of this server.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -328,6 +393,9 @@ const SINGLE_DASH_LONG_OPTIONS: &[&str] = &[
     "plan-ttl",
     "require-signed",
     "require-commit",
+    "lock-timeout",
+    "force",
+    "from",
 ];
 
 /// Rewrites `-out=FILE` and friends to `--out=FILE`, so Terraform habits work.
@@ -358,10 +426,12 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
         Command::Apply(args) => apply::run(args, printer).await,
         Command::Show(args) => show::run(args, printer),
         Command::Emulator(EmulatorCommand::Serve(args)) => emulator::serve(args, printer).await,
-        Command::State(StateCommand::Adopt(args)) => state::adopt(args, printer),
-        Command::State(StateCommand::List(args)) => state::list(args, printer),
-        Command::State(StateCommand::Show(args)) => state::show(args, printer),
-        Command::State(StateCommand::Rm(args)) => state::rm(args, printer),
+        Command::State(StateCommand::Adopt(args)) => state::adopt(args, printer).await,
+        Command::State(StateCommand::List(args)) => state::list(args, printer).await,
+        Command::State(StateCommand::Show(args)) => state::show(args, printer).await,
+        Command::State(StateCommand::Rm(args)) => state::rm(args, printer).await,
+        Command::State(StateCommand::Push(args)) => state::push(args, printer).await,
+        Command::ForceUnlock(args) => unlock::run(args, printer).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();
@@ -372,16 +442,28 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
     }
 }
 
-/// The state store for a manifest, or the `--state` override.
-pub(crate) fn state_store(
-    manifest_state: &std::path::Path,
-    override_path: Option<&PathBuf>,
-) -> crate::state::local::LocalStateStore {
-    crate::state::local::LocalStateStore::new(
-        override_path
-            .cloned()
-            .unwrap_or_else(|| manifest_state.to_path_buf()),
-    )
+/// Opens the state store of `backend`.
+pub(crate) async fn open_state(backend: &Backend) -> Result<Box<dyn StateStore>> {
+    open_store(backend).await
+}
+
+/// Takes the state lock, waiting up to `timeout` (`-lock-timeout`) and saying once on stderr
+/// who holds it.
+pub(crate) async fn lock_state(
+    store: &dyn StateStore,
+    command: &str,
+    timeout: Duration,
+    printer: &Printer,
+) -> Result<Box<dyn StateLock>> {
+    let lock = crate::state::lock::acquire(store, command, timeout, |holder| {
+        printer.status(&format!(
+            "Waiting up to {} for the state lock, held by {}",
+            crate::state::lock::format_duration(timeout),
+            holder.describe()
+        ));
+    })
+    .await?;
+    Ok(lock)
 }
 
 pub(crate) fn io_error(error: impl std::fmt::Display) -> Error {
@@ -422,6 +504,61 @@ mod tests {
                 "x.yaml"
             ]
         );
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        Cli::try_parse_from(terraform_style_args(
+            args.iter().map(std::ffi::OsString::from),
+        ))
+    }
+
+    #[test]
+    fn lock_timeout_force_unlock_and_state_push_parse_the_terraform_way() {
+        let Command::Apply(apply) = parse(&["reimage", "apply", "-lock-timeout=30s", "p.json"])
+            .unwrap()
+            .command
+        else {
+            panic!("apply")
+        };
+        assert_eq!(apply.lock.lock_timeout, Duration::from_secs(30));
+        let Command::Plan(plan) = parse(&["reimage", "plan", "--lock-timeout", "5m"])
+            .unwrap()
+            .command
+        else {
+            panic!("plan")
+        };
+        assert_eq!(plan.lock.lock_timeout, Duration::from_secs(300));
+        let Command::Plan(plan) = parse(&["reimage", "plan"]).unwrap().command else {
+            panic!("plan")
+        };
+        assert_eq!(plan.lock.lock_timeout, Duration::ZERO, "0s by default");
+        let bad = parse(&["reimage", "plan", "-lock-timeout=soon"]).unwrap_err();
+        assert!(bad.to_string().contains("is not a duration"), "{bad}");
+
+        let Command::ForceUnlock(unlock) = parse(&["reimage", "force-unlock", "abc-123", "-force"])
+            .unwrap()
+            .command
+        else {
+            panic!("force-unlock")
+        };
+        assert_eq!((unlock.id.as_str(), unlock.force), ("abc-123", true));
+        for name in ["push", "migrate"] {
+            let Command::State(StateCommand::Push(push)) = parse(&[
+                "reimage",
+                "state",
+                name,
+                "-force",
+                "--json",
+                "-from=old.json",
+            ])
+            .unwrap()
+            .command
+            else {
+                panic!("state {name}")
+            };
+            assert!(push.force && push.json);
+            assert_eq!(push.from, Some(PathBuf::from("old.json")));
+        }
     }
 
     #[test]

@@ -2,15 +2,15 @@
 
 use std::process::ExitCode;
 
-use super::{PlanArgs, state_store};
+use super::{PlanArgs, lock_state, open_state};
 use crate::error::Result;
 use crate::manifest::SecretCheck;
+use crate::ops::backend::Backend;
 use crate::ops::fleet::Fleet;
 use crate::ops::plan::{PlanOptions, blocked_error, make_plan, read_or_init_state};
 use crate::output::Printer;
 use crate::plan::signature::{PLAN_KEY_ENV, PlanKey};
 use crate::plan::{Plan, file, render};
-use crate::state::StateStore;
 
 pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     // A bad signing key is refused before anything is planned.
@@ -20,9 +20,20 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     };
     let loaded = args.manifest.load(SecretCheck::Required, printer)?;
     let manifest = loaded.manifest;
-    let store = state_store(&manifest.state_path, args.state.as_ref());
-    let lock = store.lock("reimage plan")?;
-    let (mut state, created) = read_or_init_state(&store, lock.as_ref())?;
+    let backend = Backend::choose(
+        manifest.backend.as_ref(),
+        &manifest.state_path,
+        args.state.as_ref(),
+    );
+    let store = open_state(&backend).await?;
+    let lock = lock_state(
+        store.as_ref(),
+        "reimage plan",
+        args.lock.lock_timeout,
+        printer,
+    )
+    .await?;
+    let (mut state, created) = read_or_init_state(store.as_ref(), lock.as_ref())?;
     if created {
         printer.status(&format!(
             "Initialized a new state at `{}`.",
@@ -30,14 +41,17 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         ));
     }
     let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
-    super::apply::reconcile_for_plan(&fleet, &store, lock.as_ref(), &mut state, printer).await?;
+    super::apply::reconcile_for_plan(&fleet, store.as_ref(), lock.as_ref(), &mut state, printer)
+        .await?;
     let options = PlanOptions {
         targets: args.target.clone(),
         replace: args.replace.clone(),
         rollout: args.rollout.spec(),
         ttl: args.plan_ttl,
     };
-    let plan = make_plan(&manifest, &state, &store, &fleet, &options).await?;
+    let mut plan = make_plan(&manifest, &state, store.as_ref(), &fleet, &options).await?;
+    // `--state PATH` overrides the manifest's backend: the plan names the one it was made with.
+    plan.backend = backend.remote();
     drop(lock);
 
     let rendered = if args.json {

@@ -1,25 +1,42 @@
 //! `reimage state …`: read and change the state without touching any machine. `adopt` records a
-//! server; `list` and `show` read records; `rm` forgets them.
+//! server; `list` and `show` read records; `rm` forgets them; `push` moves a local state into
+//! the manifest's backend.
 
 use std::process::ExitCode;
 
 use super::{
-    StateAdoptArgs, StateListArgs, StateLocationArgs, StateRmArgs, StateShowArgs, state_store,
+    StateAdoptArgs, StateListArgs, StateLocationArgs, StatePushArgs, StateRmArgs, StateShowArgs,
+    lock_state, open_state,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::manifest::{LoadOptions, Manifest, SecretCheck};
+use crate::ops::backend::Backend;
 use crate::ops::records;
 use crate::ops::state::{AdoptRequest, adopt as adopt_server};
 use crate::output::Printer;
-use crate::state::{OperationKind, OperationRecord, Outcome};
+use crate::state::local::LocalStateStore;
+use crate::state::{OperationKind, OperationRecord, Outcome, StateStore};
 
-pub fn adopt(args: StateAdoptArgs, printer: &Printer) -> Result<ExitCode> {
+pub async fn adopt(args: StateAdoptArgs, printer: &Printer) -> Result<ExitCode> {
     // Secrets are read: the record holds keyed digests of the install inputs, password included.
     let manifest = args.manifest.load(SecretCheck::Required, printer)?.manifest;
-    let store = state_store(&manifest.state_path, args.state.as_ref());
+    let backend = Backend::choose(
+        manifest.backend.as_ref(),
+        &manifest.state_path,
+        args.state.as_ref(),
+    );
+    let store = open_state(&backend).await?;
+    let lock = lock_state(
+        store.as_ref(),
+        "reimage state adopt",
+        args.lock.lock_timeout,
+        printer,
+    )
+    .await?;
     let adopted = adopt_server(
         &manifest,
-        &store,
+        store.as_ref(),
+        lock.as_ref(),
         &AdoptRequest {
             server: args.name,
             image: args.image,
@@ -62,19 +79,24 @@ pub fn adopt(args: StateAdoptArgs, printer: &Printer) -> Result<ExitCode> {
 
 /// The state store the arguments name, and the manifest when one was read. With `--state PATH`
 /// alone no manifest is needed; secrets are never read (no record view needs them).
-fn located(
+async fn located(
     location: &StateLocationArgs,
-) -> Result<(crate::state::local::LocalStateStore, Option<Manifest>)> {
+) -> Result<(Box<dyn StateStore>, Option<Manifest>)> {
     if let Some(path) = &location.state
         && location.manifest.files.is_empty()
     {
-        return Ok((crate::state::local::LocalStateStore::new(path), None));
+        return Ok((Box::new(LocalStateStore::new(path)), None));
     }
     let options = LoadOptions {
         secrets: SecretCheck::BestEffort,
     };
     let manifest = crate::manifest::load(&location.manifest.paths()?, &options)?.manifest;
-    let store = state_store(&manifest.state_path, location.state.as_ref());
+    let backend = Backend::choose(
+        manifest.backend.as_ref(),
+        &manifest.state_path,
+        location.state.as_ref(),
+    );
+    let store = open_state(&backend).await?;
     Ok((store, Some(manifest)))
 }
 
@@ -104,9 +126,9 @@ fn last_outcome(operation: Option<&OperationRecord>) -> String {
     }
 }
 
-pub fn list(args: StateListArgs, printer: &Printer) -> Result<ExitCode> {
-    let (store, _) = located(&args.location)?;
-    let listing = records::list(&store)?;
+pub async fn list(args: StateListArgs, printer: &Printer) -> Result<ExitCode> {
+    let (store, _) = located(&args.location).await?;
+    let listing = records::list(store.as_ref())?;
     if args.json {
         printer.out(&json_line(&listing)?);
         return Ok(ExitCode::SUCCESS);
@@ -163,9 +185,9 @@ pub fn list(args: StateListArgs, printer: &Printer) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn show(args: StateShowArgs, printer: &Printer) -> Result<ExitCode> {
-    let (store, _) = located(&args.location)?;
-    let shown = records::show(&store, &args.name)?;
+pub async fn show(args: StateShowArgs, printer: &Printer) -> Result<ExitCode> {
+    let (store, _) = located(&args.location).await?;
+    let shown = records::show(store.as_ref(), &args.name)?;
     if args.json {
         printer.out(&json_line(&shown)?);
         return Ok(ExitCode::SUCCESS);
@@ -224,9 +246,9 @@ pub fn show(args: StateShowArgs, printer: &Printer) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn rm(args: StateRmArgs, printer: &Printer) -> Result<ExitCode> {
-    let (store, manifest) = located(&args.location)?;
-    let forgotten = records::forget(&store, &args.names)?;
+pub async fn rm(args: StateRmArgs, printer: &Printer) -> Result<ExitCode> {
+    let (store, manifest) = located(&args.location).await?;
+    let forgotten = records::forget(store.as_ref(), &args.names)?;
     for (name, record) in &forgotten.records {
         printer.out(&format!(
             "Forgot `{name}` ({} `{}`, id {}, image `{}`).\n",
@@ -248,5 +270,78 @@ pub fn rm(args: StateRmArgs, printer: &Printer) -> Result<ExitCode> {
         forgotten.state.location,
         forgotten.state.serial
     ));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn push(args: StatePushArgs, printer: &Printer) -> Result<ExitCode> {
+    // The backend's URL is the only secret needed; servers' secrets are not read.
+    let manifest = args
+        .manifest
+        .load(SecretCheck::BestEffort, printer)?
+        .manifest;
+    let Some(remote) = manifest.backend.clone() else {
+        return Err(Error::usage(
+            "the manifest's backend is the local state file: there is nowhere to push to",
+            "set `backend: {type: postgres, url: {env: NAME}}` in the manifest, then push",
+        ));
+    };
+    let source_path = args.from.clone().unwrap_or(manifest.state_path.clone());
+    let source = LocalStateStore::new(&source_path);
+    let target = open_state(&Backend::Remote(remote)).await?;
+    let command = "reimage state push";
+    let timeout = args.lock.lock_timeout;
+    let source_lock = lock_state(&source, command, timeout, printer).await?;
+    let target_lock = lock_state(target.as_ref(), command, timeout, printer).await?;
+    let pushed = crate::ops::push::push(
+        &source,
+        source_lock.as_ref(),
+        target.as_ref(),
+        target_lock.as_ref(),
+        args.force,
+    )?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&pushed).map_err(super::io_error)?;
+        printer.out(&format!("{text}\n"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let replaced = match &pushed.replaced {
+        Some((lineage, serial)) => {
+            format!(" It replaced the state of lineage {lineage} (serial {serial}).")
+        }
+        None => String::new(),
+    };
+    printer.out(&format!(
+        "Pushed the state `{}` to `{}`: lineage {}, serial {}, {} server(s), {} journal \
+         entr{}, {} history entr{}.{replaced}\n",
+        pushed.from,
+        pushed.to,
+        pushed.lineage,
+        pushed.serial,
+        pushed.servers,
+        pushed.journal_entries,
+        if pushed.journal_entries == 1 {
+            "y"
+        } else {
+            "ies"
+        },
+        pushed.history_entries,
+        if pushed.history_entries == 1 {
+            "y"
+        } else {
+            "ies"
+        },
+    ));
+    if !pushed.renamed.is_empty() {
+        let files: Vec<String> = pushed
+            .renamed
+            .iter()
+            .map(|path| format!("  {}", path.display()))
+            .collect();
+        printer.out(&format!(
+            "The local files were set aside (renamed), so no later run takes them for the \
+             state:\n{}\n",
+            files.join("\n")
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,12 +20,30 @@ pub struct Manifest {
     pub providers: BTreeMap<String, DesiredProvider>,
     /// In manifest order.
     pub servers: Vec<DesiredServer>,
-    /// Local state file path (absolute).
+    /// Local state file path (absolute): the state itself with the local backend; with a
+    /// remote backend, where `state push` takes a local state from by default.
     pub state_path: PathBuf,
+    /// The shared backend holding the state, when not the local file.
+    pub backend: Option<RemoteBackend>,
     pub emulator: Option<EmbeddedEmulator>,
     /// The rollout policy (built-in defaults where the manifest says nothing).
     pub policy: RolloutPolicy,
 }
+
+/// A shared state backend. Its connection URL stays a reference: it holds a password, and it
+/// is saved in plan files so that a plan applies on another machine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RemoteBackend {
+    Postgres {
+        url: SecretRef,
+        /// The state's name in the database.
+        name: String,
+    },
+}
+
+/// The state's name when `backend.name` is not given.
+pub const DEFAULT_STATE_NAME: &str = "default";
 
 /// Rollout limits, all resolved.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

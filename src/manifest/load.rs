@@ -91,6 +91,7 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Result<Loaded, Manifest
         providers: resolved.providers,
         servers: resolved.servers,
         state_path: resolved.state_path,
+        backend: resolved.backend,
         emulator: resolved.emulator,
         policy: resolved.policy,
     };
@@ -963,6 +964,154 @@ servers:
         assert_eq!(emulator.inventory, sub.join("inv.yaml"));
         assert_eq!(emulator.data_dir, sub.join(".reimage/emulator"));
         assert_eq!(emulator.install_seconds, Some(0.5));
+    }
+
+    // Backends.
+
+    #[test]
+    fn a_postgres_backend_keeps_its_url_as_a_reference_and_names_the_state() {
+        let fixture = Fixture::new();
+        fixture.write(
+            "m.yaml",
+            "version: 1\nbackend: {type: postgres, url: {env: REIMAGE_PG_URL}, name: eu-fleet}\n",
+        );
+        fixture.write(
+            "sub/n.yaml",
+            "version: 1\nbackend: {type: postgres, url: {file: pg.url}}\n",
+        );
+        let manifest = fixture
+            .load(&["m.yaml"], SecretCheck::Required)
+            .unwrap()
+            .manifest;
+        assert_eq!(
+            manifest.backend,
+            Some(crate::manifest::RemoteBackend::Postgres {
+                url: SecretRef::Env("REIMAGE_PG_URL".into()),
+                name: "eu-fleet".into(),
+            })
+        );
+        // The local path stays the default: where `state push` takes a local state from.
+        assert_eq!(
+            manifest.state_path,
+            fixture.dir.path().join(".reimage/state.json")
+        );
+        let other = fixture
+            .load(&["sub/n.yaml"], SecretCheck::Required)
+            .unwrap()
+            .manifest;
+        let sub = fixture.dir.path().join("sub");
+        assert_eq!(
+            other.backend,
+            Some(crate::manifest::RemoteBackend::Postgres {
+                url: SecretRef::File(sub.join("pg.url").display().to_string()),
+                name: "default".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_local_backend_is_the_state_file() {
+        let fixture = Fixture::new();
+        fixture.write(
+            "m.yaml",
+            "version: 1\nbackend: {type: local, path: st/s.json}\n",
+        );
+        let manifest = fixture
+            .load(&["m.yaml"], SecretCheck::Required)
+            .unwrap()
+            .manifest;
+        assert_eq!(manifest.backend, None);
+        assert_eq!(manifest.state_path, fixture.dir.path().join("st/s.json"));
+    }
+
+    #[test]
+    fn a_literal_backend_url_is_an_error_that_never_shows_it() {
+        let fixture = Fixture::new();
+        let source = format!(
+            "version: 1\nbackend:\n  type: postgres\n  url: postgres://ops:{CANARY}@db/fleet\n"
+        );
+        fixture.write("m.yaml", &source);
+        let diagnostics = fixture.errors(&["m.yaml"]);
+        let error = only_one(&diagnostics);
+        assert_eq!(error.code, "manifest::literal-secret");
+        assert_eq!(
+            error.message,
+            "literal backend URL (it holds the database password) in the manifest: secrets must be references"
+        );
+        assert_eq!((error.line, error.column), (Some(4), Some(3)));
+        let rendered = fixture.render(error);
+        assert!(!rendered.contains(CANARY), "{rendered}");
+    }
+
+    #[test]
+    fn backend_mistakes_point_at_the_key() {
+        let fixture = Fixture::new();
+        fixture.write(
+            "typo.yaml",
+            "version: 1\nbackend: {type: postgress, url: {env: U}}\n",
+        );
+        let typo = fixture.errors(&["typo.yaml"]);
+        let error = only_one(&typo);
+        assert_eq!(error.message, "`type` must be one of: local, postgres");
+        assert_eq!(
+            error.help.as_deref(),
+            Some("did you mean `postgres`? allowed values: local, postgres")
+        );
+        assert_eq!(error.line, Some(2));
+
+        fixture.write("no-url.yaml", "version: 1\nbackend:\n  type: postgres\n");
+        let missing = fixture.errors(&["no-url.yaml"]);
+        let error = only_one(&missing);
+        assert_eq!(error.message, "missing required key `url` in `backend`");
+        assert!(
+            error
+                .help
+                .as_deref()
+                .unwrap_or_default()
+                .contains("secret reference"),
+            "{:?}",
+            error.help
+        );
+        assert_eq!(error.line, Some(2));
+
+        fixture.write(
+            "mixed.yaml",
+            "version: 1\nbackend:\n  type: postgres\n  url: {env: U}\n  path: s.json\n",
+        );
+        let mixed = fixture.errors(&["mixed.yaml"]);
+        let error = only_one(&mixed);
+        assert_eq!(
+            error.message,
+            "`backend.path` does not apply to `type: postgres`"
+        );
+        assert_eq!((error.line, error.column), (Some(5), Some(3)));
+
+        fixture.write(
+            "local.yaml",
+            "version: 1\nbackend: {type: local, name: x}\n",
+        );
+        let local = fixture.errors(&["local.yaml"]);
+        assert_eq!(
+            only_one(&local).message,
+            "`backend.name` does not apply to `type: local`"
+        );
+
+        fixture.write("a.yaml", "version: 1\nstate: {path: s.json}\n");
+        fixture.write(
+            "b.yaml",
+            "version: 1\nbackend: {type: postgres, url: {env: U}}\n",
+        );
+        let both = fixture.errors(&["a.yaml", "b.yaml"]);
+        let error = only_one(&both);
+        assert_eq!(
+            error.message,
+            "`state` and `backend` both say where the state lives"
+        );
+        let rendered = fixture.render(error);
+        assert!(
+            rendered.contains("a.yaml") && rendered.contains("b.yaml"),
+            "{rendered}"
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@ mod semantic;
 pub mod yaml;
 
 pub use desired::{
-    DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, Manifest, Rollout,
-    RolloutPolicy,
+    DEFAULT_STATE_NAME, DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, Manifest,
+    RemoteBackend, Rollout, RolloutPolicy,
 };
 pub use diagnostics::{ManifestDiagnostic, ManifestErrors, Severity};
 pub use load::{LoadOptions, Loaded, SecretCheck, load};

@@ -21,6 +21,8 @@ pub struct ManifestFile {
     #[serde(default)]
     pub state: Option<StateConfig>,
     #[serde(default)]
+    pub backend: Option<BackendConfig>,
+    #[serde(default)]
     pub emulator: Option<EmbeddedEmulatorConfig>,
     #[serde(default)]
     pub policy: Option<PolicySpec>,
@@ -62,12 +64,37 @@ pub struct RolloutSpec {
     pub max_reinstalls: Option<usize>,
 }
 
-/// Where reimage keeps its state. Only the local backend exists for now.
+/// Where reimage keeps its state as a local file (`backend: {type: local}` says the same).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     /// Path of the local state file, relative to the manifest file that names it.
     pub path: String,
+}
+
+/// Where reimage keeps its state, journal, lock and history. Which keys go with which `type`
+/// is checked after the schema, with errors naming the key.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    #[serde(rename = "type")]
+    pub backend_type: BackendType,
+    /// `local`: the state file, relative to the manifest file that names it.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `postgres`: the connection URL, a secret (it holds a password).
+    #[serde(default)]
+    pub url: Option<SecretRef>,
+    /// `postgres`: the state's name in the database (default `default`).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendType {
+    Local,
+    Postgres,
 }
 
 /// Settings for the emulator that `endpoint: emulator` starts inside the reimage process.

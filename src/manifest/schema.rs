@@ -27,10 +27,11 @@ static VALIDATOR: LazyLock<Validator> = LazyLock::new(|| {
 });
 
 /// Where a secret reference is expected, as pointer segments (`*` matches any one segment).
-const SECRET_POSITIONS: [&[&str]; 3] = [
+const SECRET_POSITIONS: [&[&str]; 4] = [
     &["servers", "*", "access", "password"],
     &["defaults", "access", "password"],
     &["providers", "*", "credentials", "*"],
+    &["backend", "url"],
 ];
 
 pub(crate) fn is_secret_position(pointer: &str) -> bool {
@@ -78,6 +79,8 @@ pub(crate) fn literal_secret_diagnostic(file: &SourceFile, pointer: &str) -> Man
     let key = last_segment(pointer);
     let what = if key == "password" {
         "password".to_string()
+    } else if pointer == "/backend/url" {
+        "backend URL (it holds the database password)".to_string()
     } else {
         format!("credential `{key}`")
     };
@@ -179,7 +182,12 @@ fn describe(
         }
         ValidationErrorKind::Required { property } => {
             let property = property.as_str().unwrap_or_default();
-            let description = property_description(schema_object(error), property);
+            // A key required by a condition (`then`) is described by the object around it.
+            let description = property_description(schema_object(error), property).or_else(|| {
+                // `…/backend/then/required` → `…/backend`.
+                let around = parent_pointer(parent_pointer(error.schema_path().as_str()));
+                property_description(SCHEMA.pointer(around), property)
+            });
             let message = if pointer.is_empty() {
                 format!("missing required key `{property}` at the top level")
             } else {
@@ -495,7 +503,10 @@ mod tests {
                         );
                     }
                     for (key, child) in map {
-                        walk(child, &format!("{path}/{key}"));
+                        // An `if` only tests a value (e.g. `type: postgres`); it describes no key.
+                        if key != "if" {
+                            walk(child, &format!("{path}/{key}"));
+                        }
                     }
                 }
                 Value::Array(items) => {

@@ -8,15 +8,16 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use super::desired::{
-    DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, Rollout, RolloutPolicy,
+    DEFAULT_STATE_NAME, DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator,
+    RemoteBackend, Rollout, RolloutPolicy,
 };
 use super::diagnostics::{
     ManifestDiagnostic, SourceFile, child_pointer, did_you_mean, display_path,
 };
 use super::load::{LoadOptions, SecretCheck, io_message};
 use super::model::{
-    AccessSpec, Defaults, EmbeddedEmulatorConfig, ManifestFile, PolicySpec, ProviderConfig,
-    SecretRef, ServerSpec, StateConfig, UserDataSpec,
+    AccessSpec, BackendConfig, BackendType, Defaults, EmbeddedEmulatorConfig, ManifestFile,
+    PolicySpec, ProviderConfig, SecretRef, ServerSpec, StateConfig, UserDataSpec,
 };
 use super::secrets;
 
@@ -66,6 +67,7 @@ pub(crate) struct Resolved {
     pub providers: BTreeMap<String, DesiredProvider>,
     pub servers: Vec<DesiredServer>,
     pub state_path: PathBuf,
+    pub backend: Option<RemoteBackend>,
     pub emulator: Option<EmbeddedEmulator>,
     pub policy: RolloutPolicy,
     /// Contents of the user-data files read, in first-use order (for the manifest digest).
@@ -108,6 +110,8 @@ pub(crate) fn resolve(
     let defaults = single_section(files, "defaults", |model| model.defaults.as_ref(), &mut out);
     let emulator = single_section(files, "emulator", |model| model.emulator.as_ref(), &mut out);
     let state = single_section(files, "state", |model| model.state.as_ref(), &mut out);
+    let backend = single_section(files, "backend", |model| model.backend.as_ref(), &mut out);
+    check_backend(state.as_ref(), backend.as_ref(), &mut out);
     let policy = single_section(files, "policy", |model| model.policy.as_ref(), &mut out);
     let providers = collect_providers(files, &mut out);
     check_emulator_endpoints(&providers, emulator.is_some(), &mut out);
@@ -161,7 +165,8 @@ pub(crate) fn resolve(
             .map(|(name, section)| (name.clone(), desired_provider(name, section)))
             .collect(),
         servers,
-        state_path: state_path(files, state.as_ref()),
+        state_path: state_path(files, state.as_ref(), backend.as_ref()),
+        backend: backend.as_ref().and_then(remote_backend),
         emulator: emulator.as_ref().map(embedded_emulator),
         policy: rollout_policy(policy.as_ref().map(|section| section.value)),
         user_data_files: user_data.contents_in_order,
@@ -852,15 +857,121 @@ fn desired_provider(name: &str, section: &Section<'_, ProviderConfig>) -> Desire
     }
 }
 
-fn state_path(files: &[TypedFile], state: Option<&Section<'_, StateConfig>>) -> PathBuf {
-    match state {
-        Some(section) => section.file.resolve_path(&section.value.path),
-        // `load` only resolves when every file was read, and there is at least one.
-        None => files
-            .first()
-            .map_or_else(|| absolute(Path::new(".")), |file| file.dir.clone())
-            .join(".reimage")
-            .join("state.json"),
+/// The local state file: `state.path`, `backend.path` (type local), or the default beside the
+/// first manifest file (also with a remote backend: where `state push` looks by default).
+fn state_path(
+    files: &[TypedFile],
+    state: Option<&Section<'_, StateConfig>>,
+    backend: Option<&Section<'_, BackendConfig>>,
+) -> PathBuf {
+    if let Some(section) = state {
+        return section.file.resolve_path(&section.value.path);
+    }
+    if let Some(section) = backend
+        && section.value.backend_type == BackendType::Local
+        && let Some(path) = &section.value.path
+    {
+        return section.file.resolve_path(path);
+    }
+    // `load` only resolves when every file was read, and there is at least one.
+    files
+        .first()
+        .map_or_else(|| absolute(Path::new(".")), |file| file.dir.clone())
+        .join(".reimage")
+        .join("state.json")
+}
+
+fn remote_backend(section: &Section<'_, BackendConfig>) -> Option<RemoteBackend> {
+    let config = section.value;
+    match config.backend_type {
+        BackendType::Local => None,
+        BackendType::Postgres => Some(RemoteBackend::Postgres {
+            url: section.file.resolve_secret(config.url.as_ref()?),
+            name: config
+                .name
+                .clone()
+                .unwrap_or_else(|| DEFAULT_STATE_NAME.to_string()),
+        }),
+    }
+}
+
+/// `state` and `backend` say the same thing (one of them, please), and each backend type
+/// takes its own keys.
+fn check_backend(
+    state: Option<&Section<'_, StateConfig>>,
+    backend: Option<&Section<'_, BackendConfig>>,
+    out: &mut Vec<ManifestDiagnostic>,
+) {
+    let Some(backend) = backend else {
+        return;
+    };
+    if let Some(state) = state {
+        out.push(
+            ManifestDiagnostic::error(
+                "state-and-backend",
+                "`state` and `backend` both say where the state lives",
+            )
+            .with_help(
+                "keep one: `backend: {type: local, path: …}` says what `state: {path: …}` says",
+            )
+            .at(
+                &backend.file.source,
+                "/backend",
+                backend.file.source.key_span("/backend"),
+                "`backend` given here",
+            )
+            .also_at(
+                &state.file.source,
+                state.file.source.key_span("/state"),
+                "`state` given here",
+            ),
+        );
+    }
+    let config = backend.value;
+    let (kind, misplaced): (&str, Vec<&str>) = match config.backend_type {
+        BackendType::Local => (
+            "local",
+            [
+                ("url", config.url.is_some()),
+                ("name", config.name.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(key, given)| given.then_some(key))
+            .collect(),
+        ),
+        BackendType::Postgres => (
+            "postgres",
+            config
+                .path
+                .is_some()
+                .then_some("path")
+                .into_iter()
+                .collect(),
+        ),
+    };
+    for key in misplaced {
+        let pointer = format!("/backend/{key}");
+        let help = match config.backend_type {
+            BackendType::Local => {
+                format!("`{key}` is for `type: postgres`; a local backend takes only `path`")
+            }
+            BackendType::Postgres => {
+                "`path` is for `type: local`; a postgres backend takes `url` and `name`".to_string()
+            }
+        };
+        out.push(
+            ManifestDiagnostic::error(
+                "backend-key",
+                format!("`backend.{key}` does not apply to `type: {kind}`"),
+            )
+            .with_help(help)
+            .at(
+                &backend.file.source,
+                &pointer,
+                backend.file.source.key_span(&pointer),
+                format!("not a `{kind}` setting"),
+            ),
+        );
     }
 }
 

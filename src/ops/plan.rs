@@ -210,6 +210,7 @@ pub async fn make_plan(
         providers: manifest.providers.clone(),
         emulator: manifest.emulator.clone(),
         state_path: store.location(),
+        backend: manifest.backend.clone(),
         summary: Summary::count(&planned),
         servers: planned,
         rollout,

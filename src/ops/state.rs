@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::manifest::diagnostics::did_you_mean;
 use crate::manifest::{DesiredAccess, Manifest};
 use crate::ops::plan::{digests_of, read_or_init_state};
-use crate::state::{OperationKind, OperationRecord, Outcome, ServerRecord, StateStore};
+use crate::state::{OperationKind, OperationRecord, Outcome, ServerRecord, StateLock, StateStore};
 
 /// What to adopt.
 #[derive(Debug, Clone)]
@@ -32,11 +32,13 @@ pub struct Adopted {
 }
 
 /// Records `request.server` as running `request.image`, with the manifest's current install
-/// inputs as the baseline (a later change to them plans a reinstall). Takes the state lock and
-/// writes the state atomically; never calls a provider.
+/// inputs as the baseline (a later change to them plans a reinstall). Needs the state lock
+/// (the caller takes it, waiting as `-lock-timeout` says) and writes the state atomically;
+/// never calls a provider.
 pub fn adopt(
     manifest: &Manifest,
     store: &dyn StateStore,
+    lock: &dyn StateLock,
     request: &AdoptRequest,
 ) -> Result<Adopted> {
     let Some(server) = manifest
@@ -77,8 +79,7 @@ pub fn adopt(
         ));
     }
 
-    let lock = store.lock("reimage state adopt")?;
-    let (mut state, _) = read_or_init_state(store, lock.as_ref())?;
+    let (mut state, _) = read_or_init_state(store, lock)?;
     let existing = state.servers.get(&server.name).cloned();
     if let Some(record) = &existing
         && record.cloud_id == server.cloud_id
@@ -144,7 +145,7 @@ pub fn adopt(
         attempt_only: false,
     };
     state.servers.insert(server.name.clone(), record.clone());
-    store.write(lock.as_ref(), &mut state)?;
+    store.write(lock, &mut state)?;
     Ok(Adopted {
         record,
         server: server.name.clone(),
@@ -185,9 +186,20 @@ mod tests {
             providers: BTreeMap::new(),
             servers: vec![server("web-1", "kvm_1"), server("web-2", "kvm_2")],
             state_path: dir.join("state.json"),
+            backend: None,
             emulator: None,
             policy: Default::default(),
         }
+    }
+
+    /// Adopts under a lock of its own, as the command does.
+    fn adopt(
+        manifest: &Manifest,
+        store: &LocalStateStore,
+        request: &AdoptRequest,
+    ) -> Result<Adopted> {
+        let lock = store.lock("reimage state adopt")?;
+        super::adopt(manifest, store, lock.as_ref(), request)
     }
 
     fn request(server: &str, image: &str, force: bool) -> AdoptRequest {
@@ -266,5 +278,6 @@ mod tests {
         let _held = store.lock("reimage apply").unwrap();
         let error = adopt(&manifest, &store, &request("web-1", "a", false)).unwrap_err();
         assert!(error.to_string().contains("reimage apply"), "{error}");
+        assert!(store.read().unwrap().is_none(), "nothing was recorded");
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rollout::Wave;
 use crate::manifest::{
-    DesiredProvider, DesiredServer, EmbeddedEmulator, ProviderType, RolloutPolicy,
+    DesiredProvider, DesiredServer, EmbeddedEmulator, ProviderType, RemoteBackend, RolloutPolicy,
 };
 use crate::provider::Observed;
 
@@ -35,8 +35,13 @@ pub struct Plan {
     pub providers: BTreeMap<String, DesiredProvider>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulator: Option<EmbeddedEmulator>,
-    /// Local state path the plan was made against.
+    /// Where the state the plan was made against lives: the local state file, or a
+    /// description of the remote backend (never a secret).
     pub state_path: String,
+    /// The shared backend holding that state (its URL as a reference), so that a saved plan
+    /// applies on another machine; absent for the local file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<RemoteBackend>,
     /// One entry per server in scope, in manifest order.
     pub servers: Vec<ServerPlan>,
     /// The rollout policy the waves were made with.

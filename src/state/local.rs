@@ -4,36 +4,65 @@
 //! The lock is on the sidecar, never on the state file: a rename replaces the state file's inode,
 //! so a lock held on the old one would protect nothing. The holder's details are written into
 //! the lock file so that a second process can name it. Network filesystems are not supported.
+//! The journal (`state.json.journal`) and the history of applies (`state.json.history`) sit
+//! beside the state.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::history::{History, LocalHistory};
 use super::journal::{Journal, LocalJournal};
-use super::{LockInfo, State, StateError, StateLock, StateStore};
+use super::{LockInfo, State, StateError, StateLock, StateStore, Unlocked};
 
 pub struct LocalStateStore {
     path: PathBuf,
     journal: LocalJournal,
+    history: LocalHistory,
 }
 
 impl LocalStateStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        let mut journal_name = path.file_name().unwrap_or_default().to_os_string();
-        journal_name.push(".journal");
-        let journal = LocalJournal::new(path.with_file_name(journal_name));
-        LocalStateStore { path, journal }
+        let journal = LocalJournal::new(sibling(&path, ".journal"));
+        let history = LocalHistory::new(sibling(&path, ".history"));
+        LocalStateStore {
+            path,
+            journal,
+            history,
+        }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The files that hold this state, its journal and its history (some may not exist).
+    pub fn files(&self) -> [PathBuf; 3] {
+        [
+            self.path.clone(),
+            self.journal.path().to_path_buf(),
+            self.history.path().to_path_buf(),
+        ]
+    }
+
     fn lock_path(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".lock");
-        self.path.with_file_name(name)
+        sibling(&self.path, ".lock")
+    }
+
+    /// Opens (creating) the sidecar lock file.
+    fn open_lock_file(&self) -> Result<File, StateError> {
+        let lock_path = self.lock_path();
+        if let Some(parent) = lock_path.parent() {
+            fs_err::create_dir_all(parent).map_err(|error| self.write_error(error))?;
+        }
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|error| self.write_error(format!("{}: {error}", lock_path.display())))
     }
 
     fn write_error(&self, message: impl std::fmt::Display) -> StateError {
@@ -65,17 +94,35 @@ impl Drop for LocalLock {
     }
 }
 
-fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|name| !name.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|name| name.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown-host".to_string())
+/// `state.json` → `state.json{suffix}` in the same folder.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
 }
+
+/// The holder described in a lock file; `None` when it holds no (readable) description.
+fn read_holder(file: &mut File) -> Option<LockInfo> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    serde_json::from_str::<LockInfo>(&text).ok()
+}
+
+fn unknown_holder() -> LockInfo {
+    LockInfo {
+        id: "unknown".to_string(),
+        user: String::new(),
+        pid: 0,
+        host: "unknown host".to_string(),
+        command: "unknown command".to_string(),
+        ci_job_url: None,
+        since: "unknown time".to_string(),
+    }
+}
+
+const LOCAL_LOCK_HINT: &str = "wait for that command to finish, or let this one wait for it with \
+     `-lock-timeout=5m`. The lock dies with its process, so a crashed holder never keeps it";
 
 impl StateStore for LocalStateStore {
     fn location(&self) -> String {
@@ -83,47 +130,26 @@ impl StateStore for LocalStateStore {
     }
 
     fn lock(&self, command: &str) -> Result<Box<dyn StateLock>, StateError> {
-        let lock_path = self.lock_path();
-        if let Some(parent) = lock_path.parent() {
-            fs_err::create_dir_all(parent).map_err(|error| self.write_error(error))?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|error| self.write_error(format!("{}: {error}", lock_path.display())))?;
+        let mut file = self.open_lock_file()?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder = serde_json::from_str::<LockInfo>(&text).unwrap_or(LockInfo {
-                    id: "unknown".to_string(),
-                    pid: 0,
-                    host: "unknown host".to_string(),
-                    command: "unknown command".to_string(),
-                    since: "unknown time".to_string(),
+                let holder = read_holder(&mut file).unwrap_or_else(unknown_holder);
+                return Err(StateError::Locked {
+                    holder: Box::new(holder),
+                    location: self.location(),
+                    waited: None,
+                    hint: LOCAL_LOCK_HINT.to_string(),
                 });
-                return Err(StateError::Locked(
-                    Box::new(holder),
-                    lock_path.display().to_string(),
-                ));
             }
             Err(std::fs::TryLockError::Error(error)) => {
-                return Err(
-                    self.write_error(format!("cannot lock {}: {error}", lock_path.display()))
-                );
+                return Err(self.write_error(format!(
+                    "cannot lock {}: {error}",
+                    self.lock_path().display()
+                )));
             }
         }
-        let info = LockInfo {
-            id: uuid::Uuid::new_v4().to_string(),
-            pid: std::process::id(),
-            host: host_name(),
-            command: command.to_string(),
-            since: jiff::Timestamp::now().to_string(),
-        };
+        let info = super::lock::holder(command);
         let text = serde_json::to_string(&info).map_err(|error| self.write_error(error))?;
         let written = file
             .set_len(0)
@@ -149,41 +175,95 @@ impl StateStore for LocalStateStore {
             path: self.location(),
             message: format!("not a reimage state file: {error}"),
         })?;
-        if state.format_version != super::STATE_FORMAT_VERSION {
-            return Err(StateError::Read {
-                path: self.location(),
-                message: format!(
-                    "state format version {} is not supported by this reimage (supports {})",
-                    state.format_version,
-                    super::STATE_FORMAT_VERSION
-                ),
-            });
-        }
+        super::check_format_version(&state, &self.location())?;
         Ok(Some(state))
     }
 
-    fn write(&self, _lock: &dyn StateLock, state: &mut State) -> Result<(), StateError> {
-        // Optimistic check: nobody may have written a newer serial under our lock.
-        if let Some(current) = self.read()?
-            && current.lineage == state.lineage
-            && current.serial != state.serial
-        {
-            return Err(StateError::Conflict {
-                path: self.location(),
-                expected: state.serial,
-                found: current.serial,
-            });
-        }
+    fn write(&self, lock: &dyn StateLock, state: &mut State) -> Result<(), StateError> {
+        let expected = (state.serial > 0).then_some((state.lineage.as_str(), state.serial));
         let mut next = state.clone();
         next.serial += 1;
-        let text = serde_json::to_vec_pretty(&next).map_err(|error| self.write_error(error))?;
-        write_atomically(&self.path, &text).map_err(|error| self.write_error(error))?;
+        self.replace(lock, &next, expected)?;
         *state = next;
         Ok(())
     }
 
+    fn replace(
+        &self,
+        _lock: &dyn StateLock,
+        state: &State,
+        expected: Option<(&str, u64)>,
+    ) -> Result<(), StateError> {
+        // Compare-and-set under the lock: nobody may have written behind our back (another
+        // lineage, another serial, or a state where none was expected).
+        let current = self.read()?;
+        let current_key = current
+            .as_ref()
+            .map(|current| (current.lineage.as_str(), current.serial));
+        if current_key != expected {
+            return Err(StateError::Conflict {
+                path: self.location(),
+                expected: expected.map_or(0, |(_, serial)| serial),
+                found: current_key.map_or(0, |(_, serial)| serial),
+            });
+        }
+        let text = serde_json::to_vec_pretty(state).map_err(|error| self.write_error(error))?;
+        write_atomically(&self.path, &text).map_err(|error| self.write_error(error))
+    }
+
     fn journal(&self) -> &dyn Journal {
         &self.journal
+    }
+
+    fn history(&self) -> &dyn History {
+        &self.history
+    }
+
+    /// The lock is the OS's lock on the sidecar file and dies with its process: there is never
+    /// a lock to break, only the description a killed holder could not clear.
+    fn force_unlock(&self, id: &str) -> Result<Unlocked, StateError> {
+        let mut file = self.open_lock_file()?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = read_holder(&mut file).unwrap_or_else(unknown_holder);
+                return Err(StateError::Unlock {
+                    location: self.location(),
+                    reason: format!("the lock is held by a live process: {}", holder.describe()),
+                    hint: "a local lock dies with its process: wait for it to finish, or stop \
+                           that process; there is nothing to break"
+                        .to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(self.write_error(format!(
+                    "cannot lock {}: {error}",
+                    self.lock_path().display()
+                )));
+            }
+        }
+        let outcome = match read_holder(&mut file) {
+            None => Ok(Unlocked::NotLocked),
+            Some(holder) if holder.id == id => {
+                file.set_len(0)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|error| self.write_error(error))?;
+                Ok(Unlocked::Removed(Box::new(holder)))
+            }
+            Some(holder) => Err(StateError::Unlock {
+                location: self.location(),
+                reason: format!(
+                    "lock ID `{id}` does not match the description left in `{}` (lock ID `{}`)",
+                    self.lock_path().display(),
+                    holder.id
+                ),
+                hint: "nobody holds the lock; give the lock ID as printed by the command that \
+                       reported it"
+                    .to_string(),
+            }),
+        };
+        let _ = file.unlock();
+        outcome
     }
 }
 
@@ -261,6 +341,32 @@ mod tests {
             store.write(lock.as_ref(), &mut ours),
             Err(StateError::Conflict { .. })
         ));
+    }
+
+    #[test]
+    fn a_state_of_another_lineage_or_none_where_one_was_expected_is_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::new(dir.path().join("state.json"));
+        let lock = store.lock("test").unwrap();
+        let mut ours = State::new();
+        store.write(lock.as_ref(), &mut ours).unwrap();
+        // Replaced behind our back by another lineage at the same serial.
+        let mut other = State::new();
+        other.serial = ours.serial;
+        store
+            .replace(lock.as_ref(), &other, Some((&ours.lineage, ours.serial)))
+            .unwrap();
+        assert!(matches!(
+            store.write(lock.as_ref(), &mut ours),
+            Err(StateError::Conflict { .. })
+        ));
+        // A first write where a state exists already.
+        let mut fresh = State::new();
+        assert!(matches!(
+            store.write(lock.as_ref(), &mut fresh),
+            Err(StateError::Conflict { expected: 0, .. })
+        ));
+        assert_eq!(store.read().unwrap().unwrap(), other);
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! `serial` goes up on every write; `lineage` is fixed when the state is created, so that two
 //! serials can be compared only within one lineage.
 
+pub mod history;
 pub mod journal;
 pub mod local;
+pub mod lock;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::collections::BTreeMap;
 
@@ -70,6 +74,20 @@ impl Default for State {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Refuses a state written in a format this reimage does not read.
+pub(crate) fn check_format_version(state: &State, location: &str) -> Result<(), StateError> {
+    if state.format_version == STATE_FORMAT_VERSION {
+        return Ok(());
+    }
+    Err(StateError::Read {
+        path: location.to_string(),
+        message: format!(
+            "state format version {} is not supported by this reimage (supports {})",
+            state.format_version, STATE_FORMAT_VERSION
+        ),
+    })
 }
 
 /// What reimage last applied to one server (keyed by the server's manifest name).
@@ -138,25 +156,63 @@ pub enum Outcome {
     Refused,
 }
 
-/// Who holds a lock, written into the lock file so a second process can name the holder.
+/// Who holds a lock: written beside the lock (the local sidecar file, the PostgreSQL holder row)
+/// so that whoever waits for it can name the holder.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LockInfo {
+    /// The lock's id, for `reimage force-unlock ID`.
     pub id: String,
+    /// The login of the user who runs the holder (empty when unknown).
+    #[serde(default)]
+    pub user: String,
     pub pid: u32,
     pub host: String,
     pub command: String,
+    /// The CI job that runs the holder (GitHub Actions run, GitLab job), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_job_url: Option<String>,
     /// RFC 3339.
     pub since: String,
 }
 
+impl LockInfo {
+    /// The holder in one line: `alice@build-7 pid 4242 (`reimage apply`) since …`.
+    pub fn describe(&self) -> String {
+        let who = if self.user.is_empty() || self.user == "unknown" {
+            self.host.clone()
+        } else {
+            format!("{}@{}", self.user, self.host)
+        };
+        let mut text = format!(
+            "{who} pid {} (`{}`) since {}",
+            self.pid, self.command, self.since
+        );
+        if let Some(url) = &self.ci_job_url {
+            text.push_str(&format!(", CI job {url}"));
+        }
+        text.push_str(&format!("; lock ID {}", self.id));
+        text
+    }
+}
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
-    #[error("state is locked by pid {} on {} (`{}`) since {}", .0.pid, .0.host, .0.command, .0.since)]
-    #[diagnostic(
-        code(reimage::state::locked),
-        help("wait for that command to finish; if it died, remove the lock file `{1}`")
-    )]
-    Locked(Box<LockInfo>, String),
+    #[error("state `{location}` is locked by {}{}", .holder.describe(), .waited.as_ref().map(|waited| format!(" (waited {waited})")).unwrap_or_default())]
+    #[diagnostic(code(reimage::state::locked), help("{hint}"))]
+    Locked {
+        holder: Box<LockInfo>,
+        location: String,
+        /// How long this command waited (`-lock-timeout`), when it waited.
+        waited: Option<String>,
+        hint: String,
+    },
+    #[error("refusing to force-unlock `{location}`: {reason}")]
+    #[diagnostic(code(reimage::state::unlock), help("{hint}"))]
+    Unlock {
+        location: String,
+        reason: String,
+        hint: String,
+    },
     #[error("cannot read state `{path}`: {message}")]
     #[diagnostic(code(reimage::state::read))]
     Read { path: String, message: String },
@@ -166,10 +222,18 @@ pub enum StateError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    History(#[from] history::HistoryError),
     #[error(
         "state `{path}` changed while this command held it (serial {expected} expected, {found} found)"
     )]
-    #[diagnostic(code(reimage::state::conflict))]
+    #[diagnostic(
+        code(reimage::state::conflict),
+        help(
+            "another writer got there first; nothing of this write was stored. Run the command again"
+        )
+    )]
     Conflict {
         path: String,
         expected: u64,
@@ -181,22 +245,47 @@ pub enum StateError {
 /// state it was made against, and apply refuses it against another.
 pub const DEFAULT_STATE_NAME: &str = "default";
 
+/// What `force-unlock` found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unlocked {
+    /// The description a dead holder left behind was removed.
+    Removed(Box<LockInfo>),
+    /// Nobody held the lock and no description was left: nothing to do.
+    NotLocked,
+}
+
 /// Storage for [`State`] with a lock. A held [`StateLock`] releases on drop.
 pub trait StateStore: Send + Sync {
-    /// Describes where the state lives, for messages.
+    /// Describes where the state lives, for messages. Never holds a secret.
     fn location(&self) -> String;
     /// The state's name within its backend (one backend may hold several fleets' states).
     fn name(&self) -> String {
         DEFAULT_STATE_NAME.to_string()
     }
-    /// Takes the lock or fails at once naming the holder.
+    /// Takes the lock or fails at once naming the holder (see [`lock::acquire`] to wait).
     fn lock(&self, command: &str) -> Result<Box<dyn StateLock>, StateError>;
     /// Reads the state; a missing state reads as `None`.
     fn read(&self) -> Result<Option<State>, StateError>;
-    /// Writes the state atomically, raising its serial by one. Requires the lock.
+    /// Writes the state, raising its serial by one, if the stored state is still the one
+    /// `state` was read as (same lineage and serial; none for serial 0): compare-and-set, so no
+    /// update is ever lost between two writers. Otherwise [`StateError::Conflict`]. Requires
+    /// the lock.
     fn write(&self, lock: &dyn StateLock, state: &mut State) -> Result<(), StateError>;
+    /// Stores `state` exactly as given (serial included) if the stored state is `expected`
+    /// (lineage and serial; `None`: no state). For `state push`. Requires the lock.
+    fn replace(
+        &self,
+        lock: &dyn StateLock,
+        state: &State,
+        expected: Option<(&str, u64)>,
+    ) -> Result<(), StateError>;
     /// The journal of apply steps that belongs to this state.
     fn journal(&self) -> &dyn journal::Journal;
+    /// The append-only history of applies of this state.
+    fn history(&self) -> &dyn history::History;
+    /// Removes the description of the lock `id` that a dead holder left behind; refuses while
+    /// a live holder has the lock.
+    fn force_unlock(&self, id: &str) -> Result<Unlocked, StateError>;
 }
 
 /// Proof of a held lock.

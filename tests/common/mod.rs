@@ -3,6 +3,8 @@
 
 pub mod edis;
 pub mod huawei;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
