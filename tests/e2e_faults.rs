@@ -34,7 +34,7 @@ fn show(output: &Output) -> String {
 /// and status that shows late: one apply converges, each server reinstalled exactly once.
 fn converges_under_faults(kind: Kind) {
     let mut spec = Spec::new(kind, 30);
-    spec.policy = "  rollout: {canary: 1, max_parallel: 15, max_failures: 1}\n".to_string();
+    spec.policy = "  rollout: {canary: 1, max_parallel: 30, max_failures: 1}\n".to_string();
     let (dir, emulator) = fleet::setup(&spec);
     emulator.arm(json!({"clear": true, "seed": 7, "rules": [
         {"provider": kind.type_name(), "call": "*", "fault": "error_5xx", "rate": 0.3},

@@ -102,11 +102,12 @@ impl Spec {
             // EDIS cannot report the image: an install shows only while the VPS is off, which
             // must outlast the grace (as in production: minutes), and the server must be read
             // at least once per grace even while reads fail and are retried.
-            install_seconds: if kind == Kind::Edis { 25.0 } else { 0.6 },
+            install_seconds: if kind == Kind::Edis { 45.0 } else { 0.6 },
             running: kind == Kind::Jd,
             two_passwords: false,
-            // A read retried four times can take 15 s (backoff 1, 2, 4, 8 s).
-            start_grace: if kind == Kind::Edis { 20.0 } else { 1.5 },
+            // Under 30% 5xx a read retried four times can take 15 s (backoff 1, 2, 4, 8 s),
+            // and the ticket behind it as long again: the grace must outlast both.
+            start_grace: if kind == Kind::Edis { 40.0 } else { 1.5 },
             poll_interval: 0.2,
             policy: "  rollout: {canary: 1, max_parallel: 10, max_failures: 1}\n".to_string(),
             edis_ticket_ttl: 3600.0,

@@ -257,11 +257,14 @@ impl Item {
         self.enter(Stage::Calling);
     }
 
-    /// The server was read just now.
-    fn read_now(&mut self) {
+    /// The server was read by a read begun at `started` and ending now. Between two reads the
+    /// server went unseen for at most the time from the earlier one's start to this one's end.
+    fn read_at(&mut self, started: Instant) {
         let now = Instant::now();
-        self.longest_gap = self.longest_gap.max(now.duration_since(self.last_read));
-        self.last_read = now;
+        self.longest_gap = self
+            .longest_gap
+            .max(now.saturating_duration_since(self.last_read));
+        self.last_read = started.max(self.last_read);
     }
 
     fn step_kind(&self) -> Option<Step> {
@@ -500,15 +503,8 @@ impl<'a> Engine<'a> {
                 .settings
                 .heartbeat
                 .saturating_sub(self.last_heartbeat.elapsed());
-        for (provider, at) in &self.next_poll {
-            if !self.polling.contains(provider)
-                && self
-                    .items
-                    .values()
-                    .any(|item| &item.provider_name == provider)
-            {
-                wake = wake.min(*at);
-            }
+        if let Some(at) = self.next_round_at() {
+            wake = wake.min(at);
         }
         for item in self.items.values() {
             if let Stage::Backoff(at) = item.stage {

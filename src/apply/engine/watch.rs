@@ -2,7 +2,6 @@
 //! lost answer, what each read proves, and the deadline of every wait.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::evidence::{self, Evidence};
@@ -12,56 +11,89 @@ use crate::error::Result;
 use crate::provider::{Observation, Operation, OperationStatus, Provider};
 use crate::state::journal::{Step, StepOutcome};
 
-pub(super) struct PollDone {
-    provider: String,
-    statuses: Vec<(String, std::result::Result<OperationStatus, String>)>,
-    observations: std::result::Result<BTreeMap<String, Observation>, String>,
-    /// (server, cloud id) the observations were asked for.
-    observed_servers: Vec<(String, String)>,
+/// A poll round's results. Status polls of installs and reads of servers (being stopped, or
+/// checked after a lost answer) run as separate rounds, so a slow status poll never holds up
+/// the judgement of a read, nor makes an old read look recent.
+pub(super) enum PollDone {
+    Statuses {
+        key: String,
+        statuses: Statuses,
+    },
+    Reads {
+        key: String,
+        /// (server, cloud id) asked for.
+        servers: Vec<(String, String)>,
+        observations: std::result::Result<BTreeMap<String, Observation>, String>,
+        /// When the read began: what it shows is at least this recent.
+        started: Instant,
+    },
+}
+
+/// Which round of a provider: `PROVIDER/status` or `PROVIDER/read`.
+fn round_key(provider: &str, reads: bool) -> String {
+    format!("{provider}/{}", if reads { "read" } else { "status" })
 }
 
 impl Engine<'_> {
+    /// Rounds that have servers to watch, with the provider and the servers.
+    fn due_rounds(&self) -> BTreeMap<String, (String, Vec<String>)> {
+        let mut rounds: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+        for item in self.items.values() {
+            let reads = match item.stage {
+                Stage::Installing(_) => false,
+                Stage::Stopping | Stage::Verifying => true,
+                _ => continue,
+            };
+            rounds
+                .entry(round_key(&item.provider_name, reads))
+                .or_insert_with(|| (item.provider_name.clone(), Vec::new()))
+                .1
+                .push(item.server.clone());
+        }
+        rounds
+    }
+
+    /// The earliest time a round with servers to watch is due (none in flight for it).
+    pub(super) fn next_round_at(&self) -> Option<Instant> {
+        self.due_rounds()
+            .keys()
+            .filter(|key| !self.polling.contains(*key))
+            .filter_map(|key| self.next_poll.get(key))
+            .min()
+            .copied()
+    }
+
     pub(super) fn poll_soon(&mut self, server: &str) {
         if let Some(item) = self.items.get(server) {
             let interval = item.provider.capabilities().poll_interval;
-            self.next_poll
-                .entry(item.provider_name.clone())
-                .or_insert_with(|| Instant::now() + interval);
+            for reads in [false, true] {
+                self.next_poll
+                    .entry(round_key(&item.provider_name, reads))
+                    .or_insert_with(|| Instant::now() + interval);
+            }
         }
     }
 
-    /// Starts a poll for every provider whose turn has come (one poll in flight each).
+    /// Starts every round whose turn has come (one in flight per provider and kind).
     pub(super) fn schedule_polls(&mut self, force: bool) {
         let now = Instant::now();
-        let mut providers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for item in self.items.values() {
-            if matches!(
-                item.stage,
-                Stage::Stopping | Stage::Verifying | Stage::Installing(_)
-            ) {
-                providers
-                    .entry(item.provider_name.clone())
-                    .or_default()
-                    .push(item.server.clone());
-            }
-        }
-        for (provider_name, servers) in providers {
-            if self.polling.contains(&provider_name) {
+        for (key, (provider_name, servers)) in self.due_rounds() {
+            if self.polling.contains(&key) {
                 continue;
             }
-            let due = self
-                .next_poll
-                .get(&provider_name)
-                .is_none_or(|at| *at <= now);
+            let due = self.next_poll.get(&key).is_none_or(|at| *at <= now);
             if !due && !force {
                 continue;
             }
-            let Some(first) = servers.first().and_then(|name| self.items.get(name)) else {
+            let Some(provider) = servers
+                .first()
+                .and_then(|name| self.items.get(name))
+                .map(|item| item.provider.clone())
+            else {
                 continue;
             };
-            let provider = first.provider.clone();
             let mut operations: Vec<(String, Operation)> = Vec::new();
-            let mut to_observe: Vec<(String, String)> = Vec::new();
+            let mut to_read: Vec<(String, String)> = Vec::new();
             for name in &servers {
                 let Some(item) = self.items.get(name) else {
                     continue;
@@ -70,24 +102,54 @@ impl Engine<'_> {
                     Stage::Installing(operation) => {
                         operations.push((name.clone(), operation.clone()))
                     }
-                    _ => to_observe.push((name.clone(), item.cloud_id.clone())),
+                    _ => to_read.push((name.clone(), item.cloud_id.clone())),
                 }
             }
-            self.polling.insert(provider_name.clone());
+            tracing::trace!(provider = %provider_name, round = %key, "poll round");
+            self.polling.insert(key.clone());
             let interval = provider.capabilities().poll_interval;
-            self.next_poll.insert(provider_name.clone(), now + interval);
-            self.polls.spawn(poll_provider(
-                provider_name,
-                provider,
-                operations,
-                to_observe,
-            ));
+            self.next_poll.insert(key.clone(), now + interval);
+            let batch = provider.capabilities().observe_batch.max(1);
+            if to_read.is_empty() {
+                self.polls.spawn(async move {
+                    let statuses = poll_operations(provider.as_ref(), batch, &operations).await;
+                    PollDone::Statuses { key, statuses }
+                });
+            } else {
+                self.polls.spawn(async move {
+                    let started = Instant::now();
+                    let observations = read_servers(provider.as_ref(), batch, &to_read).await;
+                    PollDone::Reads {
+                        key,
+                        servers: to_read,
+                        observations,
+                        started,
+                    }
+                });
+            }
         }
     }
 
     pub(super) fn handle_poll(&mut self, done: PollDone) -> Result<()> {
-        self.polling.remove(&done.provider);
-        for (server, status) in done.statuses {
+        match done {
+            PollDone::Statuses { key, statuses } => {
+                self.polling.remove(&key);
+                self.handle_statuses(statuses)
+            }
+            PollDone::Reads {
+                key,
+                servers,
+                observations,
+                started,
+            } => {
+                self.polling.remove(&key);
+                self.handle_reads(servers, observations, started)
+            }
+        }
+    }
+
+    fn handle_statuses(&mut self, statuses: Statuses) -> Result<()> {
+        for (server, status) in statuses {
             if !matches!(
                 self.items.get(&server).map(|item| &item.stage),
                 Some(Stage::Installing(_))
@@ -117,27 +179,36 @@ impl Engine<'_> {
                 ),
             }
         }
-        match done.observations {
+        Ok(())
+    }
+
+    fn handle_reads(
+        &mut self,
+        servers: Vec<(String, String)>,
+        observations: std::result::Result<BTreeMap<String, Observation>, String>,
+        started: Instant,
+    ) -> Result<()> {
+        match observations {
             Ok(observations) => {
                 let mut stopped = Vec::new();
-                for (server, cloud_id) in done.observed_servers {
+                for (server, cloud_id) in servers {
                     let observation = observations
                         .get(&cloud_id)
                         .cloned()
                         .unwrap_or(Observation::NotFound);
-                    if let Some(observed) = self.judge(&server, &observation)? {
+                    if let Some(observed) = self.judge(&server, &observation, started)? {
                         stopped.push((server, observed));
                     }
                 }
-                self.after_stop(stopped)?;
+                self.after_stop(stopped)
             }
             Err(message) => {
-                for (server, _) in done.observed_servers {
+                for (server, _) in servers {
                     self.status(&server, format!("read failed, will retry: {message}"));
                 }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// What one read of a server being stopped, or checked after a lost answer, proves.
@@ -146,6 +217,7 @@ impl Engine<'_> {
         &mut self,
         server: &str,
         observation: &Observation,
+        read_started: Instant,
     ) -> Result<Option<crate::provider::Observed>> {
         let Some(item) = self.items.get_mut(server) else {
             return Ok(None);
@@ -157,8 +229,12 @@ impl Engine<'_> {
         if !verifying && !matches!(item.stage, Stage::Stopping) {
             return Ok(None);
         }
+        // A read begun before the step's latest call says nothing about that call.
+        if read_started < item.sent_at {
+            return Ok(None);
+        }
         if matches!(observation, Observation::Found(_)) {
-            item.read_now();
+            item.read_at(read_started);
         }
         let item = &*item;
         let baseline =
@@ -167,7 +243,8 @@ impl Engine<'_> {
             Step::Stop => evidence::of_stop(&baseline, observation),
             Step::Reinstall => evidence::of_reinstall(&baseline, &item.image, observation),
         };
-        let past_grace = item.sent_at.elapsed() > item.provider.start_grace();
+        // What the read shows is at least as recent as when it began, no more.
+        let past_grace = read_started.duration_since(item.sent_at) > item.provider.start_grace();
         match (step, found) {
             (_, Evidence::Gone) => {
                 self.close(
@@ -379,15 +456,13 @@ impl Engine<'_> {
     }
 }
 
-/// One poll round for one provider: operations polled in batches of the provider's read
-/// limit; servers being stopped or checked read in batches.
-async fn poll_provider(
-    provider_name: String,
-    provider: Arc<dyn Provider>,
-    operations: Vec<(String, Operation)>,
-    to_observe: Vec<(String, String)>,
-) -> PollDone {
-    let batch = provider.capabilities().observe_batch.max(1);
+type Statuses = Vec<(String, std::result::Result<OperationStatus, String>)>;
+
+async fn poll_operations(
+    provider: &dyn Provider,
+    batch: usize,
+    operations: &[(String, Operation)],
+) -> Statuses {
     let mut statuses = Vec::with_capacity(operations.len());
     for chunk in operations.chunks(batch) {
         let ops: Vec<Operation> = chunk
@@ -411,27 +486,23 @@ async fn poll_provider(
             }
         }
     }
-    let mut observations = Ok(BTreeMap::new());
-    if !to_observe.is_empty() {
-        let ids: Vec<String> = to_observe.iter().map(|(_, id)| id.clone()).collect();
-        let mut found = BTreeMap::new();
-        for chunk in ids.chunks(batch) {
-            match provider.observe(chunk).await {
-                Ok(result) => found.extend(result),
-                Err(error) => {
-                    observations = Err(error.to_string());
-                    break;
-                }
-            }
-        }
-        if observations.is_ok() {
-            observations = Ok(found);
-        }
+    statuses
+}
+
+async fn read_servers(
+    provider: &dyn Provider,
+    batch: usize,
+    servers: &[(String, String)],
+) -> std::result::Result<BTreeMap<String, Observation>, String> {
+    let ids: Vec<String> = servers.iter().map(|(_, id)| id.clone()).collect();
+    let mut found = BTreeMap::new();
+    for chunk in ids.chunks(batch) {
+        found.extend(
+            provider
+                .observe(chunk)
+                .await
+                .map_err(|error| error.to_string())?,
+        );
     }
-    PollDone {
-        provider: provider_name,
-        statuses,
-        observations,
-        observed_servers: to_observe,
-    }
+    Ok(found)
 }
