@@ -17,7 +17,7 @@ use crate::manifest::ProviderType;
 
 /// A rule with `rate` < 1 does not refuse a read or status query that follows this many
 /// injected refusals in a row of the same provider type and call kind: clients retry reads a
-/// bounded number of times (reimage: five attempts), so random faults test retries, not a dead
+/// bounded number of times (reimage: eight attempts), so random faults test retries, not a dead
 /// API. Rules with `rate` 1 (and bursts) are obeyed regardless: they were asked for.
 pub const MAX_RANDOM_REFUSALS_IN_A_ROW: u32 = 4;
 
