@@ -158,12 +158,9 @@ fn check_file(path: &Path, text: &str) -> Result<TypedFile, Vec<ManifestDiagnost
 }
 
 fn yaml_error(file: &SourceFile, error: &YamlError) -> ManifestDiagnostic {
-    let token = token_at(&file.text, error.span);
+    let token = token_at(file.text.as_str(), error.span);
     let diagnostic = if error.message.contains("duplicate") {
-        let key = file
-            .text
-            .get(token.offset..token.offset + token.length)
-            .unwrap_or_default();
+        let key = file.span_text(token).unwrap_or_default();
         ManifestDiagnostic::error("duplicate-key", format!("duplicate key `{key}`"))
             .with_help("a key may appear once per mapping: remove or rename one of them")
             .at(file, "", Some(token), "this key appears again here")

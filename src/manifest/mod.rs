@@ -9,6 +9,7 @@ pub mod model;
 pub mod schema;
 pub mod secrets;
 mod semantic;
+mod source_text;
 pub mod yaml;
 
 pub use desired::{

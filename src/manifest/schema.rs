@@ -377,7 +377,7 @@ fn wrong_type(
         // read as numbers, long ids could be rounded and point at another machine.
         let text = file
             .value_span(pointer)
-            .and_then(|span| file.text.get(span.offset..span.offset + span.length))
+            .and_then(|span| file.span_text(span))
             .unwrap_or("...")
             .to_string();
         (

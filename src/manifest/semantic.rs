@@ -1,7 +1,7 @@
 //! Checks across all manifest files, and resolution into the desired state: defaults merged,
 //! paths made absolute, user data read, password policies checked by the provider.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
@@ -11,7 +11,7 @@ use super::desired::{
     DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, Rollout, RolloutPolicy,
 };
 use super::diagnostics::{
-    ManifestDiagnostic, SourceFile, child_pointer, did_you_mean, display_path,
+    ManifestDiagnostic, SourceFile, child_pointer, did_you_mean_among, display_path, name_list,
 };
 use super::load::{LoadOptions, SecretCheck, io_message};
 use super::model::{
@@ -201,15 +201,16 @@ fn check_groups(
     let known: Vec<&str> = policy
         .map(|section| section.value.groups.keys().map(String::as_str).collect())
         .unwrap_or_default();
+    let known_set: HashSet<&str> = known.iter().copied().collect();
     for entry in entries {
         let Some(group) = &entry.spec.group else {
             continue;
         };
-        if known.contains(&group.as_str()) {
+        if known_set.contains(group.as_str()) {
             continue;
         }
         let pointer = entry.pointer("/group");
-        let help = match did_you_mean(group, known.iter().copied()) {
+        let help = match did_you_mean_among(group, &known) {
             Some(close) => {
                 format!("did you mean `{close}`? groups are defined under `policy.groups`")
             }
@@ -218,7 +219,7 @@ fn check_groups(
                     "define it under `policy.groups.{group}` (with its `rollout`), or remove `group`"
                 )
             }
-            None => format!("defined groups: {}", known.join(", ")),
+            None => format!("defined groups: {}", name_list(&known, 20)),
         };
         out.push(
             ManifestDiagnostic::error("unknown-group", format!("unknown rollout group `{group}`"))
@@ -409,9 +410,9 @@ fn unknown_provider(
         "no providers are configured: add a `providers:` section".to_string()
     } else {
         let names: Vec<&str> = providers.keys().map(String::as_str).collect();
-        match did_you_mean(name, names.iter().copied()) {
+        match did_you_mean_among(name, &names) {
             Some(suggestion) => format!("did you mean `{suggestion}`?"),
-            None => format!("configured providers: {}", names.join(", ")),
+            None => format!("configured providers: {}", name_list(&names, 20)),
         }
     };
     ManifestDiagnostic::error(
@@ -497,7 +498,9 @@ fn resolve_server(
     user_data: &mut UserDataReader,
     out: &mut Vec<ManifestDiagnostic>,
 ) -> Option<DesiredServer> {
-    let errors_before = out.iter().filter(|d| d.is_error()).count();
+    // Only this server's own diagnostics are looked at: counting all of `out` for every server
+    // would make checking quadratic in the number of servers.
+    let first_own = out.len();
     let spec = entry.spec;
     let source = &entry.file.source;
     let defaults_value = defaults.map(|section| section.value);
@@ -547,11 +550,11 @@ fn resolve_server(
         None => (None, true),
     };
 
-    let errors_after = out.iter().filter(|d| d.is_error()).count();
+    let own_errors = out[first_own..].iter().any(ManifestDiagnostic::is_error);
     let (Some(provider), Some(image)) = (provider, image) else {
         return None;
     };
-    if errors_after > errors_before || !user_data_ok {
+    if own_errors || !user_data_ok {
         return None;
     }
     let provider_type = providers.get(&provider)?.value.provider_type;
@@ -618,7 +621,7 @@ fn server_provider(
         let names: Vec<&str> = providers.keys().map(String::as_str).collect();
         format!(
             "add `provider: NAME` to the server or `defaults.provider`; configured providers: {}",
-            names.join(", ")
+            name_list(&names, 20)
         )
     };
     let pointer = entry.pointer("");
