@@ -51,7 +51,7 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Result<Loaded, Manifest
     let mut typed = Vec::new();
     let mut digest_input = Vec::new();
     for path in paths {
-        let bytes = match fs_err::read(path) {
+        let bytes = match crate::files::read_limited(path, crate::files::MANIFEST_MAX_BYTES) {
             Ok(bytes) => bytes,
             Err(error) => {
                 diagnostics.push(unreadable_manifest(path, &error));
@@ -107,26 +107,10 @@ fn append_digest_part(digest_input: &mut Vec<u8>, bytes: &[u8]) {
     digest_input.extend_from_slice(bytes);
 }
 
-fn unreadable_manifest(path: &Path, error: &std::io::Error) -> ManifestDiagnostic {
-    ManifestDiagnostic::error(
-        "io",
-        format!("cannot read manifest file: {}", io_message(error)),
-    )
-    .with_help("check the path given with `-f`")
-    .in_unread_file(path)
-}
-
-/// An I/O error with its causes (fs-err puts the path in the outer error, the OS reason in its
-/// source).
-pub(crate) fn io_message(error: &std::io::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
+fn unreadable_manifest(path: &Path, error: &crate::files::ReadFileError) -> ManifestDiagnostic {
+    ManifestDiagnostic::error("io", format!("cannot read manifest file: {error}"))
+        .with_help("check the path given with `-f`")
+        .in_unread_file(path)
 }
 
 /// One file on its own: syntax, schema, then the typed model.

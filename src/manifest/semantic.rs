@@ -13,7 +13,7 @@ use super::desired::{
 use super::diagnostics::{
     ManifestDiagnostic, SourceFile, child_pointer, did_you_mean_among, display_path, name_list,
 };
-use super::load::{LoadOptions, SecretCheck, io_message};
+use super::load::{LoadOptions, SecretCheck};
 use super::model::{
     AccessSpec, Defaults, EmbeddedEmulatorConfig, ManifestFile, PolicySpec, ProviderConfig,
     SecretRef, ServerSpec, StateConfig, UserDataSpec,
@@ -727,7 +727,10 @@ impl UserDataReader {
         if let Some(known) = self.read.get(&absolute) {
             return known.clone();
         }
-        let content = match fs_err::read_to_string(&absolute) {
+        let content = match crate::files::read_limited_to_string(
+            &absolute,
+            crate::files::USER_DATA_MAX_BYTES,
+        ) {
             Ok(content) => {
                 self.contents_in_order.push(content.clone());
                 Some(content)
@@ -737,7 +740,7 @@ impl UserDataReader {
                 out.push(
                     ManifestDiagnostic::error(
                         "user-data-unreadable",
-                        format!("cannot read the user data file: {}", io_message(&error)),
+                        format!("cannot read the user data file: {error}"),
                     )
                     .with_help("the path is relative to the manifest file that names it")
                     .at(

@@ -135,16 +135,17 @@ impl StateStore for LocalStateStore {
     }
 
     fn read(&self) -> Result<Option<State>, StateError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => {
-                return Err(StateError::Read {
-                    path: self.location(),
-                    message: error.to_string(),
-                });
-            }
-        };
+        let text =
+            match crate::files::read_limited_to_string(&self.path, crate::files::STATE_MAX_BYTES) {
+                Ok(text) => text,
+                Err(error) if error.is_not_found() => return Ok(None),
+                Err(error) => {
+                    return Err(StateError::Read {
+                        path: self.location(),
+                        message: error.to_string(),
+                    });
+                }
+            };
         let state: State = serde_json::from_str(&text).map_err(|error| StateError::Read {
             path: self.location(),
             message: format!("not a reimage state file: {error}"),
