@@ -141,7 +141,8 @@ impl RateLimits {
                     } else {
                         f64::INFINITY
                     },
-                    concurrency: limit.concurrency.max(1),
+                    // A semaphore holds at most `MAX_PERMITS`; more would panic.
+                    concurrency: limit.concurrency.clamp(1, Semaphore::MAX_PERMITS),
                 };
                 (
                     family,

@@ -178,6 +178,9 @@ pub enum ProviderError {
         message: String,
         /// True when the request may have reached the server (a timeout after sending).
         maybe_sent: bool,
+        /// False when trying again cannot help: the server's certificate was refused, or its
+        /// name does not exist.
+        retryable: bool,
     },
     #[error("{provider}: {message}")]
     #[diagnostic(help("{help}"))]
@@ -199,7 +202,7 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Api { retryable, .. } => *retryable,
-            Self::Transport { .. } => true,
+            Self::Transport { retryable, .. } => *retryable,
             Self::Config { .. } => false,
         }
     }

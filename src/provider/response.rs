@@ -79,6 +79,8 @@ pub fn maybe_started(
         url: url.to_string(),
         message: format!("{detail}; {consequence}"),
         maybe_sent: true,
+        // Only reinstall calls end here, and those are never sent again blindly.
+        retryable: false,
     }
 }
 

@@ -217,11 +217,13 @@ impl EdisKvm {
                 url,
                 message,
                 maybe_sent,
+                retryable,
             } => ProviderError::Transport {
                 provider,
                 url,
                 message: self.scrub(&message),
                 maybe_sent,
+                retryable,
             },
             other => other,
         }
@@ -229,7 +231,7 @@ impl EdisKvm {
 
     fn form_request(&self, url: Url, body: String) -> Result<reqwest::Request, ProviderError> {
         self.http
-            .client()
+            .client()?
             .post(url)
             .header(
                 CONTENT_TYPE,
@@ -576,6 +578,7 @@ impl EdisKvm {
                         request.cloud_id
                     ),
                     maybe_sent: true,
+                    retryable: false,
                 }
             } else {
                 error

@@ -561,7 +561,7 @@ impl HuaweiClient {
                 ));
             }
         }
-        let mut builder = self.http.client().request(method.clone(), url);
+        let mut builder = self.http.client()?.request(method.clone(), url);
         for (name, value, is_sensitive) in headers
             .into_iter()
             .map(|(name, value)| (name, value, false))

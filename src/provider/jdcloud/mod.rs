@@ -252,7 +252,7 @@ impl JdcloudCps {
             datetime,
             nonce,
         );
-        let mut builder = self.http.client().request(call.method.clone(), url);
+        let mut builder = self.http.client()?.request(call.method.clone(), url);
         for (name, value) in headers {
             let mut value = HeaderValue::from_str(&value).map_err(|_| ProviderError::Config {
                 provider: self.name.clone(),

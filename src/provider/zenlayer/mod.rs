@@ -238,7 +238,7 @@ impl ZenlayerBmc {
             unix_seconds,
             body,
         );
-        let mut builder = self.http.client().post(self.endpoint.clone());
+        let mut builder = self.http.client()?.post(self.endpoint.clone());
         for (name, value) in headers {
             let mut value = HeaderValue::from_str(&value).map_err(|_| ProviderError::Config {
                 provider: self.name.clone(),
