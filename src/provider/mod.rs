@@ -332,6 +332,23 @@ pub fn validate_server(server: &DesiredServer, password: Option<&SecretString>) 
     }
 }
 
+/// Checks a provider's manifest entry against its type's rules, without network or
+/// environment: credential keys and pairs, options and their values, the endpoint's scheme.
+/// Pointers are relative to the entry (e.g. `/credentials/acess_key`). Construction refuses
+/// the same issues, so `validate` and `plan` cannot disagree.
+pub fn check_config(config: &crate::manifest::model::ProviderConfig) -> Vec<FieldIssue> {
+    let mut issues = self::config::common_issues(config);
+    issues.extend(match config.provider_type {
+        ProviderType::ZenlayerBmc => zenlayer::settings::check_config(config),
+        ProviderType::HuaweicloudEcs | ProviderType::HuaweicloudClouddc => {
+            huaweicloud::settings::check_config(config)
+        }
+        ProviderType::EdisKvm => edis::settings::check_config(config),
+        ProviderType::JdcloudCps => jdcloud::settings::check_config(config),
+    });
+    issues
+}
+
 /// Builds a live provider from its configuration. `endpoint_override` replaces the configured
 /// endpoint (used for the embedded emulator).
 pub fn build(
