@@ -142,16 +142,10 @@ async fn apply_saved_plan(
 
 async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> {
     let manifest = args.manifest.load(SecretCheck::Required, printer)?.manifest;
+    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
     let store = state_store(&manifest.state_path, args.state.as_ref());
     let lock = store.lock("reimage apply")?;
-    let (mut state, created) = read_or_init_state(&store, lock.as_ref())?;
-    if created {
-        printer.status(&format!(
-            "Initialized a new state at `{}`.",
-            store.location()
-        ));
-    }
-    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
+    let (mut state, created) = read_or_init_state(&store)?;
     let options = PlanOptions {
         targets: args.target.clone(),
         replace: args.replace.clone(),
@@ -174,6 +168,15 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
     };
     reconcile(&context, &mut state, printer).await?;
     let mut plan = make_plan(&manifest, &state, &fleet, &options).await?;
+    if created {
+        // Only now: a plan that could not be made leaves no state behind.
+        store.write(lock.as_ref(), &mut state)?;
+        plan.state.serial = state.serial;
+        printer.status(&format!(
+            "Initialized a new state at `{}`.",
+            store.location()
+        ));
+    }
     plan.state_path = store.location();
     if !args.json {
         printer.out(&render::text(&plan));

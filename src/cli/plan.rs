@@ -14,16 +14,10 @@ use crate::state::StateStore;
 pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     let loaded = args.manifest.load(SecretCheck::Required, printer)?;
     let manifest = loaded.manifest;
+    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
     let store = state_store(&manifest.state_path, args.state.as_ref());
     let lock = store.lock("reimage plan")?;
-    let (mut state, created) = read_or_init_state(&store, lock.as_ref())?;
-    if created {
-        printer.status(&format!(
-            "Initialized a new state at `{}`.",
-            store.location()
-        ));
-    }
-    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
+    let (mut state, created) = read_or_init_state(&store)?;
     super::apply::reconcile_for_plan(&fleet, &store, lock.as_ref(), &mut state, printer).await?;
     let options = PlanOptions {
         targets: args.target.clone(),
@@ -31,6 +25,15 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         rollout: args.rollout.spec(),
     };
     let mut plan = make_plan(&manifest, &state, &fleet, &options).await?;
+    if created {
+        // Only now: a plan that could not be made leaves no state behind.
+        store.write(lock.as_ref(), &mut state)?;
+        plan.state.serial = state.serial;
+        printer.status(&format!(
+            "Initialized a new state at `{}`.",
+            store.location()
+        ));
+    }
     plan.state_path = store.location();
     drop(lock);
 

@@ -6,6 +6,7 @@ pub mod desired;
 pub mod diagnostics;
 pub mod load;
 pub mod model;
+mod provider_checks;
 pub mod schema;
 pub mod secrets;
 mod semantic;

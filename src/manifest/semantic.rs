@@ -111,6 +111,20 @@ pub(crate) fn resolve(
     let policy = single_section(files, "policy", |model| model.policy.as_ref(), &mut out);
     let providers = collect_providers(files, &mut out);
     check_emulator_endpoints(&providers, emulator.is_some(), &mut out);
+    let desired_providers: BTreeMap<String, DesiredProvider> = providers
+        .iter()
+        .map(|(name, section)| (name.clone(), desired_provider(name, section)))
+        .collect();
+    for (name, desired) in &desired_providers {
+        if let Some(section) = providers.get(name) {
+            super::provider_checks::check_provider(
+                &section.file.source,
+                desired,
+                options,
+                &mut out,
+            );
+        }
+    }
     if let Some(defaults) = &defaults {
         check_defaults(defaults, &providers, &mut out);
     }
@@ -156,10 +170,7 @@ pub(crate) fn resolve(
         return (None, out);
     }
     let resolved = Resolved {
-        providers: providers
-            .iter()
-            .map(|(name, section)| (name.clone(), desired_provider(name, section)))
-            .collect(),
+        providers: desired_providers,
         servers,
         state_path: state_path(files, state.as_ref()),
         emulator: emulator.as_ref().map(embedded_emulator),

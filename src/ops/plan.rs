@@ -167,19 +167,13 @@ pub async fn make_plan(
     })
 }
 
-/// Reads the state, creating it (new lineage and digest key) when there is none yet, so that
-/// every plan is made against a lineage and a key that apply will find again.
-pub fn read_or_init_state(
-    store: &dyn crate::state::StateStore,
-    lock: &dyn crate::state::StateLock,
-) -> Result<(State, bool)> {
+/// Reads the state, or starts a new one (new lineage and digest key) when there is none yet.
+/// Returns whether it is new: the caller writes a new state once there is something to keep
+/// (a plan was made), so that a run that fails before that leaves no state behind.
+pub fn read_or_init_state(store: &dyn crate::state::StateStore) -> Result<(State, bool)> {
     match store.read()? {
         Some(state) => Ok((state, false)),
-        None => {
-            let mut state = State::new();
-            store.write(lock, &mut state)?;
-            Ok((state, true))
-        }
+        None => Ok((State::new(), true)),
     }
 }
 

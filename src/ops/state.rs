@@ -78,7 +78,7 @@ pub fn adopt(
     }
 
     let lock = store.lock("reimage state adopt")?;
-    let (mut state, _) = read_or_init_state(store, lock.as_ref())?;
+    let (mut state, _) = read_or_init_state(store)?;
     let existing = state.servers.get(&server.name).cloned();
     if let Some(record) = &existing
         && record.cloud_id == server.cloud_id
