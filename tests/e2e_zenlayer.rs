@@ -351,7 +351,7 @@ fn unknown_cloud_id_blocks_the_plan_and_no_plan_file_is_saved() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout_of(&output).contains("# ghost is blocked"));
     assert!(
-        stderr_of(&output).contains("ghost: the provider does not know this cloud id"),
+        stderr_of(&output).contains("ghost (id `404`): the provider does not know this cloud id"),
         "{}",
         stderr_of(&output)
     );

@@ -6,6 +6,7 @@ use secrecy::SecretString;
 
 use super::fleet::Fleet;
 use crate::error::{Error, Result};
+use crate::output::escape_control;
 use crate::manifest::{DesiredAccess, DesiredServer, Manifest, secrets};
 use crate::plan::diff::{DiffInput, diff};
 use crate::plan::inputs::input_digests;
@@ -41,7 +42,7 @@ async fn check_desired(fleet: &Fleet, servers: &[&DesiredServer]) -> Result<()> 
             if let Some(help) = issue.help {
                 line.push_str(&format!(" ({help})"));
             }
-            problems.push(line);
+            problems.push(escape_control(&line).into_owned());
         }
     }
     if problems.is_empty() {
@@ -185,7 +186,13 @@ pub fn blocked_error(plan: &Plan) -> Option<Error> {
         .filter(|server| server.action == crate::plan::ActionKind::Blocked)
         .map(|server| {
             let reasons: Vec<String> = server.reasons.iter().map(|r| r.describe()).collect();
-            format!("  - {}: {}", server.name, reasons.join("; "))
+            let line = format!(
+                "  - {} (id `{}`): {}",
+                server.name,
+                server.cloud_id,
+                reasons.join("; ")
+            );
+            escape_control(&line).into_owned()
         })
         .collect();
     if details.is_empty() {
