@@ -6,8 +6,8 @@ use secrecy::SecretString;
 
 use super::fleet::Fleet;
 use crate::error::{Error, Result};
-use crate::output::escape_control;
 use crate::manifest::{DesiredAccess, DesiredServer, Manifest, secrets};
+use crate::output::escape_control;
 use crate::plan::diff::{DiffInput, diff};
 use crate::plan::inputs::input_digests;
 use crate::plan::model::{PLAN_FORMAT_VERSION, Plan, StateRef, Summary};

@@ -186,7 +186,7 @@ fn validate_ecs(server: &DesiredServer, password: Option<&SecretString>) -> Vec<
             // A `user_id` that is there but wrong was reported with the options already.
             if options.user_id.is_none() && !server.options.contains_key("user_id") {
                 issues.push(issue(
-                    "/options/user_id",
+                    "/access/ssh_key_id",
                     "ECS needs `options.user_id` with a key pair (`ssh_key_id`)",
                     Some(
                         "set `options.user_id` to the IAM user id that owns the key pair (shown \
@@ -354,7 +354,7 @@ mod tests {
             let mut server = with_options(ecs_server(), options);
             server.options.remove("user_id");
             let issues = validate_server(&server, None);
-            assert_eq!(pointers(&issues), ["/options/user_id"]);
+            assert_eq!(pointers(&issues), ["/access/ssh_key_id"]);
             assert!(issues[0].message.contains("`options.user_id`"));
         }
         let mut otc_password = with_options(ecs_server(), json!({"cloud": "otc"}));
