@@ -74,7 +74,11 @@ impl ManifestArgs {
     }
 
     pub fn load(&self, secrets: SecretCheck, printer: &Printer) -> Result<Loaded> {
-        let loaded = crate::manifest::load(&self.paths()?, &LoadOptions { secrets })?;
+        let options = LoadOptions {
+            secrets,
+            provider_setup: true,
+        };
+        let loaded = crate::manifest::load(&self.paths()?, &options)?;
         for warning in &loaded.warnings {
             printer.report(warning.to_report());
         }

@@ -10,6 +10,7 @@ use crate::output::Printer;
 pub fn run(args: ValidateArgs, printer: &Printer) -> Result<ExitCode> {
     let options = LoadOptions {
         secrets: SecretCheck::BestEffort,
+        provider_setup: true,
     };
     let result = crate::manifest::load(&args.manifest.paths()?, &options);
     if args.json {

@@ -24,6 +24,10 @@ pub enum SecretCheck {
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub secrets: SecretCheck,
+    /// Also read every credential reference and build each provider without network, as
+    /// `plan` will: what that finds depends on the environment (variables, files), so it is
+    /// treated like an unreadable secret (see [`SecretCheck`]).
+    pub provider_setup: bool,
 }
 
 /// A manifest that loaded, with the warnings found on the way.
@@ -272,7 +276,7 @@ providers:
     type: zenlayer-bmc
     credentials:
       access_key_id: {env: ZL_KEY}
-      access_key_secret: {file: secrets/zl.key}
+      access_key_password: {file: secrets/zl.key}
 defaults:
   os:
     image: ubuntu-24.04
@@ -322,7 +326,14 @@ servers:
                 .iter()
                 .map(|name| self.dir.path().join(name))
                 .collect();
-            load(&paths, &LoadOptions { secrets })
+            // The environment of a test run must not decide its outcome.
+            load(
+                &paths,
+                &LoadOptions {
+                    secrets,
+                    provider_setup: false,
+                },
+            )
         }
 
         fn errors(&self, names: &[&str]) -> Vec<ManifestDiagnostic> {
@@ -879,7 +890,7 @@ servers:
         let provider = &manifest.providers["zl"];
         assert_eq!(provider.name, "zl");
         assert_eq!(
-            provider.config.credentials["access_key_secret"],
+            provider.config.credentials["access_key_password"],
             SecretRef::File(dir.join("secrets/zl.key").display().to_string())
         );
         assert_eq!(
@@ -1101,7 +1112,7 @@ servers:
         assert_eq!(error.message, "unknown Zenlayer option `raid`");
         assert_eq!(
             error.help.as_deref(),
-            Some("allowed: `raid_type`, `partitions`, `nic`")
+            Some("did you mean `raid_type`? allowed: `raid_type`, `partitions`, `nic`")
         );
         assert_eq!(
             error.file.as_deref(),

@@ -42,7 +42,7 @@ pub(crate) fn check_provider(
             format!("not accepted by {type_name}"),
         ));
     }
-    if !issues.is_empty() {
+    if !issues.is_empty() || !options.provider_setup {
         return;
     }
 
