@@ -29,6 +29,14 @@ impl Printer {
         }
     }
 
+    /// The same printer with colour off on both streams (`--no-color`).
+    pub fn without_color(self) -> Self {
+        Printer {
+            stdout_color: ColorChoice::Never,
+            stderr_color: ColorChoice::Never,
+        }
+    }
+
     pub fn stderr_has_color(&self) -> bool {
         !matches!(self.stderr_color, ColorChoice::Never)
     }

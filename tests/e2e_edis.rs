@@ -54,7 +54,10 @@ fn the_first_plan_of_an_existing_fleet_blocks_every_vps_and_apply_wipes_nothing(
     );
     // miette wraps long lines: compare with the wrapping undone.
     let err = flat(&err);
-    assert!(err.contains("`reimage state adopt NAME --image IMAGE`"), "{err}");
+    assert!(
+        err.contains("`reimage state adopt NAME --image IMAGE`"),
+        "{err}"
+    );
     assert!(err.contains("--replace NAME"), "{err}");
 
     let apply = reimage(dir.path())

@@ -49,7 +49,7 @@ fn reporter(args: &ApplyArgs, printer: &Printer, total: u64) -> Box<dyn Reporter
     if args.json {
         Box::new(JsonReporter::new(printer.clone()))
     } else if std::io::stderr().is_terminal() && std::env::var_os("REIMAGE_NO_PROGRESS").is_none() {
-        Box::new(TerminalReporter::new(total))
+        Box::new(TerminalReporter::new(total, printer.stderr_has_color()))
     } else {
         Box::new(LineReporter::new(printer.clone()))
     }
@@ -188,6 +188,13 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     if !args.auto_approve {
+        if !args.input.input {
+            return Err(Error::usage(
+                "refusing to apply without confirmation: `-input=false` was given",
+                "nothing was changed. Save and review a plan with `reimage plan -out PLANFILE`, then run \
+                 `reimage apply PLANFILE`; or pass `--auto-approve`",
+            ));
+        }
         if !confirm::can_ask() {
             return Err(Error::usage(
                 "refusing to apply without confirmation: standard input is not a terminal",

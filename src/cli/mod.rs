@@ -2,11 +2,15 @@
 //! module per command. No business logic here: commands call `ops`, `apply` and `plan::render`.
 
 pub(crate) mod apply;
+mod args;
 mod emulator;
 mod plan;
 mod show;
 mod state;
 mod validate;
+mod version;
+
+pub use args::terraform_style_args;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +27,9 @@ use crate::output::Printer;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// No colours in the output (as `NO_COLOR` does); Terraform's `-no-color` works too.
+    #[arg(long, global = true)]
+    pub no_color: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +48,8 @@ pub enum Command {
     /// Change reimage's state without touching any machine.
     #[command(subcommand)]
     State(StateCommand),
+    /// Print reimage's version (`--json` for machines).
+    Version(VersionArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -92,8 +101,8 @@ pub struct RolloutArgs {
     /// Reinstalls in the first wave, which must all succeed before anything else starts.
     #[arg(long, value_name = "N")]
     pub canary: Option<usize>,
-    /// Reinstalls in flight at once.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Reinstalls in flight at once (Terraform's `-parallelism=N` works too).
+    #[arg(long, visible_alias = "parallelism", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_parallel: Option<u64>,
     /// Stop starting new reinstalls after N failures.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -119,6 +128,22 @@ impl RolloutArgs {
             && self.max_failures.is_none()
             && self.max_reinstalls.is_none()
     }
+}
+
+/// Terraform's `-input=false`: never ask anything (as when standard input is not a terminal).
+#[derive(Debug, Args, Clone)]
+pub struct InputArgs {
+    /// Ask for confirmation on a terminal (`-input=false`: never ask; without
+    /// `--auto-approve` the apply is then refused).
+    #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
+    pub input: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Print the version as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +182,9 @@ pub struct PlanArgs {
     /// State file to use instead of the manifest's.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
+    /// `plan` never asks; accepted so the same flags work for `plan` and `apply`.
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +215,8 @@ pub struct ApplyArgs {
     /// State file to use instead of the manifest's.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -249,44 +279,6 @@ pub struct EmulatorServeArgs {
     pub install_seconds: Option<f64>,
 }
 
-/// Long options that Terraform users type with one dash (`-out=plan`, `-auto-approve`).
-const SINGLE_DASH_LONG_OPTIONS: &[&str] = &[
-    "out",
-    "auto-approve",
-    "detailed-exitcode",
-    "json",
-    "markdown",
-    "replace",
-    "target",
-    "state",
-    "file",
-    "max-parallel",
-    "canary",
-    "max-failures",
-    "max-reinstalls",
-    "resume",
-];
-
-/// Rewrites `-out=FILE` and friends to `--out=FILE`, so Terraform habits work.
-pub fn terraform_style_args(
-    args: impl IntoIterator<Item = std::ffi::OsString>,
-) -> Vec<std::ffi::OsString> {
-    args.into_iter()
-        .map(|arg| {
-            let Some(text) = arg.to_str() else { return arg };
-            if let Some(rest) = text.strip_prefix('-')
-                && !rest.starts_with('-')
-            {
-                let name = rest.split('=').next().unwrap_or(rest);
-                if SINGLE_DASH_LONG_OPTIONS.contains(&name) {
-                    return format!("-{text}").into();
-                }
-            }
-            arg
-        })
-        .collect()
-}
-
 /// Runs a parsed command; returns the process exit code.
 pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
     match cli.command {
@@ -296,6 +288,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
         Command::Show(args) => show::run(args, printer),
         Command::Emulator(EmulatorCommand::Serve(args)) => emulator::serve(args, printer).await,
         Command::State(StateCommand::Adopt(args)) => state::adopt(args, printer),
+        Command::Version(args) => version::run(&args, printer),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();
@@ -327,36 +320,6 @@ pub(crate) fn io_error(error: impl std::fmt::Display) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn terraform_single_dash_options_are_accepted() {
-        let args = terraform_style_args(
-            [
-                "reimage",
-                "plan",
-                "-out=p.json",
-                "-detailed-exitcode",
-                "-f",
-                "x.yaml",
-            ]
-            .map(std::ffi::OsString::from),
-        );
-        let args: Vec<_> = args
-            .iter()
-            .map(|a| a.to_string_lossy().to_string())
-            .collect();
-        assert_eq!(
-            args,
-            [
-                "reimage",
-                "plan",
-                "--out=p.json",
-                "--detailed-exitcode",
-                "-f",
-                "x.yaml"
-            ]
-        );
-    }
 
     #[test]
     fn cli_definition_is_consistent() {
