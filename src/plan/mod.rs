@@ -6,5 +6,6 @@ pub mod inputs;
 pub mod model;
 pub mod render;
 pub mod rollout;
+mod yaml_style;
 
 pub use model::{ActionKind, Change, Plan, Reason, ServerPlan, Summary};
