@@ -104,7 +104,9 @@ impl RawResponse {
     /// The body as text for error messages, cut to its first `limit` characters.
     pub fn body_excerpt(&self, limit: usize) -> String {
         let text = String::from_utf8_lossy(&self.body);
-        let mut excerpt: String = text.chars().take(limit).collect();
+        let mut excerpt: String =
+            crate::output::escape_control(&text.chars().take(limit).collect::<String>())
+                .into_owned();
         if text.chars().nth(limit).is_some() {
             excerpt.push('…');
         }
