@@ -477,7 +477,10 @@ servers:
         let diagnostics = fixture.errors(&["m.yaml"]);
         let error = only_one(&diagnostics);
         assert_eq!(error.message, "unknown key `imgae` in `servers[0].os`");
-        assert_eq!(error.help.as_deref(), Some("did you mean `image`?"));
+        assert_eq!(
+            error.help.as_deref(),
+            Some("did you mean `image`? allowed keys here: image, revision")
+        );
         assert_eq!(error.pointer.as_deref(), Some("/servers/0/os/imgae"));
         assert_eq!((error.line, error.column), (Some(6), Some(7)));
     }
@@ -703,7 +706,10 @@ servers:
         );
         assert_eq!(diagnostic["severity"], "error");
         assert_eq!(diagnostic["code"], "manifest::unknown-key");
-        assert_eq!(diagnostic["help"], "did you mean `servers`?");
+        assert_eq!(
+            diagnostic["help"],
+            "did you mean `servers`? allowed keys here: version, providers, defaults, servers, state, emulator, policy"
+        );
         assert_eq!(diagnostic["line"], 2);
         assert_eq!(diagnostic["column"], 1);
         assert_eq!(diagnostic["pointer"], "/severs");
