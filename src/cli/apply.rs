@@ -167,7 +167,9 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
         settings: Settings::default(),
     };
     reconcile(&context, &mut state, printer).await?;
+    let waiting = super::waits::WaitLines::start(printer);
     let mut plan = make_plan(&manifest, &state, &fleet, &options).await?;
+    drop(waiting);
     if created {
         // Only now: a plan that could not be made leaves no state behind.
         store.write(lock.as_ref(), &mut state)?;

@@ -9,6 +9,7 @@ mod show;
 mod state;
 mod validate;
 mod version;
+mod waits;
 
 pub use args::terraform_style_args;
 

@@ -24,7 +24,9 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         replace: args.replace.clone(),
         rollout: args.rollout.spec(),
     };
+    let waiting = super::waits::WaitLines::start(printer);
     let mut plan = make_plan(&manifest, &state, &fleet, &options).await?;
+    drop(waiting);
     if created {
         // Only now: a plan that could not be made leaves no state behind.
         store.write(lock.as_ref(), &mut state)?;
