@@ -83,12 +83,20 @@ impl ManifestArgs {
         }
     }
 
+    /// Loads the manifest as `plan` needs it: with every provider set up as far as it can be
+    /// without network (see [`LoadOptions::provider_setup`]).
     pub fn load(&self, secrets: SecretCheck, printer: &Printer) -> Result<Loaded> {
-        let options = LoadOptions {
-            secrets,
-            provider_setup: true,
-        };
-        let loaded = crate::manifest::load(&self.paths()?, &options)?;
+        self.load_with(
+            &LoadOptions {
+                secrets,
+                provider_setup: true,
+            },
+            printer,
+        )
+    }
+
+    pub fn load_with(&self, options: &LoadOptions, printer: &Printer) -> Result<Loaded> {
+        let loaded = crate::manifest::load(&self.paths()?, options)?;
         for warning in &loaded.warnings {
             printer.report(warning.to_report());
         }

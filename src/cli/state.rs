@@ -4,13 +4,18 @@ use std::process::ExitCode;
 
 use super::{StateAdoptArgs, state_store};
 use crate::error::Result;
-use crate::manifest::SecretCheck;
+use crate::manifest::{LoadOptions, SecretCheck};
 use crate::ops::state::{AdoptRequest, adopt as adopt_server};
 use crate::output::Printer;
 
 pub fn adopt(args: StateAdoptArgs, printer: &Printer) -> Result<ExitCode> {
     // Secrets are read: the record holds keyed digests of the install inputs, password included.
-    let manifest = args.manifest.load(SecretCheck::Required, printer)?.manifest;
+    // No provider is called, so none needs to be set up (credentials may be absent here).
+    let options = LoadOptions {
+        secrets: SecretCheck::Required,
+        provider_setup: false,
+    };
+    let manifest = args.manifest.load_with(&options, printer)?.manifest;
     let store = state_store(&manifest.state_path, args.state.as_ref());
     let adopted = adopt_server(
         &manifest,
