@@ -248,6 +248,14 @@ mod tests {
         assert!(announced);
     }
 
+    /// A manifest may ask for any concurrency; more than a semaphore holds must not panic.
+    #[tokio::test]
+    async fn a_huge_concurrency_is_clamped() {
+        let overrides = BTreeMap::from([(ApiFamily::Read, RateLimit::new(60.0, usize::MAX / 2))]);
+        let limits = RateLimits::new("test-huge", &[], &overrides);
+        let _permit = limits.acquire(ApiFamily::Read).await;
+    }
+
     #[tokio::test]
     async fn concurrency_cap_and_overrides() {
         let overrides = BTreeMap::from([(ApiFamily::Read, RateLimit::new(0.0, 2))]);

@@ -228,7 +228,17 @@ pub fn create_private_dir_all(folder: &Path) -> std::io::Result<()> {
     }
     builder.create(folder).map_err(|error| {
         std::io::Error::new(error.kind(), format!("{}: {error}", folder.display()))
-    })
+    })?;
+    // reimage's own folder may exist already (made by the embedded emulator's data dir, or by
+    // an older reimage): it is reimage's, so it is tightened too. Other folders are the user's.
+    if folder.file_name().is_some_and(|name| name == ".reimage") {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
 }
 
 /// Options that create a file readable and writable by the owner only (0600).
@@ -266,6 +276,9 @@ mod tests {
         let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
         let dir = tempfile::tempdir().unwrap();
         let folder = dir.path().join(".reimage");
+        // Made readable before reimage writes there (as the embedded emulator's data dir does).
+        std::fs::create_dir_all(folder.join("emulator")).unwrap();
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = folder.join("state.json");
         let store = LocalStateStore::new(&path);
         let lock = store.lock("test").unwrap();
