@@ -709,7 +709,7 @@ servers:
         assert_eq!(diagnostic["code"], "manifest::unknown-key");
         assert_eq!(
             diagnostic["help"],
-            "did you mean `servers`? allowed keys here: version, providers, defaults, servers, state, emulator, policy"
+            "did you mean `servers`? allowed keys here: version, providers, defaults, servers, state, backend, emulator, policy"
         );
         assert_eq!(diagnostic["line"], 2);
         assert_eq!(diagnostic["column"], 1);
