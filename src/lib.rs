@@ -23,6 +23,7 @@ pub mod cli;
 pub mod digest;
 pub mod emulator;
 pub mod error;
+pub mod files;
 pub mod manifest;
 pub mod ops;
 pub mod output;

@@ -7,7 +7,7 @@ use reimage::error::Error;
 use reimage::output::Printer;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(terraform_style_args(std::env::args_os())) {
+    let cli = match terraform_style_args(std::env::args_os()).and_then(Cli::try_parse_from) {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
@@ -28,6 +28,11 @@ fn main() -> ExitCode {
         .with_ansi(false)
         .init();
     let printer = Printer::from_environment();
+    let printer = if cli.no_color {
+        printer.without_color()
+    } else {
+        printer
+    };
     let color = printer.stderr_has_color();
     // On a terminal miette wraps to its width; in CI logs a wider page keeps each error's lines
     // whole, so they can be searched.

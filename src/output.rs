@@ -29,6 +29,14 @@ impl Printer {
         }
     }
 
+    /// The same printer with colour off on both streams (`--no-color`).
+    pub fn without_color(self) -> Self {
+        Printer {
+            stdout_color: ColorChoice::Never,
+            stderr_color: ColorChoice::Never,
+        }
+    }
+
     pub fn stderr_has_color(&self) -> bool {
         !matches!(self.stderr_color, ColorChoice::Never)
     }
@@ -50,5 +58,78 @@ impl Printer {
     /// Writes a miette report to stderr.
     pub fn report(&self, report: miette::Report) {
         self.status(&format!("{report:?}"));
+    }
+}
+
+/// Whether a character could steer a terminal or reorder what it shows: control characters
+/// (ESC, CR, backspace, C1 controls…) other than newline and tab, and the bidirectional
+/// formatting characters ("Trojan Source").
+fn is_terminal_hazard(character: char) -> bool {
+    (character.is_control() && character != '\n' && character != '\t')
+        || matches!(
+            character,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Text from a manifest or a provider, made safe to print: every control or bidirectional
+/// character is written as an escape such as `\u{1b}`. The one function renderers use for
+/// names and values.
+pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_terminal_hazard) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for character in text.chars() {
+        if is_terminal_hazard(character) {
+            escaped.push_str(&format!("\\u{{{:x}}}", u32::from(character)));
+        } else {
+            escaped.push(character);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
+/// Like [`escape_control`], but each hazardous character becomes as many `?` as it has bytes,
+/// so byte offsets into the text (snippet spans) stay valid.
+pub fn neutralize_same_length(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_terminal_hazard) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut neutral = String::with_capacity(text.len());
+    for character in text.chars() {
+        if is_terminal_hazard(character) {
+            neutral.extend(std::iter::repeat_n('?', character.len_utf8()));
+        } else {
+            neutral.push(character);
+        }
+    }
+    std::borrow::Cow::Owned(neutral)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        assert_eq!(escape_control("web-1"), "web-1");
+        assert!(matches!(
+            escape_control("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(escape_control("a\u{1b}[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(escape_control("x\u{202e}y\rz"), "x\\u{202e}y\\u{d}z");
+        assert_eq!(escape_control("\u{9b}2J"), "\\u{9b}2J");
+        assert_eq!(escape_control("line\n\tnext"), "line\n\tnext");
+    }
+
+    #[test]
+    fn neutralizing_keeps_the_byte_length() {
+        for text in ["a\u{1b}b", "\u{202e}x", "\u{061c}", "\u{9b}", "ok\n"] {
+            let neutral = neutralize_same_length(text);
+            assert_eq!(neutral.len(), text.len(), "{text:?}");
+            assert!(!neutral.chars().any(is_terminal_hazard), "{neutral:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::edis::*;
-use common::{stderr_of, stdout_of};
+use common::{flat, stderr_of, stdout_of};
 
 const FLEET: [(&str, &str, &str); 2] = [
     ("kvm_100001_1", "web-1", "debian-bullseye"),
@@ -52,8 +52,12 @@ fn the_first_plan_of_an_existing_fleet_blocks_every_vps_and_apply_wipes_nothing(
         out.contains("Plan: 0 to reinstall, 0 to adopt, 0 unchanged, 2 blocked."),
         "{out}"
     );
-    // miette wraps long lines: look for pieces that fit on one.
-    assert!(err.contains("`reimage state adopt NAME"), "{err}");
+    // miette wraps long lines: compare with the wrapping undone.
+    let err = flat(&err);
+    assert!(
+        err.contains("`reimage state adopt NAME --image IMAGE`"),
+        "{err}"
+    );
     assert!(err.contains("--replace NAME"), "{err}");
 
     let apply = reimage(dir.path())

@@ -25,7 +25,8 @@ fn run(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     output
 }
 
-const KEY_DEFAULTS: &str = "  access: {ssh_key_id: kp-ops}\n";
+/// A key pair needs the IAM user that owns it (`userid` goes with `keyname`).
+const KEY_DEFAULTS: &str = "  access: {ssh_key_id: kp-ops}\n  options: {user_id: u-ops}\n";
 const PASSWORD_DEFAULTS: &str = "  access: {password: {env: TEST_HW_PW}}\n";
 
 #[test]

@@ -74,7 +74,8 @@ fn a_running_server_is_stopped_then_reinstalled_and_the_plan_converges() {
     assert!(plan.contains("# db will be reinstalled"), "{plan}");
     assert!(plan.contains("# ci will be adopted"), "{plan}");
     assert!(
-        plan.contains(&format!(r#"image: "{OLD_OS}" -> "{NEW_OS}""#)),
+        // The OS name JD reports stands beside its id.
+        plan.contains(&format!(r#"image: "{OLD_OS}" (CentOS 7.9) -> "{NEW_OS}""#)),
         "{plan}"
     );
     // Default keepData: yes, so only the system disk is wiped.

@@ -34,7 +34,10 @@ fn plan_apply_plan_converges_to_no_changes() {
     assert_eq!(plan.status.code(), Some(2), "{text}{}", stderr_of(&plan));
     assert!(text.contains("# web will be reinstalled"), "{text}");
     assert!(text.contains("wipes: system disk"), "{text}");
-    assert!(text.contains(r#"image: "img-old" -> "img-new""#), "{text}");
+    assert!(
+        text.contains(r#"image: "img-old" (Old OS) -> "img-new""#),
+        "{text}"
+    );
     assert!(text.contains("# db will be adopted"), "{text}");
     assert!(
         text.contains("Plan: 1 to reinstall, 1 to adopt, 0 unchanged, 0 blocked."),
@@ -351,7 +354,7 @@ fn unknown_cloud_id_blocks_the_plan_and_no_plan_file_is_saved() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout_of(&output).contains("# ghost is blocked"));
     assert!(
-        stderr_of(&output).contains("ghost: the provider does not know this cloud id"),
+        stderr_of(&output).contains("ghost (id `404`): the provider does not know this cloud id"),
         "{}",
         stderr_of(&output)
     );

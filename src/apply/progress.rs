@@ -203,12 +203,17 @@ pub struct TerminalReporter {
 }
 
 impl TerminalReporter {
-    pub fn new(total: u64) -> Self {
+    /// `color`: whether the bar may be coloured (off with `--no-color` or `NO_COLOR`).
+    pub fn new(total: u64, color: bool) -> Self {
         let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let overall = bars.add(ProgressBar::new(total));
+        let template = if color {
+            "{bar:30.cyan/blue} {pos}/{len} reinstalls  {msg}"
+        } else {
+            "{bar:30} {pos}/{len} reinstalls  {msg}"
+        };
         overall.set_style(
-            ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} reinstalls  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         overall.enable_steady_tick(Duration::from_millis(250));
         TerminalReporter {

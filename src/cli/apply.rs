@@ -54,7 +54,7 @@ fn reporter(args: &ApplyArgs, printer: &Printer, total: u64) -> Box<dyn Reporter
     if args.json {
         Box::new(JsonReporter::new(printer.clone()))
     } else if std::io::stderr().is_terminal() && std::env::var_os("REIMAGE_NO_PROGRESS").is_none() {
-        Box::new(TerminalReporter::new(total))
+        Box::new(TerminalReporter::new(total, printer.stderr_has_color()))
     } else {
         Box::new(LineReporter::new(printer.clone()))
     }
@@ -233,6 +233,8 @@ fn first_folder(files: &[std::path::PathBuf]) -> std::path::PathBuf {
 
 async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> {
     let manifest = args.manifest.load(SecretCheck::Required, printer)?.manifest;
+    // Providers are built first: a manifest they refuse leaves no state behind.
+    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
     let backend = Backend::choose(
         manifest.backend.as_ref(),
         &manifest.state_path,
@@ -242,39 +244,40 @@ async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> 
     let store = store.as_ref();
     let lock = lock_state(store, "reimage apply", args.lock.lock_timeout, printer).await?;
     let mut progress = Progress::new(&first_folder(&manifest.files));
-    let result = plan_and_apply_locked(
-        &args,
-        &manifest,
-        &backend,
-        store,
-        lock.as_ref(),
-        printer,
-        &mut progress,
-    )
-    .await;
+    let source = Source {
+        manifest: &manifest,
+        fleet: &fleet,
+        backend: &backend,
+    };
+    let result =
+        plan_and_apply_locked(&args, &source, store, lock.as_ref(), printer, &mut progress).await;
     progress.record(store, &result, printer);
     result
+}
+
+/// What a fresh plan is made from.
+struct Source<'a> {
+    manifest: &'a crate::manifest::Manifest,
+    fleet: &'a Fleet,
+    backend: &'a Backend,
 }
 
 /// Plan, confirm and apply once the state is locked; `progress` says how far it got.
 async fn plan_and_apply_locked(
     args: &ApplyArgs,
-    manifest: &crate::manifest::Manifest,
-    backend: &Backend,
+    source: &Source<'_>,
     store: &dyn StateStore,
     lock: &dyn crate::state::StateLock,
     printer: &Printer,
     progress: &mut Progress,
 ) -> Result<ExitCode> {
-    let (state, created) = read_or_init_state(store, lock)?;
-    if created {
-        printer.status(&format!(
-            "Initialized a new state at `{}`.",
-            store.location()
-        ));
-    }
+    let Source {
+        manifest,
+        fleet,
+        backend,
+    } = *source;
+    let (state, created) = read_or_init_state(store)?;
     let state = progress.state.insert(state);
-    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
     let options = PlanOptions {
         targets: args.target.clone(),
         replace: args.replace.clone(),
@@ -289,7 +292,7 @@ async fn plan_and_apply_locked(
         Box::new(LineReporter::new(printer.clone()))
     };
     let context = Context {
-        fleet: &fleet,
+        fleet,
         store,
         lock,
         reporter: reporter.as_ref(),
@@ -297,9 +300,20 @@ async fn plan_and_apply_locked(
         settings: Settings::default(),
     };
     progress.settled = reconcile(&context, state, printer).await?;
-    let mut plan = make_plan(manifest, state, store, &fleet, &options).await?;
+    let waiting = super::waits::WaitLines::start(printer);
+    let mut plan = make_plan(manifest, state, store, fleet, &options).await?;
+    drop(waiting);
     // `--state PATH` overrides the manifest's backend: the plan names the one it was made with.
     plan.backend = backend.remote();
+    if created {
+        // Only now: a plan that could not be made leaves no state behind.
+        store.write(lock, state)?;
+        plan.state.serial = state.serial;
+        printer.status(&format!(
+            "Initialized a new state at `{}`.",
+            store.location()
+        ));
+    }
     let plan = progress.plan.insert(plan);
     if !args.json {
         printer.out(&render::text(plan));
@@ -311,6 +325,13 @@ async fn plan_and_apply_locked(
         return Ok(ExitCode::SUCCESS);
     }
     if !args.auto_approve {
+        if !args.input.input {
+            return Err(Error::usage(
+                "refusing to apply without confirmation: `-input=false` was given",
+                "nothing was changed. Save and review a plan with `reimage plan -out PLANFILE`, then run \
+                 `reimage apply PLANFILE`; or pass `--auto-approve`",
+            ));
+        }
         if !confirm::can_ask() {
             return Err(Error::usage(
                 "refusing to apply without confirmation: standard input is not a terminal",

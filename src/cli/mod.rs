@@ -2,6 +2,7 @@
 //! module per command. No business logic here: commands call `ops`, `apply` and `plan::render`.
 
 pub(crate) mod apply;
+mod args;
 mod duration;
 mod emulator;
 mod plan;
@@ -9,6 +10,10 @@ mod show;
 mod state;
 mod unlock;
 mod validate;
+mod version;
+mod waits;
+
+pub use args::terraform_style_args;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +33,9 @@ use crate::state::{StateLock, StateStore};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// No colours in the output (as `NO_COLOR` does); Terraform's `-no-color` works too.
+    #[arg(long, global = true)]
+    pub no_color: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +56,8 @@ pub enum Command {
     State(StateCommand),
     /// Remove the description of a state lock whose holder is gone (never breaks a live lock).
     ForceUnlock(ForceUnlockArgs),
+    /// Print reimage's version (`--json` for machines).
+    Version(VersionArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -80,8 +90,20 @@ impl ManifestArgs {
         }
     }
 
+    /// Loads the manifest as `plan` needs it: with every provider set up as far as it can be
+    /// without network (see [`LoadOptions::provider_setup`]).
     pub fn load(&self, secrets: SecretCheck, printer: &Printer) -> Result<Loaded> {
-        let loaded = crate::manifest::load(&self.paths()?, &LoadOptions { secrets })?;
+        self.load_with(
+            &LoadOptions {
+                secrets,
+                provider_setup: true,
+            },
+            printer,
+        )
+    }
+
+    pub fn load_with(&self, options: &LoadOptions, printer: &Printer) -> Result<Loaded> {
+        let loaded = crate::manifest::load(&self.paths()?, options)?;
         for warning in &loaded.warnings {
             printer.report(warning.to_report());
         }
@@ -109,8 +131,8 @@ pub struct RolloutArgs {
     /// Reinstalls in the first wave, which must all succeed before anything else starts.
     #[arg(long, value_name = "N")]
     pub canary: Option<usize>,
-    /// Reinstalls in flight at once.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Reinstalls in flight at once (Terraform's `-parallelism=N` works too).
+    #[arg(long, visible_alias = "parallelism", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_parallel: Option<u64>,
     /// Stop starting new reinstalls after N failures.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -136,6 +158,22 @@ impl RolloutArgs {
             && self.max_failures.is_none()
             && self.max_reinstalls.is_none()
     }
+}
+
+/// Terraform's `-input=false`: never ask anything (as when standard input is not a terminal).
+#[derive(Debug, Args, Clone)]
+pub struct InputArgs {
+    /// Ask for confirmation on a terminal (`-input=false`: never ask; without
+    /// `--auto-approve` the apply is then refused).
+    #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
+    pub input: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Print the version as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +218,9 @@ pub struct PlanArgs {
     pub plan_ttl: jiff::SignedDuration,
     #[command(flatten)]
     pub lock: LockArgs,
+    /// `plan` never asks; accepted so the same flags work for `plan` and `apply`.
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +260,8 @@ pub struct ApplyArgs {
     pub require_commit: Option<String>,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -374,50 +417,6 @@ pub struct EmulatorServeArgs {
     pub faults: Option<PathBuf>,
 }
 
-/// Long options that Terraform users type with one dash (`-out=plan`, `-auto-approve`).
-const SINGLE_DASH_LONG_OPTIONS: &[&str] = &[
-    "out",
-    "auto-approve",
-    "detailed-exitcode",
-    "json",
-    "markdown",
-    "replace",
-    "target",
-    "state",
-    "file",
-    "max-parallel",
-    "canary",
-    "max-failures",
-    "max-reinstalls",
-    "resume",
-    "plan-ttl",
-    "require-signed",
-    "require-commit",
-    "lock-timeout",
-    "force",
-    "from",
-];
-
-/// Rewrites `-out=FILE` and friends to `--out=FILE`, so Terraform habits work.
-pub fn terraform_style_args(
-    args: impl IntoIterator<Item = std::ffi::OsString>,
-) -> Vec<std::ffi::OsString> {
-    args.into_iter()
-        .map(|arg| {
-            let Some(text) = arg.to_str() else { return arg };
-            if let Some(rest) = text.strip_prefix('-')
-                && !rest.starts_with('-')
-            {
-                let name = rest.split('=').next().unwrap_or(rest);
-                if SINGLE_DASH_LONG_OPTIONS.contains(&name) {
-                    return format!("-{text}").into();
-                }
-            }
-            arg
-        })
-        .collect()
-}
-
 /// Runs a parsed command; returns the process exit code.
 pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
     match cli.command {
@@ -432,6 +431,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
         Command::State(StateCommand::Rm(args)) => state::rm(args, printer).await,
         Command::State(StateCommand::Push(args)) => state::push(args, printer).await,
         Command::ForceUnlock(args) => unlock::run(args, printer).await,
+        Command::Version(args) => version::run(&args, printer),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();
@@ -476,40 +476,10 @@ pub(crate) fn io_error(error: impl std::fmt::Display) -> Error {
 mod tests {
     use super::*;
 
-    #[test]
-    fn terraform_single_dash_options_are_accepted() {
-        let args = terraform_style_args(
-            [
-                "reimage",
-                "plan",
-                "-out=p.json",
-                "-detailed-exitcode",
-                "-f",
-                "x.yaml",
-            ]
-            .map(std::ffi::OsString::from),
-        );
-        let args: Vec<_> = args
-            .iter()
-            .map(|a| a.to_string_lossy().to_string())
-            .collect();
-        assert_eq!(
-            args,
-            [
-                "reimage",
-                "plan",
-                "--out=p.json",
-                "--detailed-exitcode",
-                "-f",
-                "x.yaml"
-            ]
-        );
-    }
-
     fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
         Cli::try_parse_from(terraform_style_args(
             args.iter().map(std::ffi::OsString::from),
-        ))
+        )?)
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     };
     let loaded = args.manifest.load(SecretCheck::Required, printer)?;
     let manifest = loaded.manifest;
+    // Providers are built first: a manifest they refuse leaves no state behind.
+    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
     let backend = Backend::choose(
         manifest.backend.as_ref(),
         &manifest.state_path,
@@ -33,14 +35,7 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         printer,
     )
     .await?;
-    let (mut state, created) = read_or_init_state(store.as_ref(), lock.as_ref())?;
-    if created {
-        printer.status(&format!(
-            "Initialized a new state at `{}`.",
-            store.location()
-        ));
-    }
-    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
+    let (mut state, created) = read_or_init_state(store.as_ref())?;
     super::apply::reconcile_for_plan(&fleet, store.as_ref(), lock.as_ref(), &mut state, printer)
         .await?;
     let options = PlanOptions {
@@ -49,9 +44,20 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         rollout: args.rollout.spec(),
         ttl: args.plan_ttl,
     };
+    let waiting = super::waits::WaitLines::start(printer);
     let mut plan = make_plan(&manifest, &state, store.as_ref(), &fleet, &options).await?;
+    drop(waiting);
     // `--state PATH` overrides the manifest's backend: the plan names the one it was made with.
     plan.backend = backend.remote();
+    if created {
+        // Only now: a plan that could not be made leaves no state behind.
+        store.write(lock.as_ref(), &mut state)?;
+        plan.state.serial = state.serial;
+        printer.status(&format!(
+            "Initialized a new state at `{}`.",
+            store.location()
+        ));
+    }
     drop(lock);
 
     let rendered = if args.json {

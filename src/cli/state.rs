@@ -19,7 +19,12 @@ use crate::state::{OperationKind, OperationRecord, Outcome, StateStore};
 
 pub async fn adopt(args: StateAdoptArgs, printer: &Printer) -> Result<ExitCode> {
     // Secrets are read: the record holds keyed digests of the install inputs, password included.
-    let manifest = args.manifest.load(SecretCheck::Required, printer)?.manifest;
+    // No provider is called, so none needs to be set up (credentials may be absent here).
+    let options = LoadOptions {
+        secrets: SecretCheck::Required,
+        provider_setup: false,
+    };
+    let manifest = args.manifest.load_with(&options, printer)?.manifest;
     let backend = Backend::choose(
         manifest.backend.as_ref(),
         &manifest.state_path,
@@ -87,6 +92,7 @@ async fn located(location: &StateLocationArgs) -> Result<(Box<dyn StateStore>, O
     }
     let options = LoadOptions {
         secrets: SecretCheck::BestEffort,
+        provider_setup: false,
     };
     let manifest = crate::manifest::load(&location.manifest.paths()?, &options)?.manifest;
     let backend = Backend::choose(

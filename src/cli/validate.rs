@@ -4,38 +4,39 @@ use std::process::ExitCode;
 
 use super::ValidateArgs;
 use crate::error::Result;
-use crate::manifest::{LoadOptions, SecretCheck};
+use crate::manifest::{LoadOptions, ManifestDiagnostic, SecretCheck};
 use crate::output::Printer;
+
+/// `validate --json` (`schemas/validate.schema.json`).
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    format_version: u32,
+    valid: bool,
+    error_count: usize,
+    warning_count: usize,
+    diagnostics: &'a [ManifestDiagnostic],
+}
 
 pub fn run(args: ValidateArgs, printer: &Printer) -> Result<ExitCode> {
     let options = LoadOptions {
         secrets: SecretCheck::BestEffort,
+        provider_setup: true,
     };
     let result = crate::manifest::load(&args.manifest.paths()?, &options);
     if args.json {
         let (valid, diagnostics) = match &result {
-            Ok(loaded) => (true, loaded.warnings.clone()),
-            Err(errors) => (false, errors.diagnostics.clone()),
+            Ok(loaded) => (true, &loaded.warnings),
+            Err(errors) => (false, &errors.diagnostics),
         };
-        let count = |severity: &str| {
-            diagnostics
-                .iter()
-                .filter(|diagnostic| {
-                    serde_json::to_value(diagnostic)
-                        .ok()
-                        .and_then(|value| value.get("severity").cloned())
-                        .and_then(|value| value.as_str().map(|s| s == severity))
-                        .unwrap_or(false)
-                })
-                .count()
+        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+        // Serialized straight from the diagnostics: no copy of them as JSON values.
+        let document = JsonReport {
+            format_version: 1,
+            valid,
+            error_count: errors,
+            warning_count: diagnostics.len() - errors,
+            diagnostics,
         };
-        let document = serde_json::json!({
-            "format_version": 1,
-            "valid": valid,
-            "error_count": count("error"),
-            "warning_count": count("warning"),
-            "diagnostics": diagnostics,
-        });
         printer.out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&document).unwrap_or_default()

@@ -157,7 +157,7 @@ impl Inventory {
 }
 
 pub fn load(path: &Path) -> Result<LoadedInventory, EmulatorError> {
-    let source = fs_err::read_to_string(path)
+    let source = crate::files::read_limited_to_string(path, crate::files::INVENTORY_MAX_BYTES)
         .map_err(|error| EmulatorError(format!("cannot read the inventory: {error}")))?;
     let inventory = parse(&source, &path.display().to_string())?;
     Ok(LoadedInventory {

@@ -3,12 +3,13 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
 use serde::Serialize;
 
+use super::source_text::{SourceText, floor_char_boundary};
 use super::yaml::{ByteSpan, SpanIndex, escape_pointer_segment};
+use crate::output::escape_control;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,8 +24,9 @@ pub(crate) struct SourceFile {
     pub path: PathBuf,
     /// The path as the user wrote it, for messages.
     pub name: String,
-    /// The text shown in snippets. Literal secrets are already masked here.
-    pub text: Arc<str>,
+    /// The text shown in snippets. Literal secrets are already masked here, and characters
+    /// that could steer a terminal are replaced.
+    pub text: SourceText,
     pub spans: SpanIndex,
 }
 
@@ -32,24 +34,26 @@ impl SourceFile {
     pub fn new(path: &Path, text: &str, spans: SpanIndex) -> Self {
         SourceFile {
             path: path.to_path_buf(),
-            name: path.display().to_string(),
-            text: Arc::from(text),
+            name: escape_control(&path.display().to_string()).into_owned(),
+            text: SourceText::new(text),
             spans,
         }
     }
 
-    fn named_source(&self) -> NamedSource<Arc<str>> {
-        NamedSource::new(&self.name, Arc::clone(&self.text)).with_language("yaml")
+    fn named_source(&self) -> NamedSource<SourceText> {
+        NamedSource::new(&self.name, self.text.clone()).with_language("yaml")
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     fn line_column(&self, offset: usize) -> (usize, usize) {
-        let offset = floor_char_boundary(&self.text, offset);
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-        let column = before[line_start..].chars().count() + 1;
-        (line, column)
+        self.text.line_column(offset)
+    }
+
+    /// The shown text of the span, if it lies inside the file.
+    pub fn span_text(&self, span: ByteSpan) -> Option<&str> {
+        self.text
+            .as_str()
+            .get(span.offset..span.offset.saturating_add(span.length))
     }
 
     /// Span of the value at `pointer` (or its nearest ancestor).
@@ -68,25 +72,18 @@ impl SourceFile {
     /// The first line of the value at `pointer`: a whole mapping is too big a label.
     pub fn first_line_span(&self, pointer: &str) -> Option<ByteSpan> {
         let span = self.value_span(pointer)?;
-        let start = floor_char_boundary(&self.text, span.offset);
-        let end = floor_char_boundary(&self.text, span.offset + span.length);
-        let first_line = self.text[start..end]
+        let text = self.text.as_str();
+        let start = floor_char_boundary(text, span.offset);
+        let end = floor_char_boundary(text, span.offset + span.length);
+        let first_line = text[start..end]
             .find('\n')
             .map_or(end - start, |newline| newline);
-        let trimmed = self.text[start..start + first_line].trim_end().len();
+        let trimmed = text[start..start + first_line].trim_end().len();
         Some(ByteSpan {
             offset: start,
             length: trimmed,
         })
     }
-}
-
-fn floor_char_boundary(text: &str, offset: usize) -> usize {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    offset
 }
 
 /// `/servers/0/os` → `servers[0].os`; the root is "the top level".
@@ -124,7 +121,7 @@ struct Label {
 #[derive(Debug, Clone)]
 struct Note {
     message: String,
-    source: NamedSource<Arc<str>>,
+    source: NamedSource<SourceText>,
     label: Label,
 }
 
@@ -175,7 +172,7 @@ pub struct ManifestDiagnostic {
     /// JSON pointer of the offending node in its file.
     pub pointer: Option<String>,
     #[serde(skip)]
-    source: Option<NamedSource<Arc<str>>>,
+    source: Option<NamedSource<SourceText>>,
     #[serde(skip)]
     labels: Vec<Label>,
     #[serde(skip)]
@@ -187,7 +184,7 @@ impl ManifestDiagnostic {
         ManifestDiagnostic {
             severity,
             code: format!("manifest::{code}"),
-            message: message.into(),
+            message: escape_control(&message.into()).into_owned(),
             help: None,
             file: None,
             line: None,
@@ -209,7 +206,7 @@ impl ManifestDiagnostic {
     }
 
     pub(crate) fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(escape_control(&help.into()).into_owned());
         self
     }
 
@@ -238,7 +235,7 @@ impl ManifestDiagnostic {
                 0,
                 Label {
                     span,
-                    text: Some(label.into()),
+                    text: Some(escape_control(&label.into()).into_owned()),
                 },
             );
         }
@@ -254,7 +251,7 @@ impl ManifestDiagnostic {
         label: impl Into<String>,
     ) -> Self {
         let Some(span) = span else { return self };
-        let text = label.into();
+        let text = escape_control(&label.into()).into_owned();
         if self.file.as_deref() == Some(file.name.as_str()) {
             self.labels.push(Label {
                 span,
@@ -409,6 +406,35 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
+/// Beyond this many candidates "did you mean" is not worked out: the names come from the
+/// manifest, and comparing each typo with every one of a huge list would make checking
+/// quadratic.
+pub(crate) const MAX_SUGGESTION_CANDIDATES: usize = 1000;
+
+/// The closest of the names to `typed` when there are few enough to compare (see
+/// [`MAX_SUGGESTION_CANDIDATES`]).
+pub(crate) fn did_you_mean_among<'a>(typed: &str, names: &[&'a str]) -> Option<&'a str> {
+    if names.len() > MAX_SUGGESTION_CANDIDATES {
+        return None;
+    }
+    did_you_mean(typed, names.iter().copied())
+}
+
+/// At most `limit` names joined with commas, then how many more: a help text stays short
+/// however many names the manifest has.
+pub(crate) fn name_list(names: &[&str], limit: usize) -> String {
+    let mut text = names
+        .iter()
+        .take(limit)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > limit {
+        text.push_str(&format!(" … and {} more", names.len() - limit));
+    }
+    text
+}
+
 /// The candidate closest to `typed`, if it is close enough to be a likely typo.
 pub(crate) fn did_you_mean<'a>(
     typed: &str,
@@ -491,14 +517,5 @@ mod tests {
         assert_eq!(display_path("/servers/0/os"), "servers[0].os");
         assert_eq!(display_path("/providers/a~1b/type"), "providers.a/b.type");
         assert_eq!(display_path(""), "the top level");
-    }
-
-    #[test]
-    fn line_and_column_count_characters() {
-        let file = SourceFile::new(Path::new("m.yaml"), "a: é\nbc: x\n", SpanIndex::default());
-        assert_eq!(file.line_column(0), (1, 1));
-        assert_eq!(file.line_column(5), (1, 5));
-        assert_eq!(file.line_column(6), (2, 1));
-        assert_eq!(file.line_column(10), (2, 5));
     }
 }

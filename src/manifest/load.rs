@@ -24,6 +24,10 @@ pub enum SecretCheck {
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub secrets: SecretCheck,
+    /// Also read every credential reference and build each provider without network, as
+    /// `plan` will: what that finds depends on the environment (variables, files), so it is
+    /// treated like an unreadable secret (see [`SecretCheck`]).
+    pub provider_setup: bool,
 }
 
 /// A manifest that loaded, with the warnings found on the way.
@@ -51,7 +55,7 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Result<Loaded, Manifest
     let mut typed = Vec::new();
     let mut digest_input = Vec::new();
     for path in paths {
-        let bytes = match fs_err::read(path) {
+        let bytes = match crate::files::read_limited(path, crate::files::MANIFEST_MAX_BYTES) {
             Ok(bytes) => bytes,
             Err(error) => {
                 diagnostics.push(unreadable_manifest(path, &error));
@@ -108,26 +112,10 @@ fn append_digest_part(digest_input: &mut Vec<u8>, bytes: &[u8]) {
     digest_input.extend_from_slice(bytes);
 }
 
-fn unreadable_manifest(path: &Path, error: &std::io::Error) -> ManifestDiagnostic {
-    ManifestDiagnostic::error(
-        "io",
-        format!("cannot read manifest file: {}", io_message(error)),
-    )
-    .with_help("check the path given with `-f`")
-    .in_unread_file(path)
-}
-
-/// An I/O error with its causes (fs-err puts the path in the outer error, the OS reason in its
-/// source).
-pub(crate) fn io_message(error: &std::io::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
+fn unreadable_manifest(path: &Path, error: &crate::files::ReadFileError) -> ManifestDiagnostic {
+    ManifestDiagnostic::error("io", format!("cannot read manifest file: {error}"))
+        .with_help("check the path given with `-f`")
+        .in_unread_file(path)
 }
 
 /// One file on its own: syntax, schema, then the typed model.
@@ -159,12 +147,9 @@ fn check_file(path: &Path, text: &str) -> Result<TypedFile, Vec<ManifestDiagnost
 }
 
 fn yaml_error(file: &SourceFile, error: &YamlError) -> ManifestDiagnostic {
-    let token = token_at(&file.text, error.span);
+    let token = token_at(file.text.as_str(), error.span);
     let diagnostic = if error.message.contains("duplicate") {
-        let key = file
-            .text
-            .get(token.offset..token.offset + token.length)
-            .unwrap_or_default();
+        let key = file.span_text(token).unwrap_or_default();
         ManifestDiagnostic::error("duplicate-key", format!("duplicate key `{key}`"))
             .with_help("a key may appear once per mapping: remove or rename one of them")
             .at(file, "", Some(token), "this key appears again here")
@@ -292,7 +277,7 @@ providers:
     type: zenlayer-bmc
     credentials:
       access_key_id: {env: ZL_KEY}
-      access_key_secret: {file: secrets/zl.key}
+      access_key_password: {file: secrets/zl.key}
 defaults:
   os:
     image: ubuntu-24.04
@@ -342,7 +327,14 @@ servers:
                 .iter()
                 .map(|name| self.dir.path().join(name))
                 .collect();
-            load(&paths, &LoadOptions { secrets })
+            // The environment of a test run must not decide its outcome.
+            load(
+                &paths,
+                &LoadOptions {
+                    secrets,
+                    provider_setup: false,
+                },
+            )
         }
 
         fn errors(&self, names: &[&str]) -> Vec<ManifestDiagnostic> {
@@ -486,7 +478,10 @@ servers:
         let diagnostics = fixture.errors(&["m.yaml"]);
         let error = only_one(&diagnostics);
         assert_eq!(error.message, "unknown key `imgae` in `servers[0].os`");
-        assert_eq!(error.help.as_deref(), Some("did you mean `image`?"));
+        assert_eq!(
+            error.help.as_deref(),
+            Some("did you mean `image`? allowed keys here: image, revision")
+        );
         assert_eq!(error.pointer.as_deref(), Some("/servers/0/os/imgae"));
         assert_eq!((error.line, error.column), (Some(6), Some(7)));
     }
@@ -712,7 +707,10 @@ servers:
         );
         assert_eq!(diagnostic["severity"], "error");
         assert_eq!(diagnostic["code"], "manifest::unknown-key");
-        assert_eq!(diagnostic["help"], "did you mean `servers`?");
+        assert_eq!(
+            diagnostic["help"],
+            "did you mean `servers`? allowed keys here: version, providers, defaults, servers, state, backend, emulator, policy"
+        );
         assert_eq!(diagnostic["line"], 2);
         assert_eq!(diagnostic["column"], 1);
         assert_eq!(diagnostic["pointer"], "/severs");
@@ -899,7 +897,7 @@ servers:
         let provider = &manifest.providers["zl"];
         assert_eq!(provider.name, "zl");
         assert_eq!(
-            provider.config.credentials["access_key_secret"],
+            provider.config.credentials["access_key_password"],
             SecretRef::File(dir.join("secrets/zl.key").display().to_string())
         );
         assert_eq!(
@@ -1269,7 +1267,7 @@ servers:
         assert_eq!(error.message, "unknown Zenlayer option `raid`");
         assert_eq!(
             error.help.as_deref(),
-            Some("allowed: `raid_type`, `partitions`, `nic`")
+            Some("did you mean `raid_type`? allowed: `raid_type`, `partitions`, `nic`")
         );
         assert_eq!(
             error.file.as_deref(),

@@ -6,9 +6,11 @@ pub mod desired;
 pub mod diagnostics;
 pub mod load;
 pub mod model;
+mod provider_checks;
 pub mod schema;
 pub mod secrets;
 mod semantic;
+mod source_text;
 pub mod yaml;
 
 pub use desired::{

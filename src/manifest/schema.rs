@@ -285,6 +285,20 @@ fn describe(
             ),
             "too small",
         )),
+        ValidationErrorKind::Maximum { limit } => out.push(at_value(
+            ManifestDiagnostic::error(
+                "invalid-value",
+                format!("{} must be at most {limit}", quoted(pointer)),
+            ),
+            "too large",
+        )),
+        ValidationErrorKind::MinItems { limit } => out.push(at_value(
+            ManifestDiagnostic::error(
+                "invalid-value",
+                format!("{} must have at least {limit} item(s)", quoted(pointer)),
+            ),
+            "too few items",
+        )),
         ValidationErrorKind::ExclusiveMinimum { limit } => out.push(at_value(
             ManifestDiagnostic::error(
                 "invalid-value",
@@ -311,7 +325,10 @@ fn unknown_key(file: &SourceFile, parent: &str, key: &str, allowed: &[&str]) -> 
         format!("in {}", quoted(parent))
     };
     let help = match did_you_mean(key, allowed.iter().copied()) {
-        Some(suggestion) => format!("did you mean `{suggestion}`?"),
+        Some(suggestion) => format!(
+            "did you mean `{suggestion}`? allowed keys here: {}",
+            allowed.join(", ")
+        ),
         None if allowed.is_empty() => "remove this key".to_string(),
         None => format!("allowed keys here: {}", allowed.join(", ")),
     };
@@ -385,7 +402,7 @@ fn wrong_type(
         // read as numbers, long ids could be rounded and point at another machine.
         let text = file
             .value_span(pointer)
-            .and_then(|span| file.text.get(span.offset..span.offset + span.length))
+            .and_then(|span| file.span_text(span))
             .unwrap_or("...")
             .to_string();
         (
@@ -483,10 +500,14 @@ mod tests {
     }
 
     /// Editors show `description`s on hover: every property must have one, and every object
-    /// except free-form `options` must refuse unknown keys.
+    /// except free-form `options` must refuse unknown keys. (`if`/`then` only narrow a
+    /// provider by its type; the shapes they point at are checked like the rest.)
     #[test]
     fn every_property_is_described_and_objects_are_closed() {
         fn walk(node: &Value, path: &str) {
+            if path.ends_with("/if") || path.ends_with("/then") {
+                return;
+            }
             match node {
                 Value::Object(map) => {
                     if let Some(Value::Object(properties)) = map.get("properties") {
@@ -524,6 +545,150 @@ mod tests {
                 .get("additionalProperties")
                 .is_none()
         );
+    }
+
+    /// Every `examples` value in the schema is valid where it stands.
+    #[test]
+    fn the_schema_s_own_examples_are_valid() {
+        fn collect(node: &Value, pointer: &str, found: &mut Vec<(String, Value)>) {
+            match node {
+                Value::Object(map) => {
+                    if let Some(Value::Array(examples)) = map.get("examples") {
+                        for example in examples {
+                            found.push((pointer.to_string(), example.clone()));
+                        }
+                    }
+                    for (key, child) in map {
+                        if key != "examples" {
+                            collect(child, &child_pointer(pointer, key), found);
+                        }
+                    }
+                }
+                Value::Array(items) => {
+                    for (position, child) in items.iter().enumerate() {
+                        collect(child, &format!("{pointer}/{position}"), found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut examples = Vec::new();
+        collect(&SCHEMA, "", &mut examples);
+        assert!(examples.len() >= 20, "{}", examples.len());
+        for (pointer, example) in examples {
+            let schema = serde_json::json!({
+                "$schema": SCHEMA["$schema"],
+                "$defs": SCHEMA["$defs"],
+                "$ref": format!("#{pointer}"),
+            });
+            let validator = jsonschema::draft202012::new(&schema).unwrap();
+            let errors: Vec<String> = validator
+                .iter_errors(&example)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{pointer}: {example}: {errors:?}");
+        }
+    }
+
+    /// Per provider type, the schema allows exactly the credential and option keys the
+    /// provider's own check allows: editors and `validate` cannot disagree.
+    #[test]
+    fn provider_keys_in_the_schema_match_the_providers() {
+        use crate::provider::{edis, huaweicloud, jdcloud, zenlayer};
+        let keys = |def: &str| -> Vec<String> {
+            let mut keys: Vec<String> = SCHEMA["$defs"][def]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{def}"))
+                .keys()
+                .cloned()
+                .collect();
+            keys.sort();
+            keys
+        };
+        let sorted = |names: &[&str]| -> Vec<String> {
+            let mut names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+            names.sort();
+            names
+        };
+        let clouddc: Vec<&str> = huaweicloud::settings::COMMON_OPTION_KEYS
+            .iter()
+            .chain(&huaweicloud::settings::CLOUDDC_OPTION_KEYS)
+            .copied()
+            .collect();
+        for (def, expected) in [
+            (
+                "zenlayerCredentials",
+                sorted(&zenlayer::settings::CREDENTIAL_KEYS),
+            ),
+            (
+                "zenlayerOptions",
+                sorted(&zenlayer::settings::PROVIDER_OPTION_KEYS),
+            ),
+            (
+                "huaweicloudCredentials",
+                sorted(&huaweicloud::settings::CREDENTIAL_KEYS),
+            ),
+            (
+                "huaweicloudEcsOptions",
+                sorted(&huaweicloud::settings::COMMON_OPTION_KEYS),
+            ),
+            ("huaweicloudClouddcOptions", sorted(&clouddc)),
+            (
+                "jdcloudCredentials",
+                sorted(&jdcloud::settings::CREDENTIAL_KEYS),
+            ),
+            (
+                "jdcloudOptions",
+                sorted(&jdcloud::settings::PROVIDER_OPTION_KEYS),
+            ),
+            ("edisCredentials", sorted(&edis::settings::CREDENTIAL_KEYS)),
+            ("edisOptions", sorted(&edis::validate::PROVIDER_OPTION_KEYS)),
+        ] {
+            assert_eq!(keys(def), expected, "{def}");
+        }
+        // Every provider type has its branch.
+        let branches = SCHEMA["$defs"]["provider"]["allOf"].as_array().unwrap();
+        let types = SCHEMA["$defs"]["provider"]["properties"]["type"]["enum"]
+            .as_array()
+            .unwrap();
+        assert_eq!(branches.len(), types.len());
+    }
+
+    /// The schema itself (as an editor uses it) flags a wrong credential key, with the
+    /// allowed keys and a did-you-mean.
+    #[test]
+    fn a_wrong_credential_key_is_flagged_by_the_schema() {
+        let text = "version: 1\nproviders:\n  zl:\n    type: zenlayer-bmc\n    credentials:\n      acess_key_id: {env: A}\n      access_key_password: {env: B}\n    options: {api_version: \"2023-01-01\"}\n";
+        let (document, spans) = super::super::yaml::parse_document(text).unwrap();
+        assert!(!VALIDATOR.is_valid(&document));
+        let file = SourceFile::new(std::path::Path::new("m.yaml"), text, spans);
+        let diagnostics = check(&file, &document, &[]);
+        let summary: Vec<(&str, Option<usize>, Option<&str>)> = diagnostics
+            .iter()
+            .map(|d| (d.message.as_str(), d.line, d.help.as_deref()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "unknown key `acess_key_id` in `providers.zl.credentials`",
+                    Some(6),
+                    Some(
+                        "did you mean `access_key_id`? allowed keys here: access_key_id, \
+                         access_key_password, token"
+                    )
+                ),
+                (
+                    "`api_version` must be one of: 2022-11-20, 2026-02-01",
+                    Some(8),
+                    Some("did you mean `2026-02-01`? allowed values: 2022-11-20, 2026-02-01")
+                ),
+            ]
+        );
+        // Another type: the same key is fine where it belongs.
+        let jd = serde_json::json!({"version": 1, "providers": {"jd": {"type": "jdcloud-cps",
+            "credentials": {"access_key": {"env": "A"}, "secret_key": {"env": "B"}}}}});
+        assert!(VALIDATOR.is_valid(&jd));
     }
 
     #[test]

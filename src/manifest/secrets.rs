@@ -34,9 +34,13 @@ pub fn resolve(reference: &SecretRef) -> Result<SecretString, SecretError> {
             Err(_) => Err(SecretError::EnvMissing(name.clone())),
         },
         SecretRef::File(path) => {
-            let mut text = std::fs::read_to_string(path).map_err(|error| SecretError::File {
+            let mut text = crate::files::read_limited_to_string(
+                std::path::Path::new(path),
+                crate::files::SECRET_MAX_BYTES,
+            )
+            .map_err(|error| SecretError::File {
                 path: path.clone(),
-                message: error.to_string(),
+                message: error.reason(),
             })?;
             if text.ends_with('\n') {
                 text.pop();

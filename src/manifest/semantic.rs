@@ -1,7 +1,7 @@
 //! Checks across all manifest files, and resolution into the desired state: defaults merged,
 //! paths made absolute, user data read, password policies checked by the provider.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
@@ -12,9 +12,9 @@ use super::desired::{
     RemoteBackend, Rollout, RolloutPolicy,
 };
 use super::diagnostics::{
-    ManifestDiagnostic, SourceFile, child_pointer, did_you_mean, display_path,
+    ManifestDiagnostic, SourceFile, child_pointer, did_you_mean_among, display_path, name_list,
 };
-use super::load::{LoadOptions, SecretCheck, io_message};
+use super::load::{LoadOptions, SecretCheck};
 use super::model::{
     AccessSpec, BackendConfig, BackendType, Defaults, EmbeddedEmulatorConfig, ManifestFile,
     PolicySpec, ProviderConfig, SecretRef, ServerSpec, StateConfig, UserDataSpec,
@@ -115,6 +115,20 @@ pub(crate) fn resolve(
     let policy = single_section(files, "policy", |model| model.policy.as_ref(), &mut out);
     let providers = collect_providers(files, &mut out);
     check_emulator_endpoints(&providers, emulator.is_some(), &mut out);
+    let desired_providers: BTreeMap<String, DesiredProvider> = providers
+        .iter()
+        .map(|(name, section)| (name.clone(), desired_provider(name, section)))
+        .collect();
+    for (name, desired) in &desired_providers {
+        if let Some(section) = providers.get(name) {
+            super::provider_checks::check_provider(
+                &section.file.source,
+                desired,
+                options,
+                &mut out,
+            );
+        }
+    }
     if let Some(defaults) = &defaults {
         check_defaults(defaults, &providers, &mut out);
     }
@@ -160,10 +174,7 @@ pub(crate) fn resolve(
         return (None, out);
     }
     let resolved = Resolved {
-        providers: providers
-            .iter()
-            .map(|(name, section)| (name.clone(), desired_provider(name, section)))
-            .collect(),
+        providers: desired_providers,
         servers,
         state_path: state_path(files, state.as_ref(), backend.as_ref()),
         backend: backend.as_ref().and_then(remote_backend),
@@ -206,15 +217,16 @@ fn check_groups(
     let known: Vec<&str> = policy
         .map(|section| section.value.groups.keys().map(String::as_str).collect())
         .unwrap_or_default();
+    let known_set: HashSet<&str> = known.iter().copied().collect();
     for entry in entries {
         let Some(group) = &entry.spec.group else {
             continue;
         };
-        if known.contains(&group.as_str()) {
+        if known_set.contains(group.as_str()) {
             continue;
         }
         let pointer = entry.pointer("/group");
-        let help = match did_you_mean(group, known.iter().copied()) {
+        let help = match did_you_mean_among(group, &known) {
             Some(close) => {
                 format!("did you mean `{close}`? groups are defined under `policy.groups`")
             }
@@ -223,7 +235,7 @@ fn check_groups(
                     "define it under `policy.groups.{group}` (with its `rollout`), or remove `group`"
                 )
             }
-            None => format!("defined groups: {}", known.join(", ")),
+            None => format!("defined groups: {}", name_list(&known, 20)),
         };
         out.push(
             ManifestDiagnostic::error("unknown-group", format!("unknown rollout group `{group}`"))
@@ -414,9 +426,9 @@ fn unknown_provider(
         "no providers are configured: add a `providers:` section".to_string()
     } else {
         let names: Vec<&str> = providers.keys().map(String::as_str).collect();
-        match did_you_mean(name, names.iter().copied()) {
+        match did_you_mean_among(name, &names) {
             Some(suggestion) => format!("did you mean `{suggestion}`?"),
-            None => format!("configured providers: {}", names.join(", ")),
+            None => format!("configured providers: {}", name_list(&names, 20)),
         }
     };
     ManifestDiagnostic::error(
@@ -502,7 +514,9 @@ fn resolve_server(
     user_data: &mut UserDataReader,
     out: &mut Vec<ManifestDiagnostic>,
 ) -> Option<DesiredServer> {
-    let errors_before = out.iter().filter(|d| d.is_error()).count();
+    // Only this server's own diagnostics are looked at: counting all of `out` for every server
+    // would make checking quadratic in the number of servers.
+    let first_own = out.len();
     let spec = entry.spec;
     let source = &entry.file.source;
     let defaults_value = defaults.map(|section| section.value);
@@ -552,11 +566,11 @@ fn resolve_server(
         None => (None, true),
     };
 
-    let errors_after = out.iter().filter(|d| d.is_error()).count();
+    let own_errors = out[first_own..].iter().any(ManifestDiagnostic::is_error);
     let (Some(provider), Some(image)) = (provider, image) else {
         return None;
     };
-    if errors_after > errors_before || !user_data_ok {
+    if own_errors || !user_data_ok {
         return None;
     }
     let provider_type = providers.get(&provider)?.value.provider_type;
@@ -623,7 +637,7 @@ fn server_provider(
         let names: Vec<&str> = providers.keys().map(String::as_str).collect();
         format!(
             "add `provider: NAME` to the server or `defaults.provider`; configured providers: {}",
-            names.join(", ")
+            name_list(&names, 20)
         )
     };
     let pointer = entry.pointer("");
@@ -729,7 +743,10 @@ impl UserDataReader {
         if let Some(known) = self.read.get(&absolute) {
             return known.clone();
         }
-        let content = match fs_err::read_to_string(&absolute) {
+        let content = match crate::files::read_limited_to_string(
+            &absolute,
+            crate::files::USER_DATA_MAX_BYTES,
+        ) {
             Ok(content) => {
                 self.contents_in_order.push(content.clone());
                 Some(content)
@@ -739,7 +756,7 @@ impl UserDataReader {
                 out.push(
                     ManifestDiagnostic::error(
                         "user-data-unreadable",
-                        format!("cannot read the user data file: {}", io_message(&error)),
+                        format!("cannot read the user data file: {error}"),
                     )
                     .with_help("the path is relative to the manifest file that names it")
                     .at(

@@ -7,6 +7,7 @@ use secrecy::SecretString;
 use super::fleet::Fleet;
 use crate::error::{Error, Result};
 use crate::manifest::{DesiredAccess, DesiredServer, Manifest, secrets};
+use crate::output::escape_control;
 use crate::plan::diff::{DiffInput, diff};
 use crate::plan::inputs::input_digests;
 use crate::plan::model::{PLAN_FORMAT_VERSION, Plan, StateRef, Summary};
@@ -58,7 +59,7 @@ async fn check_desired(fleet: &Fleet, servers: &[&DesiredServer]) -> Result<()> 
             if let Some(help) = issue.help {
                 line.push_str(&format!(" ({help})"));
             }
-            problems.push(line);
+            problems.push(escape_control(&line).into_owned());
         }
     }
     if problems.is_empty() {
@@ -218,19 +219,13 @@ pub async fn make_plan(
     })
 }
 
-/// Reads the state, creating it (new lineage and digest key) when there is none yet, so that
-/// every plan is made against a lineage and a key that apply will find again.
-pub fn read_or_init_state(
-    store: &dyn crate::state::StateStore,
-    lock: &dyn crate::state::StateLock,
-) -> Result<(State, bool)> {
+/// Reads the state, or starts a new one (new lineage and digest key) when there is none yet.
+/// Returns whether it is new: the caller writes a new state once there is something to keep
+/// (a plan was made), so that a run that fails before that leaves no state behind.
+pub fn read_or_init_state(store: &dyn crate::state::StateStore) -> Result<(State, bool)> {
     match store.read()? {
         Some(state) => Ok((state, false)),
-        None => {
-            let mut state = State::new();
-            store.write(lock, &mut state)?;
-            Ok((state, true))
-        }
+        None => Ok((State::new(), true)),
     }
 }
 
@@ -242,7 +237,13 @@ pub fn blocked_error(plan: &Plan) -> Option<Error> {
         .filter(|server| server.action == crate::plan::ActionKind::Blocked)
         .map(|server| {
             let reasons: Vec<String> = server.reasons.iter().map(|r| r.describe()).collect();
-            format!("  - {}: {}", server.name, reasons.join("; "))
+            let line = format!(
+                "  - {} (id `{}`): {}",
+                server.name,
+                server.cloud_id,
+                reasons.join("; ")
+            );
+            escape_control(&line).into_owned()
         })
         .collect();
     if details.is_empty() {

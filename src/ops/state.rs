@@ -79,7 +79,7 @@ pub fn adopt(
         ));
     }
 
-    let (mut state, _) = read_or_init_state(store, lock)?;
+    let (mut state, _) = read_or_init_state(store)?;
     let existing = state.servers.get(&server.name).cloned();
     if let Some(record) = &existing
         && record.cloud_id == server.cloud_id

@@ -435,7 +435,8 @@ fn changes(
     if server.hostname.is_some() || hostname_before.is_some() {
         changes.push(Change {
             field: FIELD_HOSTNAME.to_string(),
-            changed: hostname_before != server.hostname,
+            // A hostname the manifest does not set is not managed: nothing changes it.
+            changed: server.hostname.is_some() && hostname_before != server.hostname,
             before: hostname_before,
             after: server.hostname.clone(),
             sensitive: false,

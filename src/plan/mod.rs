@@ -7,5 +7,6 @@ pub mod model;
 pub mod render;
 pub mod rollout;
 pub mod signature;
+mod yaml_style;
 
 pub use model::{ActionKind, Change, Plan, Reason, ServerPlan, Summary};

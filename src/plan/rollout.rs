@@ -29,23 +29,26 @@ pub struct Wave {
 
 /// The waves for the plan's destructive actions.
 pub fn waves(servers: &[ServerPlan], policy: &RolloutPolicy) -> Vec<Wave> {
-    let mut groups: Vec<Option<String>> = Vec::new();
+    // Groups in order of first appearance, each with its members in plan order; one pass, so
+    // a fleet of many groups costs no more than one of few.
+    let mut groups: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    let mut group_index: std::collections::HashMap<Option<String>, usize> =
+        std::collections::HashMap::new();
     for server in servers
         .iter()
         .filter(|server| server.action.is_destructive())
     {
-        if !groups.contains(&server.desired.group) {
-            groups.push(server.desired.group.clone());
-        }
+        let index = *group_index
+            .entry(server.desired.group.clone())
+            .or_insert_with(|| {
+                groups.push((server.desired.group.clone(), Vec::new()));
+                groups.len() - 1
+            });
+        groups[index].1.push(server.name.clone());
     }
     let mut waves = Vec::new();
-    for group in groups {
+    for (group, members) in groups {
         let rollout: Rollout = policy.for_group(group.as_deref());
-        let members: Vec<String> = servers
-            .iter()
-            .filter(|server| server.action.is_destructive() && server.desired.group == group)
-            .map(|server| server.name.clone())
-            .collect();
         let canary = rollout.canary.min(members.len());
         let (first, rest) = members.split_at(canary);
         for (is_canary, names) in [(true, first), (false, rest)] {

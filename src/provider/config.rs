@@ -9,7 +9,9 @@ use std::time::Duration;
 use reqwest::Url;
 use secrecy::SecretString;
 
-use super::ProviderError;
+use super::rules::{allowed_keys_help, escape_pointer, issue};
+use super::{FieldIssue, ProviderError};
+use crate::manifest::model::ProviderConfig;
 use crate::manifest::{DesiredProvider, SecretRef, secrets};
 
 /// The help of an endpoint that uses plain http to another machine, for providers whose every
@@ -107,6 +109,128 @@ impl Timing {
             stop_timeout: read("stop_timeout", settings.stop_timeout, self.stop_timeout)?,
         })
     }
+}
+
+/// Refuses a configuration with issues: the first one becomes the error (`validate` shows them
+/// all, each at its place in the manifest).
+pub fn refuse_issues(provider: &str, issues: &[FieldIssue]) -> Result<(), ProviderError> {
+    match issues.first() {
+        None => Ok(()),
+        Some(first) => Err(config_error(
+            provider,
+            first.message.clone(),
+            first.help.clone().unwrap_or_default(),
+        )),
+    }
+}
+
+/// Rules every provider type shares: the timing settings must be durations.
+pub fn common_issues(config: &ProviderConfig) -> Vec<FieldIssue> {
+    let mut issues = Vec::new();
+    for (field, value) in [
+        ("poll_interval", config.poll_interval),
+        ("install_timeout", config.install_timeout),
+        ("start_grace", config.start_grace),
+        ("stop_timeout", config.stop_timeout),
+        ("request_timeout", config.request_timeout),
+    ] {
+        if let Some(seconds) = value
+            && !Duration::try_from_secs_f64(seconds).is_ok_and(|duration| !duration.is_zero())
+        {
+            issues.push(issue(
+                &format!("/{field}"),
+                &format!("`{field}` is {seconds}; it must be a number of seconds > 0"),
+                Some(&format!("omit `{field}` to use the provider's default")),
+            ));
+        }
+    }
+    issues
+}
+
+/// An issue with the manifest's `endpoint`, when one is given (`emulator` is checked by the
+/// loader, which knows whether an emulator section exists).
+pub fn endpoint_issue(
+    endpoint: Option<&str>,
+    url_help: &'static str,
+    plain_http_help: &'static str,
+) -> Option<FieldIssue> {
+    let text = endpoint.filter(|text| *text != "emulator")?;
+    let (message, help) = check_endpoint(text, url_help, plain_http_help).err()?;
+    Some(issue(
+        "/endpoint",
+        &format!("endpoint `{text}` {message}"),
+        Some(help),
+    ))
+}
+
+/// One issue per credential key outside `allowed`, with "did you mean". `kind` names the
+/// provider type with its article ("a zenlayer-bmc").
+pub fn credential_key_issues(
+    references: &BTreeMap<String, SecretRef>,
+    allowed: &[&str],
+    kind: &str,
+) -> Vec<FieldIssue> {
+    references
+        .keys()
+        .filter(|key| !allowed.contains(&key.as_str()))
+        .map(|key| {
+            issue(
+                &format!("/credentials/{}", escape_pointer(key)),
+                &format!("unknown credential `{key}` for {kind} provider"),
+                Some(&allowed_keys_help(key, allowed)),
+            )
+        })
+        .collect()
+}
+
+/// The issue of a provider option key outside `allowed`, with "did you mean".
+pub fn unknown_option_issue(key: &str, allowed: &[&str], provider_type: &str) -> FieldIssue {
+    issue(
+        &format!("/options/{}", escape_pointer(key)),
+        &format!("unknown option `{key}` for a {provider_type} provider"),
+        Some(&allowed_keys_help(key, allowed)),
+    )
+}
+
+/// A provider option that is a number of seconds (`≥ 0`, or `> 0` unless `allow_zero`).
+pub fn seconds_option(
+    key: &str,
+    value: &serde_json::Value,
+    allow_zero: bool,
+    help: &str,
+) -> Result<Duration, FieldIssue> {
+    value
+        .as_f64()
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .filter(|duration| allow_zero || !duration.is_zero())
+        .ok_or_else(|| {
+            issue(
+                &format!("/options/{}", escape_pointer(key)),
+                &format!(
+                    "option `{key}` is {value}; it must be a number of seconds {}",
+                    if allow_zero { "≥ 0" } else { "> 0" }
+                ),
+                Some(help),
+            )
+        })
+}
+
+/// The issue of a credential pair of which the manifest gives only one.
+pub fn half_pair_issue(
+    references: &BTreeMap<String, SecretRef>,
+    first: &str,
+    second: &str,
+) -> Option<FieldIssue> {
+    let (present, missing) = match (references.get(first), references.get(second)) {
+        (Some(_), None) => (first, second),
+        (None, Some(_)) => (second, first),
+        _ => return None,
+    };
+    Some(issue(
+        &format!("/credentials/{}", escape_pointer(present)),
+        &format!("`{first}` and `{second}` must be given together: `{missing}` is missing"),
+        Some("add the missing one, or remove both to use environment variables"),
+    ))
 }
 
 /// The endpoint given for this run: the override (the embedded emulator), else the manifest's

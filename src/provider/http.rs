@@ -106,7 +106,9 @@ impl RawResponse {
     /// The body as text for error messages, cut to its first `limit` characters.
     pub fn body_excerpt(&self, limit: usize) -> String {
         let text = String::from_utf8_lossy(&self.body);
-        let mut excerpt: String = text.chars().take(limit).collect();
+        let mut excerpt: String =
+            crate::output::escape_control(&text.chars().take(limit).collect::<String>())
+                .into_owned();
         if text.chars().nth(limit).is_some() {
             excerpt.push('…');
         }
@@ -118,7 +120,9 @@ impl RawResponse {
 #[derive(Debug, Clone)]
 pub struct ProviderHttp {
     provider: String,
-    client: reqwest::Client,
+    /// Built on first use: setting up TLS (loading root certificates) is the costly part of
+    /// a provider, and `validate` builds providers only to check their configuration.
+    client: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
     /// Longest time for one request (`request_timeout` in the manifest).
     request_timeout: Duration,
     retry: RetryPolicy,
@@ -129,20 +133,9 @@ impl ProviderHttp {
     /// A client with reimage's timeouts and user agent, for the provider named `provider`
     /// (the name is used in errors and logs).
     pub fn new(provider: &str, retry: RetryPolicy) -> Result<Self, ProviderError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(user_agent())
-            .build()
-            .map_err(|error| ProviderError::Config {
-                provider: provider.to_string(),
-                message: format!("cannot set up the HTTP client: {}", error_chain(&error)),
-                help: "this is a problem with the local TLS setup, not with the manifest"
-                    .to_string(),
-            })?;
         Ok(Self {
             provider: provider.to_string(),
-            client,
+            client: std::sync::Arc::new(std::sync::OnceLock::new()),
             request_timeout: REQUEST_TIMEOUT,
             retry,
             limits: std::sync::Arc::new(RateLimits::unlimited(provider)),
@@ -161,8 +154,21 @@ impl ProviderHttp {
         self
     }
 
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// The HTTP client, set up on first use.
+    pub fn client(&self) -> Result<&reqwest::Client, ProviderError> {
+        let built = self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
+                .user_agent(user_agent())
+                .build()
+                .map_err(|error| error_chain(&error))
+        });
+        built.as_ref().map_err(|message| ProviderError::Config {
+            provider: self.provider.clone(),
+            message: format!("cannot set up the HTTP client: {message}"),
+            help: "this is a problem with the local TLS setup, not with the manifest".to_string(),
+        })
     }
 
     pub fn retry_policy(&self) -> &RetryPolicy {
@@ -283,7 +289,7 @@ impl ProviderHttp {
                 Err(error) => (error, None),
             };
             drop(permit);
-            if !error.is_retryable() || attempt >= max_attempts {
+            if !error.is_retryable() || is_refused_credentials(&error) || attempt >= max_attempts {
                 return Err(error);
             }
             let delay = self.retry.delay_before(attempt, retry_after);
@@ -324,7 +330,7 @@ impl ProviderHttp {
         let url = redacted_url(request.url());
         request.timeout_mut().get_or_insert(self.request_timeout);
         let response = self
-            .client
+            .client()?
             .execute(request)
             .await
             .map_err(|error| self.transport_error(&url, &error))?;
@@ -342,20 +348,57 @@ impl ProviderHttp {
     }
 
     fn transport_error(&self, url: &str, error: &reqwest::Error) -> ProviderError {
-        let kind = if error.is_timeout() {
-            "timed out: "
-        } else {
-            ""
+        let chain = error_chain(error);
+        let permanent = permanent_failure(&chain);
+        let message = match (error.is_timeout(), permanent) {
+            (true, _) => format!("timed out: {chain}"),
+            (false, Some(what)) => format!("{chain} ({what}; not retried)"),
+            (false, None) => chain,
         };
         ProviderError::Transport {
             provider: self.provider.clone(),
             url: url.to_string(),
-            message: format!("{kind}{}", error_chain(error)),
+            message,
             // A connect error (refused, DNS, TLS handshake, connect timeout) means no byte of
             // the request left this machine; anything later may have reached the server.
             maybe_sent: !error.is_connect(),
+            retryable: permanent.is_none(),
         }
     }
+}
+
+/// 401 and 403 say the credentials were refused: asking again with the same ones cannot help,
+/// whatever a provider's classifier thought.
+fn is_refused_credentials(error: &ProviderError) -> bool {
+    matches!(
+        error,
+        ProviderError::Api {
+            status: Some(401 | 403),
+            ..
+        }
+    )
+}
+
+/// Whether a transport failure, read from its error chain, cannot go away by trying again, and
+/// what it is: the server's TLS certificate was refused, or its host name does not exist. A
+/// temporary DNS failure ("try again") stays retryable.
+fn permanent_failure(chain: &str) -> Option<&'static str> {
+    let lower = chain.to_ascii_lowercase();
+    // rustls: "invalid peer certificate: UnknownIssuer / Expired / NotValidForName …".
+    if lower.contains("invalid peer certificate") || lower.contains("certificate verify failed") {
+        return Some("the server's TLS certificate is not trusted");
+    }
+    let name_unknown = [
+        "name or service not known",
+        "no address associated with hostname",
+        "nodename nor servname provided",
+        "name does not resolve",
+        "no such host is known",
+    ];
+    if lower.contains("dns error") && name_unknown.iter().any(|words| lower.contains(words)) {
+        return Some("the host name does not exist");
+    }
+    None
 }
 
 /// An error with its causes, `outer: inner: innermost`, so "connection refused" is not hidden
@@ -517,6 +560,7 @@ mod tests {
         let http = ProviderHttp::new("test", RetryPolicy::default()).unwrap();
         let request = http
             .client()
+            .unwrap()
             .post("https://user:pw@example.com/api?key=abc")
             .header(
                 "Authorization",
@@ -532,6 +576,93 @@ mod tests {
         for secret in ["deadbeef", "Hunter2", "pw@", "key=abc"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
+    }
+
+    #[test]
+    fn certificate_and_unknown_host_failures_are_permanent() {
+        let permanent = [
+            "error sending request for url (https://127.0.0.1:1/): client error (Connect): \
+             invalid peer certificate: UnknownIssuer",
+            "client error (Connect): invalid peer certificate: Expired",
+            "client error (Connect): dns error: failed to lookup address information: Name or \
+             service not known",
+            "dns error: failed to lookup address information: No address associated with hostname",
+        ];
+        for chain in permanent {
+            assert!(permanent_failure(chain).is_some(), "{chain}");
+        }
+        let transient = [
+            "client error (Connect): tcp connect error: Connection refused (os error 111)",
+            "dns error: failed to lookup address information: Temporary failure in name resolution",
+            "operation timed out",
+            "connection closed before message completed",
+        ];
+        for chain in transient {
+            assert_eq!(permanent_failure(chain), None, "{chain}");
+        }
+    }
+
+    /// A real TLS handshake with a certificate no root vouches for: refused once, not five
+    /// times with backoff.
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_not_retried() {
+        use tokio_rustls::rustls::ServerConfig;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let certificate = CertificateDer::from_pem_slice(include_bytes!(
+            "../../tests/fixtures/untrusted-tls.crt"
+        ))
+        .unwrap();
+        let key =
+            PrivateKeyDer::from_pem_slice(include_bytes!("../../tests/fixtures/untrusted-tls.key"))
+                .unwrap();
+        let config = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let handshakes = Arc::new(AtomicU32::new(0));
+        let counter = handshakes.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = acceptor.accept(stream).await;
+            }
+        });
+        let http = ProviderHttp::new("test", fast_policy(5)).unwrap();
+        let error = http
+            .send_read_with_retry(
+                ApiFamily::Read,
+                || {
+                    http.client()?
+                        .post(format!("https://{address}/"))
+                        .build()
+                        .map_err(|error| ProviderError::Config {
+                            provider: "test".into(),
+                            message: error.to_string(),
+                            help: String::new(),
+                        })
+                },
+                classify,
+            )
+            .await
+            .unwrap_err();
+        assert!(!error.is_retryable(), "{error:?}");
+        assert!(
+            matches!(
+                &error,
+                ProviderError::Transport {
+                    maybe_sent: false,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("certificate"), "{error}");
+        assert_eq!(handshakes.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
@@ -559,6 +690,7 @@ mod tests {
                     let n = builds.fetch_add(1, Ordering::SeqCst);
                     // A different "signature" per attempt proves each attempt is built anew.
                     http.client()
+                        .unwrap()
                         .post(format!("http://{address}/"))
                         .header("x-attempt", n.to_string())
                         .build()
@@ -590,6 +722,7 @@ mod tests {
                 || {
                     Ok(http
                         .client()
+                        .unwrap()
                         .post(format!("http://{address}/"))
                         .build()
                         .unwrap())
@@ -618,6 +751,7 @@ mod tests {
                 || {
                     Ok(http
                         .client()
+                        .unwrap()
                         .post(format!("http://{address}/"))
                         .build()
                         .unwrap())
@@ -627,6 +761,40 @@ mod tests {
             .await;
         assert!(result.is_err());
         assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_are_not_retried_even_when_classified_retryable() {
+        for status in [AxumStatus::UNAUTHORIZED, AxumStatus::FORBIDDEN] {
+            let (address, hits) = serve(move |_| (status, "denied").into_response()).await;
+            let http = ProviderHttp::new("test", fast_policy(5)).unwrap();
+            let error = http
+                .send_read_with_retry(
+                    ApiFamily::Read,
+                    || {
+                        Ok(http
+                            .client()
+                            .unwrap()
+                            .post(format!("http://{address}/"))
+                            .build()
+                            .unwrap())
+                    },
+                    |response| -> Result<String, ProviderError> {
+                        Err(ProviderError::Api {
+                            provider: "test".into(),
+                            status: Some(response.status.as_u16()),
+                            code: None,
+                            message: "denied".into(),
+                            request_id: None,
+                            retryable: true,
+                        })
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert!(error.to_string().contains("denied"));
+            assert_eq!(hits.load(Ordering::SeqCst), 1, "{status}");
+        }
     }
 
     /// A port that was just free: connecting to it is refused.
@@ -649,6 +817,7 @@ mod tests {
                     builds.fetch_add(1, Ordering::SeqCst);
                     Ok(http
                         .client()
+                        .unwrap()
                         .post(format!("http://{address}/"))
                         .build()
                         .unwrap())
@@ -673,6 +842,7 @@ mod tests {
         let http = ProviderHttp::new("test", fast_policy(5)).unwrap();
         let request = http
             .client()
+            .unwrap()
             .post(format!("http://{address}/"))
             .build()
             .unwrap();
@@ -692,6 +862,7 @@ mod tests {
             serve(|_| (AxumStatus::SERVICE_UNAVAILABLE, "down").into_response()).await;
         let request = http
             .client()
+            .unwrap()
             .post(format!("http://{address}/"))
             .build()
             .unwrap();
@@ -715,6 +886,7 @@ mod tests {
         let http = ProviderHttp::new("test", fast_policy(1)).unwrap();
         let request = http
             .client()
+            .unwrap()
             .post(format!("http://{address}/"))
             .timeout(Duration::from_millis(50))
             .build()

@@ -141,7 +141,8 @@ impl RateLimits {
                     } else {
                         f64::INFINITY
                     },
-                    concurrency: limit.concurrency.max(1),
+                    // A semaphore holds at most `MAX_PERMITS`; more would panic.
+                    concurrency: limit.concurrency.clamp(1, Semaphore::MAX_PERMITS),
                 };
                 (
                     family,
@@ -245,6 +246,14 @@ mod tests {
             }
         }
         assert!(announced);
+    }
+
+    /// A manifest may ask for any concurrency; more than a semaphore holds must not panic.
+    #[tokio::test]
+    async fn a_huge_concurrency_is_clamped() {
+        let overrides = BTreeMap::from([(ApiFamily::Read, RateLimit::new(60.0, usize::MAX / 2))]);
+        let limits = RateLimits::new("test-huge", &[], &overrides);
+        let _permit = limits.acquire(ApiFamily::Read).await;
     }
 
     #[tokio::test]

@@ -191,6 +191,9 @@ pub enum ProviderError {
         message: String,
         /// True when the request may have reached the server (a timeout after sending).
         maybe_sent: bool,
+        /// False when trying again cannot help: the server's certificate was refused, or its
+        /// name does not exist.
+        retryable: bool,
     },
     #[error("{provider}: {message}")]
     #[diagnostic(help("{help}"))]
@@ -252,7 +255,7 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Api { retryable, .. } => *retryable,
-            Self::Transport { .. } => true,
+            Self::Transport { retryable, .. } => *retryable,
             Self::Config { .. } => false,
         }
     }
@@ -387,6 +390,23 @@ pub fn validate_server(server: &DesiredServer, password: Option<&SecretString>) 
         ProviderType::EdisKvm => edis::validate_server(server, password),
         ProviderType::JdcloudCps => jdcloud::validate_server(server, password),
     }
+}
+
+/// Checks a provider's manifest entry against its type's rules, without network or
+/// environment: credential keys and pairs, options and their values, the endpoint's scheme.
+/// Pointers are relative to the entry (e.g. `/credentials/acess_key`). Construction refuses
+/// the same issues, so `validate` and `plan` cannot disagree.
+pub fn check_config(config: &crate::manifest::model::ProviderConfig) -> Vec<FieldIssue> {
+    let mut issues = self::config::common_issues(config);
+    issues.extend(match config.provider_type {
+        ProviderType::ZenlayerBmc => zenlayer::settings::check_config(config),
+        ProviderType::HuaweicloudEcs | ProviderType::HuaweicloudClouddc => {
+            huaweicloud::settings::check_config(config)
+        }
+        ProviderType::EdisKvm => edis::settings::check_config(config),
+        ProviderType::JdcloudCps => jdcloud::settings::check_config(config),
+    });
+    issues
 }
 
 /// Builds a live provider from its configuration. `endpoint_override` replaces the configured

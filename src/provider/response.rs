@@ -35,6 +35,10 @@ pub fn failure_message(
     response: &RawResponse,
 ) -> String {
     let status = response.status;
+    // The provider's words reach a terminal: no control or bidi characters from them.
+    let code = code.map(|code| crate::output::escape_control(code).into_owned());
+    let code = code.as_deref();
+    let message = message.map(|message| crate::output::escape_control(&message).into_owned());
     match (code, message) {
         (Some(code), Some(message)) => format!(
             "{action} failed with {code} (HTTP {}): {message}",
@@ -79,6 +83,8 @@ pub fn maybe_started(
         url: url.to_string(),
         message: format!("{detail}; {consequence}"),
         maybe_sent: true,
+        // Only reinstall calls end here, and those are never sent again blindly.
+        retryable: false,
     }
 }
 

@@ -27,36 +27,11 @@ pub fn allowed_keys_help(key: &str, allowed: &[&str]) -> String {
         .map(|name| format!("`{name}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    let lowered = key.to_ascii_lowercase();
-    let closest = allowed
-        .iter()
-        .map(|name| (edit_distance(&lowered, name), *name))
-        .min();
-    match closest {
-        // A third of the name may differ: a typo rather than a different word.
-        Some((distance, name)) if distance <= (name.len() / 3).max(1) => {
-            format!("did you mean `{name}`? allowed: {list}")
-        }
-        _ => format!("allowed: {list}"),
+    // The same judgement of "a likely typo" as the manifest's own keys get.
+    match crate::manifest::diagnostics::did_you_mean(key, allowed.iter().copied()) {
+        Some(name) => format!("did you mean `{name}`? allowed: {list}"),
+        None => format!("allowed: {list}"),
     }
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb))
-                .min(above + 1)
-                .min(row[j] + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 /// What is wrong with a hostname of DNS characters (letters, digits, `-`, `.`) and at most
@@ -161,15 +136,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("raidtype", "raid_type"), 1);
-        assert_eq!(edit_distance("cloudinit", "cloud_init"), 1);
-        assert_eq!(edit_distance("", "nic"), 3);
-        assert_eq!(edit_distance("nic", "nic"), 0);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-    }
-
-    #[test]
     fn pointers_are_escaped() {
         assert_eq!(escape_pointer("a/b~c"), "a~1b~0c");
     }
@@ -184,6 +150,10 @@ mod tests {
         assert_eq!(
             allowed_keys_help("colour", &allowed),
             "allowed: `raid_type`, `partitions`, `nic`"
+        );
+        assert_eq!(
+            allowed_keys_help("emial", &["email", "password"]),
+            "did you mean `email`? allowed: `email`, `password`"
         );
     }
 

@@ -10,7 +10,7 @@
 //! is safe because a step's call is only made after its intent line was synced.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -275,9 +275,9 @@ impl Journal for LocalJournal {
             .map_err(|_| self.error("the journal lock was poisoned"))?;
         if guard.is_none() {
             if let Some(parent) = self.path.parent() {
-                fs_err::create_dir_all(parent).map_err(|error| self.error(error))?;
+                super::local::create_private_dir_all(parent).map_err(|error| self.error(error))?;
             }
-            let file = OpenOptions::new()
+            let file = super::local::private_open_options()
                 .create(true)
                 .append(true)
                 .open(&self.path)

@@ -54,9 +54,9 @@ impl LocalStateStore {
     fn open_lock_file(&self) -> Result<File, StateError> {
         let lock_path = self.lock_path();
         if let Some(parent) = lock_path.parent() {
-            fs_err::create_dir_all(parent).map_err(|error| self.write_error(error))?;
+            create_private_dir_all(parent).map_err(|error| self.write_error(error))?;
         }
-        std::fs::OpenOptions::new()
+        private_open_options()
             .read(true)
             .write(true)
             .create(true)
@@ -161,16 +161,17 @@ impl StateStore for LocalStateStore {
     }
 
     fn read(&self) -> Result<Option<State>, StateError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => {
-                return Err(StateError::Read {
-                    path: self.location(),
-                    message: error.to_string(),
-                });
-            }
-        };
+        let text =
+            match crate::files::read_limited_to_string(&self.path, crate::files::STATE_MAX_BYTES) {
+                Ok(text) => text,
+                Err(error) if error.is_not_found() => return Ok(None),
+                Err(error) => {
+                    return Err(StateError::Read {
+                        path: self.location(),
+                        message: error.to_string(),
+                    });
+                }
+            };
         let state: State = serde_json::from_str(&text).map_err(|error| StateError::Read {
             path: self.location(),
             message: format!("not a reimage state file: {error}"),
@@ -275,7 +276,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    fs_err::create_dir_all(&folder)?;
+    create_private_dir_all(&folder)?;
+    // A temporary file is created 0600 (owner only), and the rename keeps that.
     let mut temp = tempfile::NamedTempFile::new_in(&folder)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
@@ -283,16 +285,119 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let mut backup = path.as_os_str().to_os_string();
         backup.push(".backup");
         // The backup is a convenience for humans; a failure to copy must not block the write.
-        let _ = std::fs::copy(path, PathBuf::from(backup));
+        // A copy takes the mode of its source, which an older reimage may have left readable.
+        let backup = PathBuf::from(backup);
+        if std::fs::copy(path, &backup).is_ok() {
+            let _ = restrict_to_owner(&backup);
+        }
     }
     temp.persist(path).map_err(|error| error.error)?;
     File::open(&folder)?.sync_all()?;
     Ok(())
 }
 
+/// Creates `folder` and its missing parents readable by the owner only (0700): the state, the
+/// journal and the lock name every server and what was installed on it.
+pub fn create_private_dir_all(folder: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(folder).map_err(|error| {
+        std::io::Error::new(error.kind(), format!("{}: {error}", folder.display()))
+    })?;
+    // reimage's own folder may exist already (made by the embedded emulator's data dir, or by
+    // an older reimage): it is reimage's, so it is tightened too. Other folders are the user's.
+    if folder.file_name().is_some_and(|name| name == ".reimage") {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// Options that create a file readable and writable by the owner only (0600).
+pub fn private_open_options() -> std::fs::OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// State, its backup, the lock, the journal and its backup: 0600; the folder: 0700.
+    #[cfg(unix)]
+    #[test]
+    fn everything_written_is_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join(".reimage");
+        // Made readable before reimage writes there (as the embedded emulator's data dir does).
+        std::fs::create_dir_all(folder.join("emulator")).unwrap();
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = folder.join("state.json");
+        let store = LocalStateStore::new(&path);
+        let lock = store.lock("test").unwrap();
+        let mut state = State::new();
+        store.write(lock.as_ref(), &mut state).unwrap();
+        // An older state left readable by others: its backup must not be.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        store.write(lock.as_ref(), &mut state).unwrap();
+        let journal = store.journal();
+        let entry = super::super::journal::JournalEntry {
+            plan_id: "p".into(),
+            server: "web".into(),
+            provider: "zl".into(),
+            cloud_id: "1".into(),
+            step: super::super::journal::Step::Reinstall,
+            at: "2026-01-01T00:00:00Z".into(),
+            phase: super::super::journal::Phase::Intent {
+                token: "t".into(),
+                image: None,
+                previous_image: None,
+                success_record: None,
+                baseline: None,
+            },
+        };
+        journal.append(&[entry]).unwrap();
+        // Compacting twice rewrites the journal and keeps the previous one as its backup.
+        journal.compact().unwrap();
+        journal.compact().unwrap();
+        assert_eq!(mode(&folder), 0o700);
+        for name in [
+            "state.json",
+            "state.json.backup",
+            "state.json.lock",
+            "state.json.journal",
+            "state.json.journal.backup",
+        ] {
+            assert_eq!(mode(&folder.join(name)), 0o600, "{name}");
+        }
+    }
 
     #[test]
     fn missing_state_reads_as_none_and_writes_raise_the_serial() {

@@ -13,6 +13,7 @@
 //! - completion is a heuristic ([`completion`]); success says it is not verifiable.
 
 pub mod completion;
+pub mod settings;
 pub mod validate;
 pub mod wire;
 
@@ -47,16 +48,12 @@ const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 4] = [
     (ApiFamily::Status, RateLimit::new(120.0, 1)),
     (ApiFamily::Reinstall, RateLimit::new(30.0, 1)),
 ];
-const CREDENTIAL_KEYS: [&str; 2] = ["email", "password"];
 /// Our own convention (brief §7): EDIS has no SDK whose variable names we could reuse.
 const ENV_EMAIL: &str = "EDIS_EMAIL";
 const ENV_PASSWORD: &str = "EDIS_PASSWORD";
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(15);
 /// Grace period + install + the SSH deadline's default, with room to spare.
 const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(45 * 60);
-const DEFAULT_GRACE: Duration = Duration::from_secs(60);
-const DEFAULT_PROBE_DEADLINE: Duration = Duration::from_secs(30 * 60);
-const DEFAULT_PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Brief §2.3: re-authenticate 60 s before `valid_until`. For tickets that live less than four
 /// minutes (an emulator's), a quarter of their life is the margin instead.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
@@ -121,6 +118,8 @@ impl EdisKvm {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let name = config.name.clone();
+        // The same rules `validate` reports, each at its place in the manifest.
+        config::refuse_issues(&name, &super::check_config(&config.config))?;
         let settings = &config.config;
         let (text, source) =
             config::configured_endpoint(&name, endpoint_override, settings.endpoint.as_deref())?
@@ -137,8 +136,8 @@ impl EdisKvm {
             .is_some_and(|host| host.eq_ignore_ascii_case(PRODUCTION_AUTH_HOST));
 
         let (email, password) = resolve_credentials(&name, &settings.credentials, &env)?;
-        let options = ProviderOptions::parse(&settings.options)
-            .map_err(|(message, help)| config::config_error(&name, message, &help))?;
+        // Checked above: no issues are left.
+        let (options, _) = settings::ProviderOptions::read(&settings.options);
 
         let timing =
             config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT).of(config)?;
@@ -222,11 +221,13 @@ impl EdisKvm {
                 url,
                 message,
                 maybe_sent,
+                retryable,
             } => ProviderError::Transport {
                 provider,
                 url,
                 message: self.scrub(&message),
                 maybe_sent,
+                retryable,
             },
             other => other,
         }
@@ -234,7 +235,7 @@ impl EdisKvm {
 
     fn form_request(&self, url: Url, body: String) -> Result<reqwest::Request, ProviderError> {
         self.http
-            .client()
+            .client()?
             .post(url)
             .header(
                 CONTENT_TYPE,
@@ -583,6 +584,7 @@ impl EdisKvm {
                         request.cloud_id
                     ),
                     maybe_sent: true,
+                    retryable: false,
                 }
             } else {
                 error
@@ -878,121 +880,9 @@ fn renew_at(issued_ms: i64, expires_at: Option<i64>) -> i64 {
     expires_ms.saturating_sub(margin_ms)
 }
 
-/// Provider options (`providers.<name>.options`).
-struct ProviderOptions {
-    heuristic: Heuristic,
-    ssh_probes: BTreeMap<String, String>,
-    images: Option<Vec<String>>,
-}
-
-impl ProviderOptions {
-    fn parse(
-        options: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Self, (String, String)> {
-        let mut parsed = ProviderOptions {
-            heuristic: Heuristic {
-                grace: DEFAULT_GRACE,
-                probe_deadline: DEFAULT_PROBE_DEADLINE,
-                probe_connect_timeout: DEFAULT_PROBE_CONNECT_TIMEOUT,
-            },
-            ssh_probes: BTreeMap::new(),
-            images: None,
-        };
-        let seconds = |key: &str, value: &serde_json::Value, allow_zero: bool| {
-            value
-                .as_f64()
-                .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-                .filter(|duration| allow_zero || !duration.is_zero())
-                .ok_or_else(|| {
-                    (
-                        format!("option `{key}` is {value}; it must be a number of seconds"),
-                        format!("a number{}", if allow_zero { " ≥ 0" } else { " > 0" }),
-                    )
-                })
-        };
-        for (key, value) in options {
-            match key.as_str() {
-                "completion_grace_seconds" => parsed.heuristic.grace = seconds(key, value, true)?,
-                "ssh_probe_timeout_seconds" => {
-                    parsed.heuristic.probe_deadline = seconds(key, value, false)?
-                }
-                "ssh_probe_connect_timeout_seconds" => {
-                    parsed.heuristic.probe_connect_timeout = seconds(key, value, false)?
-                }
-                "ssh_probe" => {
-                    let help = "a map from server name to `HOST:PORT`, e.g. \
-                                `ssh_probe: {web-1: \"203.0.113.10:22\"}`; reimage connects to \
-                                exactly that address after the install"
-                        .to_string();
-                    let Some(map) = value.as_object() else {
-                        return Err(("option `ssh_probe` must be a map".to_string(), help));
-                    };
-                    for (server, address) in map {
-                        let address = address
-                            .as_str()
-                            .ok_or_else(|| {
-                                (
-                                    format!("`ssh_probe.{server}` must be a string"),
-                                    help.clone(),
-                                )
-                            })
-                            .and_then(|text| {
-                                completion::parse_probe_address(text).map_err(|problem| {
-                                    (format!("`ssh_probe.{server}`: {problem}"), help.clone())
-                                })
-                            })?;
-                        parsed.ssh_probes.insert(server.clone(), address);
-                    }
-                }
-                "images" => {
-                    let help = "a list of image names reinstalls may use, e.g. \
-                                `[debian-bookworm, ubuntu-24.04]`"
-                        .to_string();
-                    let list: Option<Vec<String>> = value.as_array().and_then(|items| {
-                        items
-                            .iter()
-                            .map(|item| {
-                                item.as_str()
-                                    .filter(|name| !name.trim().is_empty())
-                                    .map(str::to_string)
-                            })
-                            .collect()
-                    });
-                    match list {
-                        Some(list) if !list.is_empty() => parsed.images = Some(list),
-                        _ => {
-                            return Err((
-                                "option `images` must be a non-empty list of names".to_string(),
-                                help,
-                            ));
-                        }
-                    }
-                }
-                other => {
-                    let allowed = validate::PROVIDER_OPTION_KEYS.join(", ");
-                    let help = match did_you_mean(other, validate::PROVIDER_OPTION_KEYS) {
-                        Some(close) => format!("did you mean `{close}`? allowed: {allowed}"),
-                        None => format!("allowed provider options: {allowed}"),
-                    };
-                    return Err((
-                        format!("unknown option `{other}` for an edis-kvm provider"),
-                        help,
-                    ));
-                }
-            }
-        }
-        Ok(parsed)
-    }
-}
-
 /// Parses and checks the auth URL; a bare host means the documented path.
 fn parse_auth_url(text: &str) -> Result<Url, (String, &'static str)> {
-    let mut url = config::check_endpoint(
-        text,
-        "write it as https://HOST[:PORT][/kvm/v2/get/auth]",
-        "use https; plain http is only accepted for 127.0.0.0/8, ::1 and localhost (a local \
-         emulator), since the login carries the client-area password",
-    )?;
+    let mut url = config::check_endpoint(text, settings::URL_HELP, settings::PLAIN_HTTP_HELP)?;
     if url.path() == "/" || url.path().is_empty() {
         url.set_path(wire::AUTH_PATH);
     }
@@ -1005,16 +895,6 @@ fn resolve_credentials(
     references: &BTreeMap<String, SecretRef>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(SecretString, SecretString), ProviderError> {
-    config::check_credential_keys(
-        provider,
-        "an edis-kvm",
-        references,
-        &CREDENTIAL_KEYS,
-        |unknown| match did_you_mean(unknown, CREDENTIAL_KEYS) {
-            Some(close) => format!("did you mean `{close}`? allowed: email, password"),
-            None => "allowed credentials: email, password".to_string(),
-        },
-    )?;
     let resolve = |key: &str, reference: &SecretRef| {
         config::resolve_credential(provider, "EDIS client-area", key, reference)
     };

@@ -25,14 +25,9 @@ use crate::provider::{
     ProviderError, ReinstallRequest, ReinstallReview, ResolvedAccess, ServerStatus,
 };
 
-pub const TYPE_OPTION_KEYS: [&str; 2] = ["reinstall_batch", "running_grace_seconds"];
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(15);
 /// Bare-metal durations are unconfirmed (brief §7.3: allow at least 60 minutes).
 const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(90 * 60);
-/// Right after the call an instance may still show the previous `reinstall-succeed`; before
-/// this much time has passed that only counts once `reinstall-processing` was seen (or the
-/// image moved to the desired one).
-const DEFAULT_RUNNING_GRACE: Duration = Duration::from_secs(120);
 const PAGE_SIZE: usize = 100;
 /// A guard against an API that keeps handing out markers.
 const MAX_PAGES: usize = 100;
@@ -68,53 +63,13 @@ impl HuaweiClouddc {
             Service::Clouddc,
             config,
             endpoint_override,
-            &TYPE_OPTION_KEYS,
+            &super::settings::CLOUDDC_OPTION_KEYS,
             &env,
         )?;
-        let name = &config.name;
-        let config_error = |message: String, help: &str| ProviderError::Config {
-            provider: name.clone(),
-            message,
-            help: help.to_string(),
-        };
-        let mut reinstall_batch = wire::CLOUDDC_SAFE_BATCH;
-        let mut running_grace = DEFAULT_RUNNING_GRACE;
-        for (key, value) in &parsed.type_options {
-            match key.as_str() {
-                "reinstall_batch" => {
-                    reinstall_batch = value
-                        .as_u64()
-                        .and_then(|size| usize::try_from(size).ok())
-                        .filter(|size| (1..=wire::CLOUDDC_DOCUMENTED_BATCH).contains(size))
-                        .ok_or_else(|| {
-                            config_error(
-                                format!(
-                                    "option `reinstall_batch` is {value}; it must be a whole \
-                                     number from 1 to {}",
-                                    wire::CLOUDDC_DOCUMENTED_BATCH
-                                ),
-                                "the SDK allows 10 ids per call (the default), the API page 50",
-                            )
-                        })?;
-                }
-                "running_grace_seconds" => {
-                    running_grace = value
-                        .as_f64()
-                        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-                        .ok_or_else(|| {
-                            config_error(
-                                format!(
-                                    "option `running_grace_seconds` is {value}; it must be a \
-                                     number of seconds ≥ 0"
-                                ),
-                                "how long a `reinstall-succeed` right after the call is taken for \
-                                 the previous reinstall's; default 120",
-                            )
-                        })?;
-                }
-                _ => {}
-            }
-        }
+        // Checked when the client was read: no issues are left.
+        let (options, _) = super::settings::ClouddcOptions::read(&parsed.type_options);
+        let reinstall_batch = options.reinstall_batch;
+        let running_grace = options.running_grace;
         let timing =
             config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT).of(config)?;
         let capabilities = Capabilities {

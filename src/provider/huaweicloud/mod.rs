@@ -9,6 +9,7 @@
 
 pub mod clouddc;
 pub mod ecs;
+pub mod settings;
 pub mod validate;
 pub mod wire;
 
@@ -27,7 +28,7 @@ pub use validate::validate_server;
 use super::http::{ProviderHttp, RawResponse, RetryPolicy};
 use super::limits::{ApiFamily, RateLimit, RateLimits};
 use super::sign::sdk_hmac;
-use super::{ProviderError, config, response, rules};
+use super::{ProviderError, config, response};
 use crate::manifest::{DesiredProvider, SecretRef};
 
 /// Huawei publishes no per-API quotas (brief §6.4, unconfirmed): conservative defaults,
@@ -49,10 +50,7 @@ const CLOUDDC_DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 4] = [
     (ApiFamily::Auth, RateLimit::new(30.0, 2)),
 ];
 
-/// Manifest credential keys.
-pub const CREDENTIAL_KEYS: [&str; 4] = ["access_key", "secret_key", "security_token", "auth_token"];
-/// Provider options both types accept.
-pub const COMMON_OPTION_KEYS: [&str; 3] = ["project_id", "iam_endpoint", "base_domain"];
+pub use settings::{COMMON_OPTION_KEYS, CREDENTIAL_KEYS};
 /// The default base domain of Huawei Cloud hosts (`{service}.{region}.{domain}`).
 pub const DEFAULT_BASE_DOMAIN: &str = "myhuaweicloud.com";
 
@@ -190,6 +188,8 @@ impl HuaweiClient {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<ParsedConfig, ProviderError> {
         let name = config.name.clone();
+        // The same rules `validate` reports, each at its place in the manifest.
+        config::refuse_issues(&name, &super::check_config(&config.config))?;
         let config_error = |message: String, help: String| ProviderError::Config {
             provider: name.clone(),
             message,
@@ -199,43 +199,21 @@ impl HuaweiClient {
         let env = config::non_empty_env(env);
         let settings = &config.config;
 
-        let mut type_options = serde_json::Map::new();
-        let option_text = |key: &str| -> Result<Option<String>, ProviderError> {
-            match settings.options.get(key) {
-                None => Ok(None),
-                Some(Value::String(text)) if !text.trim().is_empty() => {
-                    Ok(Some(text.trim().to_string()))
-                }
-                Some(other) => Err(config_error(
-                    format!("option `{key}` is {other}; it must be a non-empty string"),
-                    "see the huaweicloud section of the README".to_string(),
-                )),
-            }
-        };
-        let project_option = option_text("project_id")?;
-        let iam_option = option_text("iam_endpoint")?;
-        let domain_option = option_text("base_domain")?;
-        for (key, value) in &settings.options {
-            if COMMON_OPTION_KEYS.contains(&key.as_str()) {
-                continue;
-            }
-            if type_option_keys.contains(&key.as_str()) {
-                type_options.insert(key.clone(), value.clone());
-                continue;
-            }
-            let allowed: Vec<&str> = COMMON_OPTION_KEYS
-                .iter()
-                .chain(type_option_keys)
-                .copied()
-                .collect();
-            return Err(config_error(
-                format!(
-                    "unknown option `{key}` for a {} provider",
-                    service.provider_type()
-                ),
-                rules::allowed_keys_help(key, &allowed),
-            ));
-        }
+        // Checked above: no issues are left.
+        let (common, _) = settings::CommonOptions::read(
+            &settings.options,
+            type_option_keys,
+            service.provider_type(),
+        );
+        let type_options: serde_json::Map<String, Value> = settings
+            .options
+            .iter()
+            .filter(|(key, _)| type_option_keys.contains(&key.as_str()))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let project_option = common.project_id;
+        let iam_option = common.iam_endpoint;
+        let domain_option = common.base_domain;
 
         let region = settings
             .region
@@ -249,12 +227,10 @@ impl HuaweiClient {
             })
             .map(|region| region.trim().to_string());
         if let Some(region) = &region
-            && !region
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && let Some(problem) = settings::region_problem(region)
         {
             return Err(config_error(
-                format!("region `{region}` is not a region name"),
+                problem,
                 "use a region id such as `cn-north-4` or `eu-de`".to_string(),
             ));
         }
@@ -341,12 +317,10 @@ impl HuaweiClient {
                 .map(|id| id.trim().to_string())
         });
         if let Some(project) = &explicit_project
-            && !project
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && let Some(problem) = settings::project_id_problem(project)
         {
             return Err(config_error(
-                format!("project id `{project}` is not a project id"),
+                problem,
                 "a Huawei project id is 32 hexadecimal characters, shown under My Credentials \
                  in the console"
                     .to_string(),
@@ -559,7 +533,7 @@ impl HuaweiClient {
                 ));
             }
         }
-        let mut builder = self.http.client().request(method.clone(), url);
+        let mut builder = self.http.client()?.request(method.clone(), url);
         for (name, value, is_sensitive) in headers
             .into_iter()
             .map(|(name, value)| (name, value, false))
@@ -680,13 +654,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Parses and checks an endpoint URL (https, or http to loopback only).
 fn parse_endpoint(text: &str) -> Result<Url, (String, String)> {
-    config::check_endpoint(
-        text,
-        "write it as https://HOST[:PORT]",
-        "use https; plain http is only accepted for loopback addresses (a local emulator), \
-         since requests carry credentials and passwords",
-    )
-    .map_err(|(message, help)| (message, help.to_string()))
+    config::check_endpoint(text, settings::URL_HELP, settings::PLAIN_HTTP_HELP)
+        .map_err(|(message, help)| (message, help.to_string()))
 }
 
 /// Credentials from the manifest, else from the environment (`HW_*`, `HUAWEICLOUD_SDK_*`,
@@ -696,13 +665,6 @@ fn resolve_credentials(
     references: &BTreeMap<String, SecretRef>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ProviderError> {
-    config::check_credential_keys(
-        provider,
-        "a Huawei Cloud",
-        references,
-        &CREDENTIAL_KEYS,
-        |unknown| rules::allowed_keys_help(unknown, &CREDENTIAL_KEYS),
-    )?;
     let resolve = |key: &str, reference: &SecretRef| {
         config::resolve_credential(provider, "Huawei Cloud", key, reference)
     };

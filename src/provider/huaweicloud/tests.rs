@@ -663,7 +663,7 @@ fn ecs_bodies_refuse_what_each_cloud_refuses() {
             EcsVariant::V1WithoutCloudInit,
             Cloud::Huawei,
             &key,
-            None,
+            Some("user-1"),
             Some("x"),
         ),
         "Cloud-Init",
@@ -690,13 +690,25 @@ fn ecs_bodies_refuse_what_each_cloud_refuses() {
         )
         .is_ok()
     );
-    assert!(
+    // Brief §4.1: `userid` is required with `keyname`, on Huawei Cloud too.
+    refuse(
         ecs_body(
             EcsCall::ChangeOs,
             EcsVariant::V1WithoutCloudInit,
             Cloud::Huawei,
             &key,
             None,
+            None,
+        ),
+        "userid",
+    );
+    assert!(
+        ecs_body(
+            EcsCall::ChangeOs,
+            EcsVariant::V1WithoutCloudInit,
+            Cloud::Huawei,
+            &key,
+            Some("user-1"),
             None
         )
         .is_ok()
@@ -1228,7 +1240,7 @@ async fn ecs_changes_the_os_reinstalls_the_same_image_and_reports_failures() {
             "img-new",
             "img-new",
             key.clone(),
-            json!({"cloud_init": true}),
+            json!({"cloud_init": true, "user_id": "u-1"}),
         ))
         .await
         .unwrap();
@@ -1239,7 +1251,7 @@ async fn ecs_changes_the_os_reinstalls_the_same_image_and_reports_failures() {
             "img-new",
             "img-old",
             key.clone(),
-            json!({}),
+            json!({"user_id": "u-1"}),
         ))
         .await
         .unwrap();
@@ -1295,7 +1307,14 @@ async fn ecs_changes_the_os_reinstalls_the_same_image_and_reports_failures() {
     assert!(calls.iter().all(|call| call["mode"] == "withStopServer"));
     // A locked server is refused by the API too, with its code and request id.
     let error = ecs
-        .reinstall(&request("d", "ecs-4", "img-new", "img-old", key, json!({})))
+        .reinstall(&request(
+            "d",
+            "ecs-4",
+            "img-new",
+            "img-old",
+            key,
+            json!({"user_id": "u-1"}),
+        ))
         .await
         .unwrap_err();
     let text = error.to_string();
@@ -1340,7 +1359,7 @@ async fn a_succeeded_job_with_the_wrong_image_is_a_failure() {
             "img-old",
             "img-new",
             ResolvedAccess::SshKeyId("kp".into()),
-            json!({}),
+            json!({"user_id": "u-1"}),
         ))
         .await
         .unwrap();

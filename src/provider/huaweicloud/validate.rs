@@ -181,12 +181,18 @@ fn validate_ecs(server: &DesiredServer, password: Option<&SecretString>) -> Vec<
             Some("use the key pair name shown in the ECS console"),
         )),
         DesiredAccess::SshKeyId { .. } => {
-            if otc_v1 && options.user_id.is_none() {
+            // Brief §4.1: `userid` is required with `keyname`; without it every key-pair
+            // reinstall is refused by the API.
+            // A `user_id` that is there but wrong was reported with the options already.
+            if options.user_id.is_none() && !server.options.contains_key("user_id") {
                 issues.push(issue(
-                    "/options/user_id",
-                    "Open Telekom Cloud needs `user_id` with a key pair for images without \
-                     Cloud-Init",
-                    Some("set `options.user_id` to the IAM user id"),
+                    "/access/ssh_key_id",
+                    "ECS needs `options.user_id` with a key pair (`ssh_key_id`)",
+                    Some(
+                        "set `options.user_id` to the IAM user id that owns the key pair (shown \
+                         under My Credentials in the console); the API refuses `keyname` \
+                         without `userid`",
+                    ),
                 ));
             }
         }
@@ -271,13 +277,14 @@ mod tests {
             user_data: None,
             protect: false,
             group: None,
-            options: Map::new(),
+            options: json!({"user_id": "u-ops"}).as_object().cloned().unwrap(),
         }
     }
 
     fn clouddc_server() -> DesiredServer {
         DesiredServer {
             provider_type: ProviderType::HuaweicloudClouddc,
+            options: Map::new(),
             access: DesiredAccess::Password {
                 secret: SecretRef::Env("HW_PW".into()),
             },
@@ -285,8 +292,9 @@ mod tests {
         }
     }
 
+    /// The server with these options laid over its own.
     fn with_options(mut server: DesiredServer, options: Value) -> DesiredServer {
-        server.options = options.as_object().cloned().unwrap();
+        server.options.extend(options.as_object().cloned().unwrap());
         server
     }
 
@@ -341,9 +349,14 @@ mod tests {
         let mut v2_none = with_options(ecs_server(), json!({"cloud_init": true}));
         v2_none.access = DesiredAccess::None;
         assert_eq!(pointers(&validate_server(&v2_none, None)), ["/access"]);
-        // OTC v1: key pair + user id mandatory, no password.
-        let otc = with_options(ecs_server(), json!({"cloud": "otc"}));
-        assert_eq!(pointers(&validate_server(&otc, None)), ["/options/user_id"]);
+        // A key pair needs the user id (on every cloud).
+        for options in [json!({}), json!({"cloud": "otc"})] {
+            let mut server = with_options(ecs_server(), options);
+            server.options.remove("user_id");
+            let issues = validate_server(&server, None);
+            assert_eq!(pointers(&issues), ["/access/ssh_key_id"]);
+            assert!(issues[0].message.contains("`options.user_id`"));
+        }
         let mut otc_password = with_options(ecs_server(), json!({"cloud": "otc"}));
         otc_password.access = DesiredAccess::Password {
             secret: SecretRef::Env("X".into()),
@@ -419,14 +432,14 @@ mod tests {
         assert_eq!(
             pointers(&issues),
             [
+                "/options/user_id",
                 "/options/cloudinit",
                 "/options/cloud",
                 "/options/with_stop_server",
-                "/options/user_id"
             ]
         );
         assert!(
-            issues[0]
+            issues[1]
                 .help
                 .as_deref()
                 .unwrap()

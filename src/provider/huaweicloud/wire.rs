@@ -319,14 +319,13 @@ pub fn ecs_body(input: &EcsBodyInput<'_>) -> Result<Vec<u8>, BodyError> {
                 Some(user_id) => {
                     fields.insert("userid".into(), Value::from(user_id));
                 }
-                None if input.cloud == Cloud::OpenTelekom && !v2 => {
+                // Brief §4.1: `userid` is required when `keyname` is used.
+                None => {
                     return Err(body_error(
-                        "Open Telekom Cloud needs `userid` with `keyname` for images without \
-                         Cloud-Init",
-                        "set `options.user_id` (the IAM user id)",
+                        "ECS needs `userid` with `keyname`",
+                        "set `options.user_id` (the IAM user id that owns the key pair)",
                     ));
                 }
-                None => {}
             }
         }
         ResolvedAccess::None => {

@@ -11,6 +11,7 @@
 //!   runs at most once at JD;
 //! - completion is read from the instance: a stable status with the desired `osTypeId`.
 
+pub mod settings;
 pub mod validate;
 pub mod wire;
 
@@ -45,8 +46,6 @@ const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 4] = [
     (ApiFamily::Reinstall, RateLimit::new(60.0, 5)),
 ];
 
-const CREDENTIAL_KEYS: [&str; 2] = ["access_key", "secret_key"];
-const PROVIDER_OPTION_KEYS: [&str; 1] = ["running_grace_seconds"];
 /// The Packer plugin's names (brief §8); the region variable is reimage's own choice.
 pub const ENV_ACCESS_KEY: &str = "JDCLOUD_ACCESS_KEY";
 pub const ENV_SECRET_KEY: &str = "JDCLOUD_SECRET_KEY";
@@ -56,10 +55,6 @@ pub const ENV_REGION: &str = "JDCLOUD_REGION";
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
 /// Brief §7: "allow ≥ 60 min".
 const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(90 * 60);
-/// Right after the call the server may still read `stopped` with its old OS; before this much
-/// time has passed, a stable status only counts as done once an install was seen (or the OS id
-/// moved to the desired one).
-const DEFAULT_RUNNING_GRACE: Duration = Duration::from_secs(120);
 /// A guard against an API that keeps reporting more entries than it ever sends.
 const MAX_PAGES: u32 = 100;
 
@@ -105,6 +100,8 @@ impl JdcloudCps {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let name = config.name.clone();
+        // The same rules `validate` reports, each at its place in the manifest.
+        config::refuse_issues(&name, &super::check_config(&config.config))?;
         let env = config::non_empty_env(env);
         let settings = &config.config;
 
@@ -132,49 +129,15 @@ impl JdcloudCps {
                 ));
             }
         };
-        if region.is_empty()
-            || !region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            return Err(config::config_error(
-                &name,
-                format!("region `{region}` is not a JD Cloud region id"),
-                "region ids look like cn-north-1, cn-east-1, cn-east-2, cn-south-1",
-            ));
+        if let Some(problem) = settings::region_problem(&region) {
+            return Err(config::config_error(&name, problem, settings::REGION_HELP));
         }
 
         let credentials = resolve_credentials(&name, &settings.credentials, &env)?;
 
-        let mut running_grace = DEFAULT_RUNNING_GRACE;
-        for (key, value) in &settings.options {
-            match key.as_str() {
-                "running_grace_seconds" => {
-                    running_grace = value
-                        .as_f64()
-                        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-                        .ok_or_else(|| {
-                            config::config_error(
-                                &name,
-                                format!(
-                                    "option `running_grace_seconds` is {value}; it must be a \
-                                     number of seconds ≥ 0"
-                                ),
-                                "how long a stable status right after a reinstall is taken for \
-                                 the old state rather than success; default 120",
-                            )
-                        })?;
-                }
-                _ => {
-                    return Err(config::unknown_option(
-                        &name,
-                        "jdcloud-cps",
-                        key,
-                        &PROVIDER_OPTION_KEYS,
-                    ));
-                }
-            }
-        }
+        // Checked above: no issues are left.
+        let (options, _) = settings::ProviderOptions::read(&settings.options);
+        let running_grace = options.running_grace;
 
         let timing =
             config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT).of(config)?;
@@ -257,7 +220,7 @@ impl JdcloudCps {
             datetime,
             nonce,
         );
-        let mut builder = self.http.client().request(call.method.clone(), url);
+        let mut builder = self.http.client()?.request(call.method.clone(), url);
         for (name, value) in headers {
             let mut value = HeaderValue::from_str(&value).map_err(|_| ProviderError::Config {
                 provider: self.name.clone(),
@@ -1001,11 +964,7 @@ fn operation_status(
 /// Parses and checks an endpoint URL; returns it with the `Host` value the client will send
 /// (brief §3: port omitted for 80/443).
 fn parse_endpoint(text: &str) -> Result<(Url, String), (String, &'static str)> {
-    let url = config::check_endpoint(
-        text,
-        "write it as https://HOST[:PORT], e.g. https://cps.jdcloud-api.com",
-        config::PLAIN_HTTP_HELP,
-    )?;
+    let url = config::check_endpoint(text, settings::URL_HELP, config::PLAIN_HTTP_HELP)?;
     let signed_host = config::signed_host(&url);
     Ok((url, signed_host))
 }
@@ -1016,13 +975,6 @@ fn resolve_credentials(
     references: &BTreeMap<String, SecretRef>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ProviderError> {
-    config::check_credential_keys(
-        provider,
-        "a jdcloud-cps",
-        references,
-        &CREDENTIAL_KEYS,
-        |_| format!("allowed credentials: {}", CREDENTIAL_KEYS.join(", ")),
-    )?;
     let resolve = |key: &str, reference: &SecretRef| {
         config::resolve_credential(provider, "JD Cloud", key, reference)
     };

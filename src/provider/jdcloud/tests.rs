@@ -137,7 +137,10 @@ fn credentials_come_from_the_manifest_then_the_environment() {
         message.contains("unknown credential `access_key_id`"),
         "{message}"
     );
-    assert!(help.contains("access_key, secret_key"), "{help}");
+    assert!(
+        help.contains("did you mean `access_key`? allowed: `access_key`, `secret_key`"),
+        "{help}"
+    );
 
     let none = |_: &str| None;
     let (message, help) = config_error(JdcloudCps::with_env(

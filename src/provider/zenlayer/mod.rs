@@ -7,6 +7,7 @@
 //! - no task id and no idempotency token: a reinstall is sent exactly once, and completion is
 //!   judged from the instance status (`INSTALLING` → `RUNNING` with the desired image).
 
+pub mod settings;
 pub mod validate;
 pub mod wire;
 
@@ -31,7 +32,6 @@ use super::{
 };
 use crate::manifest::{DesiredProvider, ProviderType, SecretRef};
 
-/// Manifest credential keys.
 /// Zenlayer publishes no limits (brief §4, "actual limits unconfirmed"): conservative defaults,
 /// overridable per provider with `rate_limits` in the manifest.
 const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 3] = [
@@ -40,9 +40,6 @@ const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 3] = [
     (ApiFamily::Reinstall, RateLimit::new(60.0, 10)),
 ];
 
-const CREDENTIAL_KEYS: [&str; 3] = ["access_key_id", "access_key_password", "token"];
-/// Provider-level option keys (`providers.<name>.options`).
-const PROVIDER_OPTION_KEYS: [&str; 2] = ["api_version", "running_grace_seconds"];
 /// Environment variable pairs for access keys, in order of preference: the Terraform
 /// provider's names, then the official CLI's.
 const ENV_ACCESS_KEY_PAIRS: [(&str, &str); 2] = [
@@ -59,9 +56,6 @@ const ENV_SCHEME: &str = "ZENLAYERCLOUD_SCHEME";
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(15);
 /// The Terraform provider's default for BMC create/update.
 const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(90 * 60);
-/// Right after the call the status may still read `RUNNING`; before this much time has passed,
-/// `RUNNING` only counts as done once `INSTALLING` was seen.
-const DEFAULT_RUNNING_GRACE: Duration = Duration::from_secs(120);
 /// A guard against an API that keeps reporting more entries than it ever sends.
 const MAX_PAGES: u32 = 100;
 
@@ -100,6 +94,8 @@ impl ZenlayerBmc {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let name = config.name.clone();
+        // The same rules `validate` reports, each at its place in the manifest.
+        config::refuse_issues(&name, &super::check_config(&config.config))?;
         // Empty variables count as unset, like most SDKs treat them.
         let env = config::non_empty_env(env);
 
@@ -135,51 +131,11 @@ impl ZenlayerBmc {
 
         let credentials = resolve_credentials(&name, &settings.credentials, &env)?;
 
-        let mut api_version = ApiVersion::V20221120;
-        let mut running_grace = DEFAULT_RUNNING_GRACE;
-        for (key, value) in &settings.options {
-            match key.as_str() {
-                "api_version" => {
-                    api_version = value.as_str().and_then(ApiVersion::parse).ok_or_else(|| {
-                        config::config_error(
-                            &name,
-                            format!(
-                                "option `api_version` is {value}, which is not a bmc API version"
-                            ),
-                            "use \"2022-11-20\" (the default, used by the Terraform provider) or \
-                             \"2026-02-01\" (the current SDKs')",
-                        )
-                    })?;
-                }
-                "running_grace_seconds" => {
-                    running_grace = value
-                        .as_f64()
-                        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-                        .ok_or_else(|| {
-                            config::config_error(
-                                &name,
-                                format!(
-                                    "option `running_grace_seconds` is {value}; it must be a \
-                                     number of seconds ≥ 0"
-                                ),
-                                "how long `RUNNING` right after a reinstall is taken for the old \
-                                 state rather than success; default 120",
-                            )
-                        })?;
-                }
-                _ => {
-                    return Err(config::unknown_option(
-                        &name,
-                        "zenlayer-bmc",
-                        key,
-                        &PROVIDER_OPTION_KEYS,
-                    ));
-                }
-            }
-        }
+        // Checked above: no issues are left.
+        let (options, _) = settings::ProviderOptions::read(&settings.options);
 
         let timing = config::Timing {
-            start_grace: running_grace,
+            start_grace: options.running_grace,
             ..config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)
         }
         .of(config)?;
@@ -207,8 +163,8 @@ impl ZenlayerBmc {
             endpoint,
             signed_host,
             credentials,
-            api_version,
-            running_grace,
+            api_version: options.api_version,
+            running_grace: options.running_grace,
             installing_seen: Mutex::new(HashSet::new()),
         })
     }
@@ -246,7 +202,7 @@ impl ZenlayerBmc {
             unix_seconds,
             body,
         );
-        let mut builder = self.http.client().post(self.endpoint.clone());
+        let mut builder = self.http.client()?.post(self.endpoint.clone());
         for (name, value) in headers {
             let mut value = HeaderValue::from_str(&value).map_err(|_| ProviderError::Config {
                 provider: self.name.clone(),
@@ -592,11 +548,7 @@ fn explain_reinstall_error(error: ProviderError, cloud_id: &str) -> ProviderErro
 
 /// Parses and checks an endpoint URL; returns it with the `Host` value the client will send.
 fn parse_endpoint(text: &str) -> Result<(Url, String), (String, &'static str)> {
-    let mut url = config::check_endpoint(
-        text,
-        "write it as https://HOST[:PORT]/api/v2/bmc",
-        config::PLAIN_HTTP_HELP,
-    )?;
+    let mut url = config::check_endpoint(text, settings::URL_HELP, config::PLAIN_HTTP_HELP)?;
     // A bare domain (as in ZENLAYERCLOUD_DOMAIN) means the service's usual path.
     if url.path() == "/" || url.path().is_empty() {
         url.set_path(wire::SERVICE_PATH);
@@ -611,18 +563,6 @@ fn resolve_credentials(
     references: &BTreeMap<String, SecretRef>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ProviderError> {
-    config::check_credential_keys(
-        provider,
-        "a zenlayer-bmc",
-        references,
-        &CREDENTIAL_KEYS,
-        |_| {
-            format!(
-                "allowed credentials: {} (either the access key pair or a token)",
-                CREDENTIAL_KEYS.join(", ")
-            )
-        },
-    )?;
     let resolve = |key: &str, reference: &SecretRef| {
         config::resolve_credential(provider, "Zenlayer", key, reference)
     };

@@ -303,7 +303,7 @@ fn missing_or_malformed_credentials_are_explained() {
     let (message, help) = config_error(ZenlayerBmc::with_env(&unknown, None, no_env));
     assert!(message.contains("secret_key"));
     assert!(
-        help.contains("access_key_id, access_key_password, token"),
+        help.contains("`access_key_id`, `access_key_password`, `token`"),
         "{help}"
     );
 

@@ -158,7 +158,7 @@ fn partition_issues(pointer: &str, value: &Value, issues: &mut Vec<FieldIssue>) 
         ));
         return;
     }
-    let mut seen_paths: Vec<&str> = Vec::new();
+    let mut seen_paths: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (index, partition) in list.iter().enumerate() {
         let entry = format!("{pointer}/{index}");
         let Some(fields) = partition.as_object() else {
@@ -195,7 +195,9 @@ fn partition_issues(pointer: &str, value: &Value, issues: &mut Vec<FieldIssue>) 
                 &format!("`{path}` appears twice"),
                 Some(help),
             )),
-            Some(path) => seen_paths.push(path),
+            Some(path) => {
+                seen_paths.insert(path);
+            }
         }
         if fields
             .get("fs_type")
