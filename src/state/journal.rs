@@ -5,7 +5,7 @@
 //! servers may have an install running that nobody is watching; reconciliation checks them
 //! with the provider. A call is sent again only under the same step, after a `resend` entry,
 //! and only once it is known not to have acted. The order of writes is kept by
-//! [`crate::apply::protocol`], the only writer. The local backend appends JSON lines and
+//! the apply engine's step protocol, the only writer. The local backend appends JSON lines and
 //! fsyncs each one before returning; a torn last line (a crash mid-append) is ignored, which
 //! is safe because a step's call is only made after its intent line was synced.
 

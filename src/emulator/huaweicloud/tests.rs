@@ -164,8 +164,9 @@ impl Harness {
             body_bytes.as_deref().unwrap_or_default(),
         );
         if matches!(auth, Auth::WrongSignature) {
-            authorization.pop();
-            authorization.push('0');
+            // Another last hex digit (a fixed '0' would match one signature in sixteen).
+            let last = authorization.pop();
+            authorization.push(if last == Some('0') { '1' } else { '0' });
         }
         let mut request = self
             .client
