@@ -908,22 +908,26 @@ fn describe_instances(
             )));
         }
     }
+    // A set: a world of many servers is filtered in one pass, not once per id.
+    let wanted: Option<std::collections::HashSet<&str>> = filters
+        .get("instanceId")
+        .map(|ids| ids.iter().map(String::as_str).collect());
     // What each server shows: the truth, or what it was before a call whose effect is late.
     let shown: Vec<std::borrow::Cow<JdcloudServer>> = world
         .jdcloud
         .servers
         .iter()
+        .filter(|server| {
+            wanted
+                .as_ref()
+                .is_none_or(|ids| ids.contains(server.id.as_str()))
+        })
         .map(|server| faults::as_shown(&world.faults, PROVIDER, &server.id, server, now))
         .collect();
     let matching: Vec<&JdcloudServer> = shown
         .iter()
         .map(|server| server.as_ref())
         .filter(|server| server.region == region)
-        .filter(|server| {
-            filters
-                .get("instanceId")
-                .is_none_or(|ids| ids.contains(&server.id))
-        })
         .filter(|server| {
             filters
                 .get("status")

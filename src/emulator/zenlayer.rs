@@ -425,11 +425,15 @@ fn describe_instances(
             format!("pageSize must be between 1 and {MAX_PAGE_SIZE}, not {page_size}"),
         ));
     }
+    // A set: a world of many servers is filtered in one pass, not once per id.
+    let wanted: std::collections::HashSet<&str> = instance_ids.iter().map(String::as_str).collect();
     // What each server shows: the truth, or what it was before a call whose effect is late.
     let shown: Vec<Cow<ZenlayerServer>> = world
         .zenlayer
         .servers
         .iter()
+        // An empty list filters nothing, as an omitted one.
+        .filter(|server| wanted.is_empty() || wanted.contains(server.id.as_str()))
         .map(|server| {
             faults::as_shown(
                 &world.faults,
@@ -443,8 +447,6 @@ fn describe_instances(
     let matching: Vec<&ZenlayerServer> = shown
         .iter()
         .map(|server| server.as_ref())
-        // An empty list filters nothing, as an omitted one.
-        .filter(|server| instance_ids.is_empty() || instance_ids.contains(&server.id))
         .filter(|server| {
             request
                 .zone_id

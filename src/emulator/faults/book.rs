@@ -92,10 +92,14 @@ impl FaultBook {
         self.refusal_streaks.clear();
     }
 
-    /// How long the call waits before being handled (`latency` rules). Returns `None` when no
-    /// rule fired (nothing changed).
-    pub fn latency(&mut self, call: &Call) -> Option<Duration> {
+    /// How long the call waits before being handled (`latency` rules), and whether the book
+    /// must be saved: only when a rule that fired is random (the generator moved) or counted
+    /// (it may run out). The tallies of a rule that always fires are kept in memory and saved
+    /// with the next change: a benchmark's latency on every call must not rewrite the world
+    /// file on every call.
+    pub fn latency(&mut self, call: &Call) -> (Option<Duration>, bool) {
         let mut total = None;
+        let mut changed = false;
         for index in 0..self.rules.len() {
             let rule = &self.rules[index];
             if rule.fault != FaultKind::Latency {
@@ -104,13 +108,16 @@ impl FaultBook {
             let Some(provider) = rule.selects(call) else {
                 continue;
             };
+            let random = rule.rate < 1.0;
+            let counted = rule.count.is_some();
             if self.decide(index, provider, call, false) {
                 let delay = self.rules[index].duration();
                 total = Some(total.unwrap_or(Duration::ZERO) + delay);
                 self.record_fired(provider, call.kind, FaultKind::Latency);
+                changed |= random || counted;
             }
         }
-        total
+        (total, changed)
     }
 
     /// Whether the call is refused before acting, and how: `rate_limit`, then a burst in

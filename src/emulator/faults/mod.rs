@@ -133,10 +133,8 @@ impl Aftermath {
 pub async fn wait_latency(shared: &Shared, call: &Call) {
     let delay = {
         let mut store = shared.world.lock().await;
-        let delay = store.world.faults.latency(call);
-        if delay.is_some()
-            && let Err(error) = store.save()
-        {
+        let (delay, changed) = store.world.faults.latency(call);
+        if changed && let Err(error) = store.save() {
             tracing::warn!(%error, "emulator: cannot save the faults fired");
         }
         delay

@@ -669,15 +669,19 @@ fn list_servers(
         ));
     }
     if let Some(ids) = id_list(Api::Ecs, query, "server_id")? {
-        // With server_id, every other filter is ignored (brief §3.2).
+        // With server_id, every other filter is ignored (brief §3.2). An index: a world of many
+        // servers is searched once per call, not once per id.
+        let by_id: std::collections::HashMap<&str, &EcsServer> = world
+            .ecs_servers
+            .iter()
+            .map(|server| (server.id.as_str(), server))
+            .collect();
         let servers: Vec<Value> = ids
             .iter()
-            .map(
-                |id| match world.ecs_servers.iter().find(|server| &server.id == id) {
-                    Some(server) => server_detail(inventory, &shown.ecs(server)),
-                    None => unknown_server(id),
-                },
-            )
+            .map(|id| match by_id.get(id.as_str()) {
+                Some(server) => server_detail(inventory, &shown.ecs(server)),
+                None => unknown_server(id),
+            })
             .collect();
         return Ok((
             StatusCode::OK,
@@ -1098,14 +1102,14 @@ fn list_instances(
         limit = limit.min(cap);
     }
     let state = query_value(query, "instance_state");
+    // Sets: a world of many instances is filtered in one pass, not once per id.
+    let instance_ids: Option<std::collections::HashSet<String>> =
+        instance_ids.map(|ids| ids.into_iter().collect());
+    let server_ids: Option<std::collections::HashSet<String>> =
+        server_ids.map(|ids| ids.into_iter().collect());
     let all: Vec<Cow<ClouddcInstance>> = world
         .clouddc_instances
         .iter()
-        .map(|instance| shown.clouddc(instance))
-        .collect();
-    let matching: Vec<&ClouddcInstance> = all
-        .iter()
-        .map(|instance| instance.as_ref())
         .filter(|instance| {
             instance_ids
                 .as_ref()
@@ -1116,6 +1120,11 @@ fn list_instances(
                 .as_ref()
                 .is_none_or(|ids| ids.contains(&format!("srv-{}", instance.id)))
         })
+        .map(|instance| shown.clouddc(instance))
+        .collect();
+    let matching: Vec<&ClouddcInstance> = all
+        .iter()
+        .map(|instance| instance.as_ref())
         .filter(|instance| state.is_none_or(|state| instance.state == state))
         .collect();
     let start = match query_value(query, "marker") {
