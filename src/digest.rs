@@ -19,11 +19,18 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 
 /// Keyed digest of one install input: `hex(HMAC(key, field \0 value))`.
 pub fn keyed_input(key: &[u8], field: &str, value: &str) -> String {
-    let mut message = Vec::with_capacity(field.len() + 1 + value.len());
-    message.extend_from_slice(field.as_bytes());
-    message.push(0);
-    message.extend_from_slice(value.as_bytes());
-    hex::encode(hmac_sha256(key, &message))
+    hex::encode(keyed_input_bytes(key, field, value))
+}
+
+/// [`keyed_input`] as bytes: `HMAC(key, field \0 value)`.
+pub fn keyed_input_bytes(key: &[u8], field: &str, value: &str) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(field.as_bytes());
+    mac.update(&[0]);
+    mac.update(value.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

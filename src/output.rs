@@ -49,6 +49,24 @@ impl Printer {
         let _ = stream.flush();
     }
 
+    /// A buffered writer to stdout for data made as it is written (a plan as JSON): nothing
+    /// the size of the whole output is held. Like [`Self::out`], a closed pipe is not an error.
+    pub fn out_writer(&self) -> impl Write + '_ {
+        struct Out<'a>(&'a Printer);
+        impl Write for Out<'_> {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                let mut stream = AutoStream::new(std::io::stdout(), self.0.stdout_color);
+                let _ = stream.write_all(bytes);
+                let _ = stream.flush();
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        std::io::BufWriter::with_capacity(64 * 1024, Out(self))
+    }
+
     /// Writes a line to stderr (status and progress).
     pub fn status(&self, text: &str) {
         let mut stream = AutoStream::new(std::io::stderr(), self.stderr_color);

@@ -257,7 +257,7 @@ fn replace_reinstalls_an_unrecorded_vps_with_the_password_intact_and_no_secret_l
     );
     let progress = stderr_of(&apply);
     assert!(
-        progress.contains("web-1: reinstalled in")
+        progress.contains("web-1: reinstalled: installing ")
             && progress.contains("completed (not verifiable by the provider)"),
         "{progress}"
     );

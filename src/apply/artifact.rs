@@ -144,6 +144,7 @@ mod tests {
             servers: Vec::new(),
             rollout: Default::default(),
             waves: Vec::new(),
+            pace: None,
             summary: Default::default(),
         })
     }

@@ -65,10 +65,19 @@ pub enum Event {
         family: String,
         cause: String,
         wait_ms: u64,
+        /// After the provider throttled: the rate (calls per minute) reimage slowed down to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        slowed_to_per_minute: Option<f64>,
     },
     Done {
         server: String,
+        /// From the start of the server's work to its end.
         elapsed_s: u64,
+        /// Waiting to get its calls through before the install began: the re-read, the queue
+        /// behind the provider's rate limits, the calls and their backoffs.
+        queued_s: u64,
+        /// The install itself: from its call being taken (or the install showing) to done.
+        installing_s: u64,
         note: Option<String>,
     },
     /// A server's work ended without its new OS: `failed` (the install ran and failed),

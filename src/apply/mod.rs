@@ -239,20 +239,19 @@ pub async fn reconcile_journal(
 /// The servers of `plan` an interrupted apply already handled, read before reconciliation
 /// (stops) and after it (outcomes in the state).
 pub fn stopped_by(plan: &Plan, steps: &[StepState]) -> BTreeSet<String> {
+    let reinstalling: BTreeSet<&str> = steps
+        .iter()
+        .filter(|step| step.plan_id == plan.plan_id && step.step == Step::Reinstall)
+        .map(|step| step.server.as_str())
+        .collect();
     steps
         .iter()
         .filter(|step| step.plan_id == plan.plan_id && step.step == Step::Stop)
         .filter(|step| {
             step.in_flight() || matches!(step.outcome, Some((StepOutcome::Succeeded, _)))
         })
+        .filter(|step| !reinstalling.contains(step.server.as_str()))
         .map(|step| step.server.clone())
-        .filter(|server| {
-            !steps.iter().any(|other| {
-                other.plan_id == plan.plan_id
-                    && other.step == Step::Reinstall
-                    && &other.server == server
-            })
-        })
         .collect()
 }
 

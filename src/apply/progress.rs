@@ -130,21 +130,32 @@ pub fn describe(event: &Event) -> Option<String> {
             family,
             cause,
             wait_ms,
+            slowed_to_per_minute,
         } => format!(
-            "provider {provider}: {family} calls wait {:.1}s ({})",
+            "provider {provider}: {family} calls wait {:.1}s ({}{})",
             *wait_ms as f64 / 1000.0,
             match cause.as_str() {
                 "rate_limit" => "rate limit",
                 "throttled" => "throttled by the provider",
                 _ => "retrying after an error",
-            }
+            },
+            slowed_to_per_minute
+                .map(|rate| format!("; slowing down to {rate:.0} calls a minute"))
+                .unwrap_or_default()
         ),
         Event::Done {
             server,
-            elapsed_s,
+            queued_s,
+            installing_s,
             note,
+            ..
         } => format!(
-            "{server}: reinstalled in {elapsed_s}s{}",
+            "{server}: reinstalled: installing {installing_s}s{}{}",
+            if *queued_s > 0 {
+                format!(", after {queued_s}s queued (rate limits, re-read, calls)")
+            } else {
+                String::new()
+            },
             note.as_ref().map(|n| format!(" — {n}")).unwrap_or_default()
         ),
         Event::Failed {

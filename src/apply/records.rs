@@ -1,7 +1,5 @@
 //! What apply writes into the state for each outcome, and the provider request it sends.
 
-use std::collections::BTreeMap;
-
 use crate::error::Result;
 use crate::manifest::{DesiredAccess, ProviderType};
 use crate::ops::plan::{digests_of, password_of};
@@ -183,7 +181,7 @@ pub fn failed_record(
             cloud_id: target.cloud_id.to_string(),
             image: target.previous_image.unwrap_or_default().to_string(),
             revision: 0,
-            input_digests: BTreeMap::new(),
+            input_digests: Default::default(),
             hostname: None,
             user_data: None,
             ssh_key_id: None,

@@ -112,8 +112,8 @@ pub async fn check_not_stale(
         }
         match digests_of(state, &server.desired) {
             Ok(digests) => {
-                for (field, digest) in &digests {
-                    if server.input_digests.get(field) != Some(digest) {
+                for (field, digest) in digests.iter() {
+                    if server.input_digests.get(field).as_ref() != Some(&digest) {
                         let what = if field == FIELD_ACCESS {
                             "access (a secret) changed".to_string()
                         } else {

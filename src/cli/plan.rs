@@ -60,14 +60,7 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     }
     drop(lock);
 
-    let rendered = if args.json {
-        format!("{}\n", render::json(&plan))
-    } else if args.markdown {
-        render::markdown(&plan)
-    } else {
-        render::text(&plan)
-    };
-    printer.out(&rendered);
+    print_plan(&plan, args.json, args.markdown, printer);
     append_step_summary(&plan, printer);
     if let Some(error) = blocked_error(&plan) {
         if args.out.is_some() {
@@ -104,6 +97,22 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the plan as JSON, markdown or text, a piece at a time (a plan of many servers is never
+/// held as one string).
+pub(crate) fn print_plan(plan: &Plan, json: bool, markdown: bool, printer: &Printer) {
+    if json {
+        use std::io::Write;
+        let mut out = printer.out_writer();
+        // A closed pipe is not an error worth reporting (as with `Printer::out`).
+        let _ = render::json_to(plan, &mut out).and_then(|()| out.write_all(b"\n"));
+        let _ = out.flush();
+    } else if markdown {
+        render::markdown_to(plan, &mut |chunk| printer.out(chunk));
+    } else {
+        render::text_to(plan, &mut |chunk| printer.out(chunk));
+    }
 }
 
 /// In GitHub Actions, the markdown plan also goes to the job's summary page. A failure to write

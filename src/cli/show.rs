@@ -9,17 +9,9 @@ use crate::plan::{file, render};
 
 pub fn run(args: ShowArgs, printer: &Printer) -> Result<ExitCode> {
     let plan = file::load(&args.plan_file)?;
-    let text = if args.json {
-        format!("{}\n", render::json(&plan))
-    } else if args.markdown {
-        render::markdown(&plan)
-    } else {
-        format!(
-            "{}\n\n{}",
-            render::artifact_line(&plan),
-            render::text(&plan)
-        )
-    };
-    printer.out(&text);
+    if !args.json && !args.markdown {
+        printer.out(&format!("{}\n\n", render::artifact_line(&plan)));
+    }
+    super::plan::print_plan(&plan, args.json, args.markdown, printer);
     Ok(ExitCode::SUCCESS)
 }

@@ -253,15 +253,16 @@ pub async fn show(args: StateShowArgs, printer: &Printer) -> Result<ExitCode> {
 pub async fn rm(args: StateRmArgs, printer: &Printer) -> Result<ExitCode> {
     let (store, manifest) = located(&args.location).await?;
     let forgotten = records::forget(store.as_ref(), &args.names)?;
+    let in_manifest: std::collections::HashSet<&str> = manifest
+        .iter()
+        .flat_map(|manifest| manifest.servers.iter().map(|server| server.name.as_str()))
+        .collect();
     for (name, record) in &forgotten.records {
         printer.out(&format!(
             "Forgot `{name}` ({} `{}`, id {}, image `{}`).\n",
             record.provider_type, record.provider, record.cloud_id, record.image
         ));
-        if manifest
-            .as_ref()
-            .is_some_and(|manifest| manifest.servers.iter().any(|server| server.name == *name))
-        {
+        if in_manifest.contains(name.as_str()) {
             printer.status(&format!(
                 "note: `{name}` is still in the manifest: the next plan treats it as never \
                  applied by reimage (adopted if its image matches, otherwise reinstalled)"

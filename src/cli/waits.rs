@@ -36,13 +36,15 @@ impl WaitLines {
                     continue;
                 }
                 last.insert(key, Instant::now());
-                let hint = if notice.cause == WaitCause::RateLimit {
-                    format!(
+                let hint = match (&notice.cause, notice.slowed_to_per_minute) {
+                    (WaitCause::RateLimit, _) => format!(
                         " (`rate_limits.{}` in the manifest sets it)",
                         notice.family.as_str()
-                    )
-                } else {
-                    String::new()
+                    ),
+                    (WaitCause::Throttled, Some(per_minute)) => {
+                        format!("; slowing down to {per_minute:.0} calls a minute")
+                    }
+                    _ => String::new(),
                 };
                 printer.status(&format!(
                     "Waiting {:.1}s: `{}` {} calls are {cause}{hint}…",

@@ -134,6 +134,9 @@ pub struct ProviderConfig {
     /// Give up waiting for one install after this many seconds.
     #[serde(default)]
     pub install_timeout: Option<f64>,
+    /// How long one install usually takes, in seconds: the plan's estimate of the rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_estimate: Option<f64>,
     /// Seconds a reinstall or stop may take to show after its call; see
     /// [`crate::provider::Capabilities::start_grace`].
     #[serde(default)]

@@ -107,9 +107,10 @@ pub(crate) fn check(
     skip: &[String],
 ) -> Vec<ManifestDiagnostic> {
     let mut diagnostics = Vec::new();
+    let skip: std::collections::HashSet<&str> = skip.iter().map(String::as_str).collect();
     for error in VALIDATOR.iter_errors(document) {
         let pointer = error.instance_path().as_str();
-        if skip.iter().any(|skipped| is_at_or_under(pointer, skipped)) {
+        if is_at_or_under_any(pointer, &skip) {
             continue;
         }
         describe(file, document, &error, &mut diagnostics);
@@ -118,11 +119,19 @@ pub(crate) fn check(
     diagnostics
 }
 
-fn is_at_or_under(pointer: &str, ancestor: &str) -> bool {
-    pointer == ancestor
-        || pointer
-            .strip_prefix(ancestor)
-            .is_some_and(|rest| rest.starts_with('/'))
+/// Whether `pointer` or one of its ancestors is in `ancestors` (a look-up per level, so many
+/// skipped places cost no more than a few).
+fn is_at_or_under_any(pointer: &str, ancestors: &std::collections::HashSet<&str>) -> bool {
+    let mut current = pointer;
+    loop {
+        if ancestors.contains(current) {
+            return true;
+        }
+        match current.rfind('/') {
+            Some(cut) => current = &current[..cut],
+            None => return false,
+        }
+    }
 }
 
 fn last_segment(pointer: &str) -> String {

@@ -1,6 +1,6 @@
 //! Live providers for a manifest or plan, and batched, concurrent observation through them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
@@ -8,13 +8,10 @@ use tokio::task::JoinSet;
 use crate::emulator::{self, EmulatorConfig, RunningEmulator};
 use crate::error::{Error, Result};
 use crate::manifest::{DesiredProvider, DesiredServer, EmbeddedEmulator};
-use crate::provider::{self, Observation, Provider, ProviderError};
+use crate::provider::{self, FieldIssue, Observation, Provider, ProviderError};
 
 /// The reserved endpoint value that means "the emulator started inside this process".
 pub const EMBEDDED_ENDPOINT: &str = "emulator";
-
-/// Read calls in flight at once per provider.
-const OBSERVE_CONCURRENCY: usize = 4;
 
 /// The providers a run talks to (and the embedded emulator, kept alive as long as they are).
 pub struct Fleet {
@@ -88,56 +85,85 @@ impl Fleet {
         })
     }
 
-    /// Observes the given servers: ids batched to each provider's limit, a few calls in
-    /// flight per provider. Returns observations by server name.
+    /// Observes the given servers: every provider at once, each batching ids to its API's
+    /// limit and keeping to its own rate limits (which also cap its calls in flight), so a slow
+    /// or throttled provider holds up only its own servers. Returns observations by server name.
     pub async fn observe(
         &self,
         servers: &[&DesiredServer],
     ) -> Result<BTreeMap<String, Observation>> {
-        let mut ids_by_provider: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut ids_by_provider: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for server in servers {
             ids_by_provider
                 .entry(server.provider.as_str())
                 .or_default()
-                .push(server.cloud_id.clone());
+                .insert(server.cloud_id.as_str());
         }
-        let mut by_id: BTreeMap<(String, String), Observation> = BTreeMap::new();
-        for (provider_name, mut ids) in ids_by_provider {
-            ids.sort();
-            ids.dedup();
+        type Read = (
+            String,
+            std::result::Result<BTreeMap<String, Observation>, ProviderError>,
+        );
+        let mut tasks: JoinSet<Read> = JoinSet::new();
+        for (provider_name, ids) in ids_by_provider {
             let provider = self.provider(provider_name)?;
             let batch = provider.capabilities().observe_batch.max(1);
-            let chunks: Vec<Vec<String>> = ids.chunks(batch).map(<[String]>::to_vec).collect();
-            let semaphore = Arc::new(tokio::sync::Semaphore::new(OBSERVE_CONCURRENCY));
-            let mut tasks: JoinSet<
-                std::result::Result<BTreeMap<String, Observation>, ProviderError>,
-            > = JoinSet::new();
-            for chunk in chunks {
+            let ids: Vec<&str> = ids.into_iter().collect();
+            for chunk in ids.chunks(batch) {
                 let provider = provider.clone();
-                let semaphore = semaphore.clone();
+                let provider_name = provider_name.to_string();
+                let chunk: Vec<String> = chunk.iter().map(|id| id.to_string()).collect();
                 tasks.spawn(async move {
-                    let _permit = semaphore.acquire_owned().await;
-                    provider.observe(&chunk).await
+                    let observed = provider.observe(&chunk).await;
+                    (provider_name, observed)
                 });
             }
-            while let Some(joined) = tasks.join_next().await {
-                let observed = joined.map_err(|error| Error::Io {
-                    message: format!("an observe task failed: {error}"),
-                })??;
-                for (id, observation) in observed {
-                    by_id.insert((provider_name.to_string(), id), observation);
-                }
+        }
+        let mut by_id: HashMap<(String, String), Observation> = HashMap::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (provider_name, observed) = joined.map_err(|error| Error::Io {
+                message: format!("an observe task failed: {error}"),
+            })?;
+            // The first failure ends the plan; dropping the set cancels the other reads.
+            for (id, observation) in observed? {
+                by_id.insert((provider_name.clone(), id), observation);
             }
         }
-        Ok(servers
-            .iter()
-            .map(|server| {
-                let observation = by_id
-                    .get(&(server.provider.clone(), server.cloud_id.clone()))
-                    .cloned()
-                    .unwrap_or(Observation::NotFound);
-                (server.name.clone(), observation)
-            })
-            .collect())
+        // Moved, not copied: a cloud id names one server of a provider (the manifest refuses
+        // duplicates), and a fleet's observations are not held twice.
+        let mut observations = BTreeMap::new();
+        for server in servers {
+            let key = (server.provider.clone(), server.cloud_id.clone());
+            let observation = by_id.remove(&key).unwrap_or(Observation::NotFound);
+            observations.insert(server.name.clone(), observation);
+        }
+        Ok(observations)
+    }
+
+    /// Lets each provider check what needs its catalogue (image names, OS ids), every provider
+    /// at once, with the servers as just observed (so nothing is read twice). Returns each
+    /// problem as (server name, issue).
+    pub async fn check_desired(
+        &self,
+        servers: &[&DesiredServer],
+        observed: &BTreeMap<String, Observation>,
+    ) -> Result<Vec<(String, FieldIssue)>> {
+        let not_found = Observation::NotFound;
+        let mut by_provider: BTreeMap<&str, Vec<(&DesiredServer, &Observation)>> = BTreeMap::new();
+        for server in servers {
+            by_provider
+                .entry(server.provider.as_str())
+                .or_default()
+                .push((server, observed.get(&server.name).unwrap_or(&not_found)));
+        }
+        let mut checks = Vec::new();
+        for (name, servers) in by_provider {
+            let provider = self.provider(name)?;
+            checks.push(async move { provider.check_desired(&servers).await });
+        }
+        let mut problems = Vec::new();
+        for found in futures_util::future::join_all(checks).await {
+            problems.extend(found?);
+        }
+        Ok(problems)
     }
 }

@@ -41,26 +41,20 @@ impl Default for PlanOptions {
     }
 }
 
-/// Lets each provider check what needs its catalogue (image names, OS ids); every problem
-/// found is reported together.
-async fn check_desired(fleet: &Fleet, servers: &[&DesiredServer]) -> Result<()> {
-    let mut by_provider: BTreeMap<&str, Vec<&DesiredServer>> = BTreeMap::new();
-    for server in servers {
-        by_provider
-            .entry(server.provider.as_str())
-            .or_default()
-            .push(server);
-    }
+/// Lets each provider check what needs its catalogue (image names, OS ids) against the servers
+/// as observed; every problem found is reported together.
+async fn check_desired(
+    fleet: &Fleet,
+    servers: &[&DesiredServer],
+    observed: &BTreeMap<String, crate::provider::Observation>,
+) -> Result<()> {
     let mut problems = Vec::new();
-    for (name, servers) in by_provider {
-        let provider = fleet.provider(name)?;
-        for (server, issue) in provider.check_desired(&servers).await? {
-            let mut line = format!("server `{server}`, `{}`: {}", issue.pointer, issue.message);
-            if let Some(help) = issue.help {
-                line.push_str(&format!(" ({help})"));
-            }
-            problems.push(escape_control(&line).into_owned());
+    for (server, issue) in fleet.check_desired(servers, observed).await? {
+        let mut line = format!("server `{server}`, `{}`: {}", issue.pointer, issue.message);
+        if let Some(help) = issue.help {
+            line.push_str(&format!(" ({help})"));
         }
+        problems.push(escape_control(&line).into_owned());
     }
     if problems.is_empty() {
         Ok(())
@@ -85,7 +79,10 @@ pub fn password_of(server: &DesiredServer) -> Result<Option<SecretString>> {
 }
 
 /// Keyed digests of one server's install inputs with the state's key.
-pub fn digests_of(state: &State, server: &DesiredServer) -> Result<BTreeMap<String, String>> {
+pub fn digests_of(
+    state: &State,
+    server: &DesiredServer,
+) -> Result<crate::plan::inputs::InputDigests> {
     let password = password_of(server)?;
     Ok(input_digests(
         &state.digest_key_bytes(),
@@ -148,53 +145,63 @@ pub async fn make_plan(
     check_names(manifest, &options.targets, "--target")?;
     check_names(manifest, &options.replace, "--replace")?;
     let targets: BTreeSet<&str> = options.targets.iter().map(String::as_str).collect();
-    let servers: Vec<DesiredServer> = manifest
-        .servers
-        .iter()
-        .filter(|server| targets.is_empty() || targets.contains(server.name.as_str()))
-        .cloned()
-        .collect();
+    // The whole manifest is planned as it is; only `--target` copies out the servers it names.
+    let servers: std::borrow::Cow<'_, [DesiredServer]> = if targets.is_empty() {
+        std::borrow::Cow::Borrowed(&manifest.servers)
+    } else {
+        manifest
+            .servers
+            .iter()
+            .filter(|server| targets.contains(server.name.as_str()))
+            .cloned()
+            .collect()
+    };
     let scoped: Vec<&DesiredServer> = servers.iter().collect();
-    check_desired(fleet, &scoped).await?;
     let observed = fleet.observe(&scoped).await?;
+    check_desired(fleet, &scoped, &observed).await?;
     let mut digests = BTreeMap::new();
-    for server in &servers {
+    for server in servers.iter() {
         digests.insert(server.name.clone(), digests_of(state, server)?);
     }
     let replace: BTreeSet<String> = options.replace.iter().cloned().collect();
     let mut reports_image = BTreeMap::new();
     let mut reinstalls_failed = BTreeMap::new();
-    for server in &servers {
+    for server in servers.iter() {
         let capabilities = fleet.provider(&server.provider)?.capabilities().clone();
         reports_image.insert(server.provider_type, capabilities.reports_image);
         reinstalls_failed.insert(server.provider_type, capabilities.reinstalls_failed_install);
     }
-    let planned = diff(&DiffInput {
-        servers: &servers,
-        observed: &observed,
-        digests: &digests,
-        recorded: &state.servers,
-        replace: &replace,
-        reports_image: &|provider_type| reports_image.get(&provider_type).copied().unwrap_or(true),
-        reinstalls_failed_install: &|provider_type| {
-            reinstalls_failed
-                .get(&provider_type)
-                .copied()
-                .unwrap_or(false)
+    let planned = diff(
+        &DiffInput {
+            servers: &servers,
+            recorded: &state.servers,
+            replace: &replace,
+            reports_image: &|provider_type| {
+                reports_image.get(&provider_type).copied().unwrap_or(true)
+            },
+            reinstalls_failed_install: &|provider_type| {
+                reinstalls_failed
+                    .get(&provider_type)
+                    .copied()
+                    .unwrap_or(false)
+            },
+            review: &|desired, observed| match fleet.provider(&desired.provider) {
+                Ok(provider) => provider.review_reinstall(desired, observed),
+                Err(_) => ReinstallReview::default(),
+            },
+            forget_removed: options.targets.is_empty(),
+            in_flight: &in_flight,
         },
-        review: &|desired, observed| match fleet.provider(&desired.provider) {
-            Ok(provider) => provider.review_reinstall(desired, observed),
-            Err(_) => ReinstallReview::default(),
-        },
-        forget_removed: options.targets.is_empty(),
-        in_flight: &in_flight,
-    });
+        observed,
+        digests,
+    );
     let mut rollout = manifest.policy.clone();
     rollout.default = rollout.default.overlaid(&options.rollout);
     for group in rollout.groups.values_mut() {
         *group = group.overlaid(&options.rollout);
     }
     let waves = crate::plan::rollout::waves(&planned, &rollout);
+    let pace = crate::plan::pace::estimate(&planned, &waves, &pace_figures(fleet, &planned)?);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -216,7 +223,47 @@ pub async fn make_plan(
         servers: planned,
         rollout,
         waves,
+        pace,
     })
+}
+
+/// What the pace of each provider with a reinstall in the plan depends on: its rate limits,
+/// batch sizes, poll interval and install estimate.
+fn pace_figures(
+    fleet: &Fleet,
+    planned: &[crate::plan::model::ServerPlan],
+) -> Result<BTreeMap<String, crate::plan::pace::ProviderFigures>> {
+    use crate::provider::limits::ApiFamily;
+    let mut figures = BTreeMap::new();
+    for server in planned
+        .iter()
+        .filter(|server| server.action.is_destructive())
+    {
+        if figures.contains_key(&server.provider) {
+            continue;
+        }
+        let provider = fleet.provider(&server.provider)?;
+        let capabilities = provider.capabilities();
+        let limits = provider.rate_limits();
+        let rate = |family: ApiFamily| {
+            limits
+                .get(&family)
+                .map(|limit| limit.per_minute)
+                .filter(|per_minute| per_minute.is_finite())
+        };
+        figures.insert(
+            server.provider.clone(),
+            crate::plan::pace::ProviderFigures {
+                reinstall_per_minute: rate(ApiFamily::Reinstall),
+                reinstall_batch: capabilities.reinstall_batch,
+                status_per_minute: rate(ApiFamily::Status),
+                poll_batch: capabilities.observe_batch,
+                poll_interval: capabilities.poll_interval,
+                install_estimate: capabilities.install_estimate,
+            },
+        );
+    }
+    Ok(figures)
 }
 
 /// Reads the state, or starts a new one (new lineage and digest key) when there is none yet.

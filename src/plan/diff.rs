@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::inputs::{FIELD_ACCESS, FIELD_HOSTNAME, FIELD_OPTIONS, FIELD_USER_DATA, INPUT_FIELDS};
+use super::inputs::{
+    FIELD_ACCESS, FIELD_HOSTNAME, FIELD_OPTIONS, FIELD_USER_DATA, INPUT_FIELDS, InputDigests,
+};
 use super::model::{ActionKind, Change, Reason, ServerPlan};
 use crate::digest::sha256_hex;
 use crate::manifest::{DesiredAccess, DesiredServer, ProviderType};
@@ -13,14 +15,10 @@ use crate::provider::{Observation, Observed, ReinstallReview, ServerStatus};
 use crate::state::journal::Step;
 use crate::state::{Outcome, ServerRecord};
 
-/// Everything the diff looks at.
+/// Everything the diff looks at, besides what it takes over (see [`diff`]).
 pub struct DiffInput<'a> {
     /// The servers in scope, in manifest order.
     pub servers: &'a [DesiredServer],
-    /// What each provider reported, by server name. A missing entry counts as not found.
-    pub observed: &'a BTreeMap<String, Observation>,
-    /// Keyed digests of each server's desired install inputs, by server name.
-    pub digests: &'a BTreeMap<String, BTreeMap<String, String>>,
     /// What reimage last applied, by server name.
     pub recorded: &'a BTreeMap<String, ServerRecord>,
     /// Servers named with `--replace`.
@@ -53,11 +51,26 @@ pub fn record_fingerprint(record: &ServerRecord) -> String {
 
 /// One action per server in scope (manifest order), then one `forget` per recorded server no
 /// longer in the manifest (name order).
-pub fn diff(input: &DiffInput<'_>) -> Vec<ServerPlan> {
+///
+/// `observed` (what each provider reported, by server name; a missing entry counts as not
+/// found) and `digests` (keyed digests of each server's desired install inputs, by server name)
+/// are taken over: each entry moves into its server's plan, so a fleet's observations are never
+/// held twice.
+pub fn diff(
+    input: &DiffInput<'_>,
+    mut observed: BTreeMap<String, Observation>,
+    mut digests: BTreeMap<String, InputDigests>,
+) -> Vec<ServerPlan> {
     let mut plans: Vec<ServerPlan> = input
         .servers
         .iter()
-        .map(|server| plan_server(input, server))
+        .map(|server| {
+            let observation = observed
+                .remove(&server.name)
+                .unwrap_or(Observation::NotFound);
+            let digests = digests.remove(&server.name).unwrap_or_default();
+            plan_server(input, server, observation, digests)
+        })
         .collect();
     if input.forget_removed {
         let in_manifest: BTreeSet<&str> = input.servers.iter().map(|s| s.name.as_str()).collect();
@@ -120,17 +133,16 @@ fn plan_forget(name: &str, record: &ServerRecord, in_flight: Option<Step>) -> Se
         },
         observed: None,
         observed_fingerprint: record_fingerprint(record),
-        input_digests: BTreeMap::new(),
+        input_digests: InputDigests::default(),
     }
 }
 
-fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
-    let observation = input
-        .observed
-        .get(&server.name)
-        .cloned()
-        .unwrap_or(Observation::NotFound);
-    let digests = input.digests.get(&server.name).cloned().unwrap_or_default();
+fn plan_server(
+    input: &DiffInput<'_>,
+    server: &DesiredServer,
+    observation: Observation,
+    digests: InputDigests,
+) -> ServerPlan {
     let mut plan = ServerPlan {
         name: server.name.clone(),
         provider: server.provider.clone(),
@@ -144,7 +156,7 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         desired: server.clone(),
         observed: None,
         observed_fingerprint: fingerprint(&observation),
-        input_digests: digests.clone(),
+        input_digests: digests,
     };
     let observed = match observation {
         Observation::Found(observed) => observed,
@@ -259,7 +271,7 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
             let recorded = record.input_digests.get(field).cloned().flatten();
             // Unknown (adopted) inputs never trigger a reinstall: adoption is never destructive.
             if let (Some(recorded), Some(desired)) = (recorded, digests.get(field))
-                && recorded != *desired
+                && recorded != desired
             {
                 triggers.push(Reason::InputChanged {
                     field: field.to_string(),
@@ -583,38 +595,40 @@ mod tests {
                 .iter()
                 .map(|server| (server.name.clone(), input_digests(KEY, server, None)))
                 .collect();
-            diff(&DiffInput {
-                servers: &self.servers,
-                observed: &self.observed,
-                digests: &digests,
-                recorded: &self.recorded,
-                replace: &self.replace,
-                reports_image: &|provider_type| provider_type != ProviderType::EdisKvm,
-                reinstalls_failed_install: &|provider_type| {
-                    provider_type == ProviderType::ZenlayerBmc
-                },
-                review: &|_, observed| {
-                    if observed.extra.get("locked").map(String::as_str) == Some("true") {
-                        ReinstallReview {
-                            blocked: Some("locked".into()),
-                            ..Default::default()
+            diff(
+                &DiffInput {
+                    servers: &self.servers,
+                    recorded: &self.recorded,
+                    replace: &self.replace,
+                    reports_image: &|provider_type| provider_type != ProviderType::EdisKvm,
+                    reinstalls_failed_install: &|provider_type| {
+                        provider_type == ProviderType::ZenlayerBmc
+                    },
+                    review: &|_, observed| {
+                        if observed.extra.get("locked").map(String::as_str) == Some("true") {
+                            ReinstallReview {
+                                blocked: Some("locked".into()),
+                                ..Default::default()
+                            }
+                        } else if observed.status == ServerStatus::Running
+                            && observed.extra.contains_key("needs_stop")
+                        {
+                            ReinstallReview {
+                                stop_first: true,
+                                extra_wipes: vec!["DATA DISKS".into()],
+                                notes: vec!["stopped first".into()],
+                                ..Default::default()
+                            }
+                        } else {
+                            ReinstallReview::default()
                         }
-                    } else if observed.status == ServerStatus::Running
-                        && observed.extra.contains_key("needs_stop")
-                    {
-                        ReinstallReview {
-                            stop_first: true,
-                            extra_wipes: vec!["DATA DISKS".into()],
-                            notes: vec!["stopped first".into()],
-                            ..Default::default()
-                        }
-                    } else {
-                        ReinstallReview::default()
-                    }
+                    },
+                    forget_removed: self.forget_removed,
+                    in_flight: &self.in_flight,
                 },
-                forget_removed: self.forget_removed,
-                in_flight: &self.in_flight,
-            })
+                self.observed.clone(),
+                digests,
+            )
         }
 
         fn only(&self) -> ServerPlan {
@@ -709,7 +723,7 @@ mod tests {
         let old = input_digests(KEY, &server, Some(&"Old-pass1!".to_string().into()));
         record
             .input_digests
-            .insert(FIELD_ACCESS.into(), Some(old[FIELD_ACCESS].clone()));
+            .insert(FIELD_ACCESS.into(), old.get(FIELD_ACCESS));
         let plan = world.only();
         assert!(plan.reasons.contains(&Reason::InputChanged {
             field: FIELD_ACCESS.into(),

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use super::model::{PLAN_FORMAT_VERSION, Plan};
-use super::signature::{PlanKey, PlanSignature, sign, signature_path};
+use std::io::Write;
+
+use super::signature::{PlanKey, PlanSignature, Signer, signature_path};
 
 /// The published schema of the plan JSON (also the `--json` output of `plan` and `show`).
 pub const PLAN_SCHEMA: &str = include_str!("../../schemas/plan.schema.json");
@@ -37,11 +39,31 @@ pub enum PlanFileError {
     Signature { path: String, message: String },
 }
 
-/// The exact bytes a plan file holds (and a signature covers).
+/// The exact bytes a plan file holds (and a signature covers): the JSON on one line.
 pub fn to_bytes(plan: &Plan) -> Vec<u8> {
     let mut text = super::render::json(plan);
     text.push('\n');
     text.into_bytes()
+}
+
+/// Writes to `inner` and feeds every byte written to the signer, if any.
+struct Signing<'a, W> {
+    inner: W,
+    signer: Option<&'a mut Signer>,
+}
+
+impl<W: Write> Write for Signing<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        if let Some(signer) = self.signer.as_mut() {
+            signer.update(&bytes[..written]);
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Writes the plan file; with a key, also `PLANFILE.sig` over its exact bytes. Without a key,
@@ -62,13 +84,25 @@ pub fn save(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(write_error(&signature_path, error)),
     }
-    let bytes = to_bytes(plan);
-    crate::state::local::write_atomically(path, &bytes)
-        .map_err(|error| write_error(path, error))?;
-    let Some(key) = key else {
+    // Written (and signed) as it is made: the bytes of the whole plan are never held at once.
+    let mut signer = key.map(PlanKey::signer);
+    crate::state::local::write_atomically_with(path, |file| {
+        let mut writer = std::io::BufWriter::with_capacity(
+            64 * 1024,
+            Signing {
+                inner: file,
+                signer: signer.as_mut(),
+            },
+        );
+        super::render::json_to(plan, &mut writer)?;
+        writer.write_all(b"\n")?;
+        writer.flush()
+    })
+    .map_err(|error| write_error(path, error))?;
+    let Some(signer) = signer else {
         return Ok(None);
     };
-    let signature = sign(key, &plan.plan_id, &bytes);
+    let signature = signer.finish(&plan.plan_id);
     let mut text =
         serde_json::to_string_pretty(&signature).map_err(|error| PlanFileError::Write {
             path: signature_path.display().to_string(),
@@ -166,6 +200,7 @@ mod tests {
             servers: Vec::new(),
             rollout: Default::default(),
             waves: Vec::new(),
+            pace: None,
             summary: Default::default(),
         }
     }

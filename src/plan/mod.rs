@@ -4,9 +4,11 @@ pub mod diff;
 pub mod file;
 pub mod inputs;
 pub mod model;
+pub mod pace;
 pub mod render;
 pub mod rollout;
 pub mod signature;
+mod wire;
 mod yaml_style;
 
 pub use model::{ActionKind, Change, Plan, Reason, ServerPlan, Summary};

@@ -12,10 +12,13 @@ use crate::manifest::{
 use crate::provider::Observed;
 
 /// Version 2 added the artifact bindings (`expires_at`, `commit`, `state.name`), the
-/// `update-record` and `forget` actions and their summary counts.
-pub const PLAN_FORMAT_VERSION: u32 = 2;
+/// `update-record` and `forget` actions and their summary counts; version 3 is compact (what a
+/// server's entry would repeat is left out, shared user data is written once: see
+/// [`super::wire`]) and adds the rollout's `pace`.
+pub const PLAN_FORMAT_VERSION: u32 = 3;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Written and read as JSON by [`super::wire`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub format_version: u32,
     pub tool_version: String,
@@ -33,14 +36,12 @@ pub struct Plan {
     pub state: StateRef,
     /// Providers as configured (credential references only), so a saved plan applies alone.
     pub providers: BTreeMap<String, DesiredProvider>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulator: Option<EmbeddedEmulator>,
     /// Where the state the plan was made against lives: the local state file, or a
     /// description of the remote backend (never a secret).
     pub state_path: String,
     /// The shared backend holding that state (its URL as a reference), so that a saved plan
     /// applies on another machine; absent for the local file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<RemoteBackend>,
     /// One entry per server in scope, in manifest order.
     pub servers: Vec<ServerPlan>,
@@ -48,6 +49,9 @@ pub struct Plan {
     pub rollout: RolloutPolicy,
     /// The order apply starts the reinstalls in; apply starts nothing else.
     pub waves: Vec<Wave>,
+    /// The pace the rollout will have under the providers' rate limits (absent without
+    /// reinstalls).
+    pub pace: Option<super::pace::Pace>,
     pub summary: Summary,
 }
 
@@ -275,7 +279,8 @@ pub struct Change {
     pub changed: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Written and read as JSON by [`super::wire`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerPlan {
     pub name: String,
     pub provider: String,
@@ -284,11 +289,9 @@ pub struct ServerPlan {
     pub action: ActionKind,
     pub reasons: Vec<Reason>,
     /// What the apply will wipe (e.g. `system disk`); empty unless destructive.
-    #[serde(default)]
     pub wipes: Vec<String>,
     pub changes: Vec<Change>,
     /// Provider-specific lines to show (e.g. "stopped first").
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// The desired inputs with secret references (never values). For `forget`, what the state
     /// recorded (the server is no longer in the manifest).
@@ -299,7 +302,7 @@ pub struct ServerPlan {
     /// (never observed), of the record that will be removed.
     pub observed_fingerprint: String,
     /// Keyed digests (HMAC-SHA256 with the state's key) of each install input.
-    pub input_digests: BTreeMap<String, String>,
+    pub input_digests: super::inputs::InputDigests,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

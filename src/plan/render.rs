@@ -228,6 +228,14 @@ fn render_change(out: &mut String, change: &Change, server: &ServerPlan) {
 
 /// Human text: one block per server that changes or is blocked, then the summary line.
 pub fn text(plan: &Plan) -> String {
+    let mut all = String::new();
+    text_to(plan, &mut |chunk| all.push_str(chunk));
+    all
+}
+
+/// [`text`], handed to `sink` a server block at a time: a plan of many servers is never held
+/// as one string.
+pub fn text_to(plan: &Plan, sink: &mut dyn FnMut(&str)) {
     let mut out = String::new();
     let shown: Vec<&ServerPlan> = plan
         .servers
@@ -240,7 +248,8 @@ pub fn text(plan: &Plan) -> String {
             "{} The fleet matches the manifest: nothing to reinstall or record.",
             "No changes.".green().bold()
         );
-        return out;
+        sink(&out);
+        return;
     }
     if plan.has_changes() {
         let _ = writeln!(out, "reimage will perform the following actions:\n");
@@ -268,10 +277,12 @@ pub fn text(plan: &Plan) -> String {
             }
         }
         let _ = writeln!(out);
+        sink(&out);
+        out.clear();
     }
     render_waves(&mut out, plan);
     let _ = writeln!(out, "{}", summary_line(plan).bold());
-    out
+    sink(&out);
 }
 
 /// Names, at most `limit` of them, then how many more.
@@ -346,10 +357,23 @@ fn render_waves(out: &mut String, plan: &Plan) {
         let _ = writeln!(out, "  at most {cap} reinstalls per apply (max_reinstalls)");
     }
     let _ = writeln!(out);
+    if let Some(pace) = &plan.pace {
+        for line in super::pace::describe(pace) {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = writeln!(out);
+    }
 }
 
 /// Markdown for a pull-request comment.
 pub fn markdown(plan: &Plan) -> String {
+    let mut all = String::new();
+    markdown_to(plan, &mut |chunk| all.push_str(chunk));
+    all
+}
+
+/// [`markdown`], handed to `sink` a piece at a time.
+pub fn markdown_to(plan: &Plan, sink: &mut dyn FnMut(&str)) {
     let mut out = String::new();
     let _ = writeln!(out, "### reimage plan\n");
     let _ = writeln!(
@@ -372,7 +396,8 @@ pub fn markdown(plan: &Plan) -> String {
         .collect();
     if shown.is_empty() {
         let _ = writeln!(out, "No changes. The fleet matches the manifest.");
-        return out;
+        sink(&out);
+        return;
     }
     let _ = writeln!(out, "| server | action | provider | id | wipes | reasons |");
     let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
@@ -390,6 +415,8 @@ pub fn markdown(plan: &Plan) -> String {
             cell(&server.wipes.join(", ")),
             cell(&reasons.join("; "))
         );
+        sink(&out);
+        out.clear();
     }
     if !plan.waves.is_empty() {
         let _ = writeln!(out, "\n**Rollout** ({} waves):\n", plan.waves.len());
@@ -405,6 +432,15 @@ pub fn markdown(plan: &Plan) -> String {
             );
         }
     }
+    if let Some(pace) = &plan.pace {
+        let mut lines = super::pace::describe(pace).into_iter();
+        if let Some(title) = lines.next() {
+            let _ = writeln!(out, "\n**{}**\n", title.trim_end_matches(':'));
+        }
+        for line in lines {
+            let _ = writeln!(out, "- {}", line.trim_start());
+        }
+    }
     for server in shown.iter().filter(|server| server.action.is_destructive()) {
         let _ = writeln!(
             out,
@@ -415,8 +451,10 @@ pub fn markdown(plan: &Plan) -> String {
             markdown_change(&mut out, change, server);
         }
         let _ = writeln!(out, "```\n</details>");
+        sink(&out);
+        out.clear();
     }
-    out
+    sink(&out);
 }
 
 /// One input in a ```diff block: `-`/`+` lines for what changes, two spaces for the rest.
@@ -477,9 +515,14 @@ fn markdown_change(out: &mut String, change: &Change, server: &ServerPlan) {
     }
 }
 
-/// The plan as pretty JSON (the same document a saved plan file holds).
+/// The plan as JSON on one line (the same document a saved plan file holds).
 pub fn json(plan: &Plan) -> String {
-    serde_json::to_string_pretty(plan).unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"))
+    serde_json::to_string(plan).unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"))
+}
+
+/// [`json`] written to `writer` as it is made (one line, no string of the whole plan).
+pub fn json_to(plan: &Plan, writer: impl std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer(writer, plan).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
@@ -542,7 +585,7 @@ mod tests {
                 extra: BTreeMap::new(),
             }),
             observed_fingerprint: String::new(),
-            input_digests: BTreeMap::new(),
+            input_digests: Default::default(),
         }
     }
 
@@ -606,6 +649,28 @@ mod tests {
                 max_parallel: 10,
                 max_failures: Some(1),
             }],
+            pace: Some(crate::plan::pace::Pace {
+                providers: BTreeMap::from([(
+                    "zl\u{1b}[2J".to_string(),
+                    crate::plan::pace::ProviderPace {
+                        reinstalls: 60,
+                        reinstall_per_minute: Some(60.0),
+                        reinstall_batch: 1,
+                        install_estimate_s: 600.0,
+                        rate_allows_in_flight: Some(10),
+                    },
+                )]),
+                waves: vec![crate::plan::pace::WavePace {
+                    wave: 1,
+                    servers: 60,
+                    max_parallel: 10,
+                    in_flight: 10,
+                    estimated_s: 3600.0,
+                    bound: crate::plan::pace::Bound::MaxParallel,
+                }],
+                estimated_s: 3600.0,
+                notes: Vec::new(),
+            }),
         }
     }
 

@@ -83,11 +83,14 @@ pub fn over_cap(servers: &[ServerPlan], policy: &RolloutPolicy) -> Vec<String> {
             destructive.len()
         ));
     }
+    let mut per_group: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for server in &destructive {
+        if let Some(group) = server.desired.group.as_deref() {
+            *per_group.entry(group).or_default() += 1;
+        }
+    }
     for (group, rollout) in &policy.groups {
-        let count = destructive
-            .iter()
-            .filter(|server| server.desired.group.as_deref() == Some(group.as_str()))
-            .count();
+        let count = per_group.get(group.as_str()).copied().unwrap_or(0);
         if let Some(cap) = rollout.max_reinstalls
             && count > cap
         {
@@ -133,7 +136,7 @@ mod tests {
             },
             observed: None,
             observed_fingerprint: String::new(),
-            input_digests: BTreeMap::new(),
+            input_digests: Default::default(),
         }
     }
 

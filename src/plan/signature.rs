@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
 use crate::digest::{hmac_sha256, sha256_hex};
 use crate::provider::sign::signatures_match;
 
@@ -84,6 +87,17 @@ impl PlanKey {
         hex::encode(hmac_sha256(self.0.expose_secret().as_bytes(), message))
     }
 
+    /// Signs bytes as they come (a plan file as it is written).
+    pub fn signer(&self) -> Signer {
+        Signer {
+            sha: Sha256::new(),
+            // HMAC accepts keys of any length, so this cannot fail.
+            mac: <Hmac<Sha256> as KeyInit>::new_from_slice(self.0.expose_secret().as_bytes())
+                .unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
+            key_id: self.key_id(),
+        }
+    }
+
     /// A short public name of the key, so a refusal can tell "another key" from "changed".
     pub fn key_id(&self) -> String {
         self.mac_hex(b"reimage plan key id")[..16].to_string()
@@ -111,14 +125,34 @@ pub fn signature_path(plan_path: &Path) -> PathBuf {
 
 /// Signs the exact bytes of a plan file.
 pub fn sign(key: &PlanKey, plan_id: &str, plan_bytes: &[u8]) -> PlanSignature {
-    PlanSignature {
-        format: FORMAT.to_string(),
-        version: VERSION,
-        algorithm: ALGORITHM.to_string(),
-        plan_id: plan_id.to_string(),
-        plan_sha256: sha256_hex(plan_bytes),
-        key_id: key.key_id(),
-        signature: key.mac_hex(plan_bytes),
+    let mut signer = key.signer();
+    signer.update(plan_bytes);
+    signer.finish(plan_id)
+}
+
+/// The signature of bytes given a piece at a time: the same as [`sign`] over all of them.
+pub struct Signer {
+    sha: Sha256,
+    mac: Hmac<Sha256>,
+    key_id: String,
+}
+
+impl Signer {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha.update(bytes);
+        self.mac.update(bytes);
+    }
+
+    pub fn finish(self, plan_id: &str) -> PlanSignature {
+        PlanSignature {
+            format: FORMAT.to_string(),
+            version: VERSION,
+            algorithm: ALGORITHM.to_string(),
+            plan_id: plan_id.to_string(),
+            plan_sha256: hex::encode(self.sha.finalize()),
+            key_id: self.key_id,
+            signature: hex::encode(self.mac.finalize().into_bytes()),
+        }
     }
 }
 

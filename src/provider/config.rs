@@ -76,17 +76,24 @@ pub fn request_timeout(config: &DesiredProvider) -> Result<Duration, ProviderErr
 pub struct Timing {
     pub poll_interval: Duration,
     pub install_timeout: Duration,
+    /// How long one install usually takes: only the plan's estimate of the rollout uses it.
+    pub install_estimate: Duration,
     pub start_grace: Duration,
     pub stop_timeout: Duration,
 }
 
 impl Timing {
-    /// `poll_interval` and `install_timeout` as given; the grace and stop deadline default to
-    /// [`super::DEFAULT_START_GRACE`] and [`super::DEFAULT_STOP_TIMEOUT`].
-    pub fn defaults(poll_interval: Duration, install_timeout: Duration) -> Self {
+    /// `poll_interval`, `install_timeout` and `install_estimate` as given; the grace and stop
+    /// deadline default to [`super::DEFAULT_START_GRACE`] and [`super::DEFAULT_STOP_TIMEOUT`].
+    pub fn defaults(
+        poll_interval: Duration,
+        install_timeout: Duration,
+        install_estimate: Duration,
+    ) -> Self {
         Timing {
             poll_interval,
             install_timeout,
+            install_estimate,
             start_grace: super::DEFAULT_START_GRACE,
             stop_timeout: super::DEFAULT_STOP_TIMEOUT,
         }
@@ -104,6 +111,11 @@ impl Timing {
                 "install_timeout",
                 settings.install_timeout,
                 self.install_timeout,
+            )?,
+            install_estimate: read(
+                "install_estimate",
+                settings.install_estimate,
+                self.install_estimate,
             )?,
             start_grace: read("start_grace", settings.start_grace, self.start_grace)?,
             stop_timeout: read("stop_timeout", settings.stop_timeout, self.stop_timeout)?,
@@ -130,6 +142,7 @@ pub fn common_issues(config: &ProviderConfig) -> Vec<FieldIssue> {
     for (field, value) in [
         ("poll_interval", config.poll_interval),
         ("install_timeout", config.install_timeout),
+        ("install_estimate", config.install_estimate),
         ("start_grace", config.start_grace),
         ("stop_timeout", config.stop_timeout),
         ("request_timeout", config.request_timeout),

@@ -154,6 +154,11 @@ impl ProviderHttp {
         self
     }
 
+    /// The rate limit of each limited API family.
+    pub fn limits(&self) -> std::collections::BTreeMap<ApiFamily, super::limits::RateLimit> {
+        self.limits.limits()
+    }
+
     /// The HTTP client, set up on first use.
     pub fn client(&self) -> Result<&reqwest::Client, ProviderError> {
         let built = self.client.get_or_init(|| {
@@ -236,12 +241,7 @@ impl ProviderHttp {
             }
             let retry_after = response.retry_after();
             let delay = self.retry.delay_before(attempt, retry_after);
-            announce(WaitNotice {
-                provider: self.provider.clone(),
-                family,
-                cause: WaitCause::Throttled,
-                wait: delay,
-            });
+            self.limits.throttled(family, delay);
             tracing::warn!(
                 provider = %self.provider,
                 attempt,
@@ -276,7 +276,13 @@ impl ProviderHttp {
             let permit = self.limits.acquire(family).await;
             let request = build()?;
             let description = describe_request(&request);
-            tracing::debug!(provider = %self.provider, attempt, request = %description, "sending");
+            tracing::debug!(
+                provider = %self.provider,
+                family = family.as_str(),
+                attempt,
+                request = %description,
+                "sending"
+            );
             let started = Instant::now();
             let (error, retry_after) = match self.execute(request).await {
                 Ok(response) => {
@@ -300,16 +306,18 @@ impl ProviderHttp {
                     ..
                 }
             ) || retry_after.is_some();
-            announce(WaitNotice {
-                provider: self.provider.clone(),
-                family,
-                cause: if throttled {
-                    WaitCause::Throttled
-                } else {
-                    WaitCause::Retrying
-                },
-                wait: delay,
-            });
+            if throttled {
+                // Every call of the family waits and slows down, not only this one.
+                self.limits.throttled(family, delay);
+            } else {
+                announce(WaitNotice {
+                    provider: self.provider.clone(),
+                    family,
+                    cause: WaitCause::Retrying,
+                    wait: delay,
+                    slowed_to_per_minute: None,
+                });
+            }
             tracing::warn!(
                 provider = %self.provider,
                 request = %description,

@@ -1,16 +1,24 @@
-//! Rate limits per provider and API family: a token bucket (calls per minute, with a burst)
-//! and a cap on calls in flight. Defaults come from each provider's brief; the manifest may
-//! override them (`providers.NAME.rate_limits`).
+//! Rate limits per provider and API family: a sliding window that never lets more than the
+//! configured rate through in any one-second window, and a cap on calls in flight. Defaults
+//! come from each provider type (each says where its figures come from, or that they are a
+//! guess); the manifest may override them (`providers.NAME.rate_limits`).
+//!
+//! A call holds its place in the window from the moment it is granted until one window after
+//! its answer arrived: the provider counts it at some moment in between, so no window at the
+//! provider can hold more than the rate either, however long the call took on the way.
+//!
+//! When the provider throttles anyway (429), the family pauses for the `Retry-After` (or a
+//! backoff) and slows down to half its rate, recovering step by step while no 429 comes.
 //!
 //! Every wait caused by a limit or by a provider's throttling is announced on [`waits`], so
 //! progress displays can show why nothing moves.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
 /// The kinds of calls a provider makes, each limited on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -57,6 +65,48 @@ impl RateLimit {
             concurrency,
         }
     }
+
+    /// Whether the rate bounds anything (a rate of zero, or none, means no limit).
+    pub fn is_limited(self) -> bool {
+        self.per_minute.is_finite() && self.per_minute > 0.0
+    }
+}
+
+/// The sliding window a rate allows: `calls` per `span`. At one call a second or more, the
+/// whole calls that fit in one second (so any one-second window holds at most the rate); below
+/// that, one call per `60 / per_minute` seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub calls: usize,
+    pub span: Duration,
+}
+
+impl Window {
+    /// `None` when the rate limits nothing.
+    pub fn of(per_minute: f64) -> Option<Window> {
+        if !(per_minute.is_finite() && per_minute > 0.0) {
+            return None;
+        }
+        let per_second = per_minute / 60.0;
+        if per_second >= 1.0 {
+            Some(Window {
+                // A window of many calls costs memory per call: beyond a million a second
+                // nothing on a network is limited anyway.
+                calls: per_second.floor().min(1_000_000.0) as usize,
+                span: Duration::from_secs(1),
+            })
+        } else {
+            Some(Window {
+                calls: 1,
+                span: Duration::from_secs_f64(1.0 / per_second),
+            })
+        }
+    }
+
+    /// Calls per second this window lets through at most.
+    pub fn per_second(self) -> f64 {
+        self.calls as f64 / self.span.as_secs_f64()
+    }
 }
 
 /// Why a call waited.
@@ -77,6 +127,8 @@ pub struct WaitNotice {
     pub family: ApiFamily,
     pub cause: WaitCause,
     pub wait: Duration,
+    /// After a 429: the rate (calls per minute) the family slowed down to.
+    pub slowed_to_per_minute: Option<f64>,
 }
 
 static WAITS: LazyLock<broadcast::Sender<WaitNotice>> =
@@ -92,15 +144,111 @@ pub(crate) fn announce(notice: WaitNotice) {
     let _ = WAITS.send(notice);
 }
 
-struct Bucket {
-    limit: RateLimit,
-    tokens: f64,
-    refilled: Instant,
+/// After a 429 the rate is halved, down to this share of the configured one at most.
+const SLOWEST: f64 = 1.0 / 16.0;
+/// Without a 429 for this long, a slowed family takes back an eighth of its configured rate.
+const RECOVERY_STEP: Duration = Duration::from_secs(5);
+const RECOVERY_SHARE: f64 = 1.0 / 8.0;
+/// Waits shorter than this are not worth announcing.
+const ANNOUNCE_FROM: Duration = Duration::from_millis(50);
+
+/// The sliding window of one family: calls granted and still in flight hold a place; a
+/// finished call holds its place until `span` after its answer.
+struct Slots {
+    configured: Window,
+    /// Share of the configured rate in use: 1 until the provider throttles.
+    share: f64,
+    window: Window,
+    in_flight: usize,
+    /// When the places of finished calls free up, earliest first.
+    freeing: VecDeque<Instant>,
+    /// No call is granted before this (a `Retry-After`).
+    paused_until: Option<Instant>,
+    /// The last 429 or recovery step.
+    last_change: Instant,
+}
+
+/// What a caller at the head of the queue must wait for.
+enum Verdict {
+    Granted,
+    Until(Instant),
+    /// Every place is held by a call in flight: wait for one to end.
+    CallEnds,
+}
+
+impl Slots {
+    fn new(configured: Window) -> Self {
+        Slots {
+            configured,
+            share: 1.0,
+            window: configured,
+            in_flight: 0,
+            freeing: VecDeque::new(),
+            paused_until: None,
+            last_change: Instant::now(),
+        }
+    }
+
+    fn set_share(&mut self, share: f64) {
+        self.share = share.clamp(SLOWEST, 1.0);
+        let per_minute = self.configured.per_second() * 60.0 * self.share;
+        self.window = Window::of(per_minute).unwrap_or(self.configured);
+    }
+
+    fn try_grant(&mut self, now: Instant) -> Verdict {
+        if self.share < 1.0 && now.saturating_duration_since(self.last_change) >= RECOVERY_STEP {
+            self.set_share(self.share + RECOVERY_SHARE);
+            self.last_change = now;
+        }
+        if let Some(until) = self.paused_until {
+            if now < until {
+                return Verdict::Until(until);
+            }
+            self.paused_until = None;
+        }
+        while self.freeing.front().is_some_and(|at| *at <= now) {
+            self.freeing.pop_front();
+        }
+        if self.in_flight + self.freeing.len() < self.window.calls {
+            self.in_flight += 1;
+            return Verdict::Granted;
+        }
+        match self.freeing.front() {
+            Some(at) => Verdict::Until(*at),
+            None => Verdict::CallEnds,
+        }
+    }
+
+    fn finished(&mut self, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.freeing.push_back(now + self.window.span);
+    }
+
+    /// A 429: pause for `pause`, halve the rate. Returns the rate now in calls per minute.
+    fn throttled(&mut self, now: Instant, pause: Duration) -> f64 {
+        let until = now + pause;
+        self.paused_until = Some(self.paused_until.map_or(until, |at| at.max(until)));
+        self.set_share(self.share / 2.0);
+        self.last_change = now;
+        self.window.per_second() * 60.0
+    }
 }
 
 struct Family {
-    bucket: Mutex<Bucket>,
+    limit: RateLimit,
+    slots: Option<Arc<Mutex<Slots>>>,
+    /// Callers wait here in turn (tokio's mutex is fair: first come, first served).
+    queue: tokio::sync::Mutex<()>,
+    /// Wakes the caller at the head of the queue when a call ends.
+    call_ended: Arc<Notify>,
     in_flight: Arc<Semaphore>,
+}
+
+fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
+    // The window holds plain numbers; a panic elsewhere cannot leave it inconsistent.
+    slots
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The limits of one configured provider.
@@ -118,9 +266,45 @@ impl std::fmt::Debug for RateLimits {
     }
 }
 
-/// Held while a call is in flight; releases the concurrency slot on drop.
+/// Held while a call is in flight; on drop, the call's place in the window starts to free
+/// and its concurrency slot is released.
 pub struct CallPermit {
     _permit: Option<OwnedSemaphorePermit>,
+    slot: Option<(Arc<Mutex<Slots>>, Arc<Notify>)>,
+}
+
+impl Drop for CallPermit {
+    fn drop(&mut self) {
+        if let Some((slots, call_ended)) = self.slot.take() {
+            lock(&slots).finished(Instant::now());
+            call_ended.notify_one();
+        }
+    }
+}
+
+/// The limits a provider runs with: its defaults, overridden family by family by the manifest.
+/// A rate of zero (or none) means no limit; the concurrency is at least one.
+pub fn effective(
+    defaults: &[(ApiFamily, RateLimit)],
+    overrides: &BTreeMap<ApiFamily, RateLimit>,
+) -> BTreeMap<ApiFamily, RateLimit> {
+    let mut chosen: BTreeMap<ApiFamily, RateLimit> = defaults.iter().copied().collect();
+    chosen.extend(overrides.iter().map(|(family, limit)| (*family, *limit)));
+    chosen
+        .into_iter()
+        .map(|(family, limit)| {
+            let limit = RateLimit {
+                per_minute: if limit.is_limited() {
+                    limit.per_minute
+                } else {
+                    f64::INFINITY
+                },
+                // A semaphore holds at most `MAX_PERMITS`; more would panic.
+                concurrency: limit.concurrency.clamp(1, Semaphore::MAX_PERMITS),
+            };
+            (family, limit)
+        })
+        .collect()
 }
 
 impl RateLimits {
@@ -130,28 +314,17 @@ impl RateLimits {
         defaults: &[(ApiFamily, RateLimit)],
         overrides: &BTreeMap<ApiFamily, RateLimit>,
     ) -> Self {
-        let mut chosen: BTreeMap<ApiFamily, RateLimit> = defaults.iter().copied().collect();
-        chosen.extend(overrides.iter().map(|(family, limit)| (*family, *limit)));
-        let families = chosen
+        let families = effective(defaults, overrides)
             .into_iter()
             .map(|(family, limit)| {
-                let limit = RateLimit {
-                    per_minute: if limit.per_minute.is_finite() && limit.per_minute > 0.0 {
-                        limit.per_minute
-                    } else {
-                        f64::INFINITY
-                    },
-                    // A semaphore holds at most `MAX_PERMITS`; more would panic.
-                    concurrency: limit.concurrency.clamp(1, Semaphore::MAX_PERMITS),
-                };
                 (
                     family,
                     Family {
-                        bucket: Mutex::new(Bucket {
-                            limit,
-                            tokens: burst(limit),
-                            refilled: Instant::now(),
-                        }),
+                        limit,
+                        slots: Window::of(limit.per_minute)
+                            .map(|window| Arc::new(Mutex::new(Slots::new(window)))),
+                        queue: tokio::sync::Mutex::new(()),
+                        call_ended: Arc::new(Notify::new()),
                         in_flight: Arc::new(Semaphore::new(limit.concurrency)),
                     },
                 )
@@ -168,76 +341,185 @@ impl RateLimits {
         Self::new(provider, &[], &BTreeMap::new())
     }
 
-    /// Waits for a slot and a token of `family`; announces any wait.
+    /// The limit of each family that has one.
+    pub fn limits(&self) -> BTreeMap<ApiFamily, RateLimit> {
+        self.families
+            .iter()
+            .map(|(family, state)| (*family, state.limit))
+            .collect()
+    }
+
+    /// Waits for a concurrency slot and a place in the window of `family`; announces any wait.
     pub async fn acquire(&self, family: ApiFamily) -> CallPermit {
         let Some(state) = self.families.get(&family) else {
-            return CallPermit { _permit: None };
+            return CallPermit {
+                _permit: None,
+                slot: None,
+            };
         };
         let started = Instant::now();
         let permit = state.in_flight.clone().acquire_owned().await.ok();
-        loop {
-            let wait = {
-                let Ok(mut bucket) = state.bucket.lock() else {
-                    break;
-                };
-                let now = Instant::now();
-                let per_second = bucket.limit.per_minute / 60.0;
-                let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-                bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst(bucket.limit));
-                bucket.refilled = now;
-                if bucket.tokens >= 1.0 {
-                    bucket.tokens -= 1.0;
-                    None
-                } else {
-                    Some(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
-                }
+        let Some(slots) = &state.slots else {
+            return CallPermit {
+                _permit: permit,
+                slot: None,
             };
-            match wait {
-                None => break,
-                Some(wait) => tokio::time::sleep(wait).await,
+        };
+        {
+            let _head = state.queue.lock().await;
+            loop {
+                // Registered before looking, so a call ending in between is not missed.
+                let call_ended = state.call_ended.notified();
+                let verdict = lock(slots).try_grant(Instant::now());
+                match verdict {
+                    Verdict::Granted => break,
+                    Verdict::Until(at) => {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await
+                    }
+                    Verdict::CallEnds => call_ended.await,
+                }
             }
         }
         let waited = started.elapsed();
-        if waited >= Duration::from_millis(50) {
+        if waited >= ANNOUNCE_FROM {
             announce(WaitNotice {
                 provider: self.provider.clone(),
                 family,
                 cause: WaitCause::RateLimit,
                 wait: waited,
+                slowed_to_per_minute: None,
             });
         }
-        CallPermit { _permit: permit }
+        CallPermit {
+            _permit: permit,
+            slot: Some((slots.clone(), state.call_ended.clone())),
+        }
     }
-}
 
-/// Tokens a full bucket holds: a few seconds' worth, at least one.
-fn burst(limit: RateLimit) -> f64 {
-    if limit.per_minute.is_infinite() {
-        return f64::INFINITY;
+    /// The provider throttled a call of `family` (429): the family pauses for `pause` (its
+    /// `Retry-After`, or a backoff) and slows down; the wait and the new rate are announced.
+    pub fn throttled(&self, family: ApiFamily, pause: Duration) {
+        let slowed_to = self
+            .families
+            .get(&family)
+            .and_then(|state| state.slots.as_ref())
+            .map(|slots| lock(slots).throttled(Instant::now(), pause));
+        announce(WaitNotice {
+            provider: self.provider.clone(),
+            family,
+            cause: WaitCause::Throttled,
+            wait: pause,
+            slowed_to_per_minute: slowed_to,
+        });
     }
-    (limit.per_minute / 60.0 * 2.0).max(1.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn windows_never_hold_more_than_the_rate_in_one_second() {
+        let window = Window::of(1200.0).unwrap();
+        assert_eq!((window.calls, window.span), (20, Duration::from_secs(1)));
+        // 90/min is 1.5/s: one call a second would be under the rate, two would be over it.
+        let window = Window::of(90.0).unwrap();
+        assert_eq!((window.calls, window.span), (1, Duration::from_secs(1)));
+        let window = Window::of(30.0).unwrap();
+        assert_eq!((window.calls, window.span), (1, Duration::from_secs(2)));
+        assert_eq!(Window::of(0.0), None);
+        assert_eq!(Window::of(f64::INFINITY), None);
+        assert_eq!(Window::of(f64::NAN), None);
+    }
+
+    /// Every grant of a sliding window, as times; no `span` may hold more than `calls` of them.
+    fn assert_window_held(grants: &[Instant], window: Window) {
+        for (index, start) in grants.iter().enumerate() {
+            let inside = grants[index..]
+                .iter()
+                .take_while(|at| at.saturating_duration_since(*start) < window.span)
+                .count();
+            assert!(
+                inside <= window.calls,
+                "{inside} calls within {:?} of call {index}",
+                window.span
+            );
+        }
+    }
+
+    #[test]
+    fn a_place_frees_one_window_after_the_answer_not_after_the_grant() {
+        let start = Instant::now();
+        let mut slots = Slots::new(Window::of(120.0).unwrap());
+        assert!(matches!(slots.try_grant(start), Verdict::Granted));
+        assert!(matches!(slots.try_grant(start), Verdict::Granted));
+        // Both places are held by calls in flight.
+        assert!(matches!(slots.try_grant(start), Verdict::CallEnds));
+        // The first answer comes after 300 ms: its place frees a second later.
+        let answered = start + Duration::from_millis(300);
+        slots.finished(answered);
+        match slots.try_grant(answered) {
+            Verdict::Until(at) => assert_eq!(at, answered + Duration::from_secs(1)),
+            _ => panic!("the window is full until a second after the answer"),
+        }
+        assert!(matches!(
+            slots.try_grant(answered + Duration::from_secs(1)),
+            Verdict::Granted
+        ));
+    }
+
+    #[test]
+    fn a_429_pauses_halves_the_rate_and_it_recovers_without_429s() {
+        let start = Instant::now();
+        let mut slots = Slots::new(Window::of(1200.0).unwrap());
+        let slowed = slots.throttled(start, Duration::from_secs(2));
+        assert_eq!(slowed, 600.0);
+        match slots.try_grant(start + Duration::from_secs(1)) {
+            Verdict::Until(at) => assert_eq!(at, start + Duration::from_secs(2)),
+            _ => panic!("a Retry-After of 2 s pauses the family"),
+        }
+        assert_eq!(slots.window.calls, 10);
+        // Two more 429s: a quarter, then an eighth of the rate (150/min, 2.5 calls a second:
+        // two whole calls in any one second, 120/min, is what is kept to).
+        slots.throttled(start, Duration::ZERO);
+        assert_eq!(slots.throttled(start, Duration::ZERO), 120.0);
+        // Each quiet step takes back an eighth of the configured rate, up to all of it.
+        let mut now = start;
+        for _ in 0..20 {
+            now += RECOVERY_STEP;
+            slots.try_grant(now);
+            slots.finished(now);
+        }
+        assert_eq!(slots.share, 1.0);
+        assert_eq!(slots.window.calls, 20);
+    }
+
     #[tokio::test]
-    async fn sustained_rate_is_held_and_waits_are_announced() {
+    async fn calls_keep_to_the_window_and_waits_are_announced() {
         let mut notices = waits();
-        // 600/min = 10/s with a burst of 20: 30 calls need about one second.
-        let limits = RateLimits::new(
+        // 600/min = 10 calls in any one second.
+        let limits = Arc::new(RateLimits::new(
             "test-rate",
             &[(ApiFamily::Reinstall, RateLimit::new(600.0, 100))],
             &BTreeMap::new(),
-        );
-        let started = Instant::now();
-        for _ in 0..30 {
-            let _permit = limits.acquire(ApiFamily::Reinstall).await;
+        ));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..25 {
+            let limits = limits.clone();
+            tasks.spawn(async move {
+                let permit = limits.acquire(ApiFamily::Reinstall).await;
+                let granted = Instant::now();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                drop(permit);
+                granted
+            });
         }
-        let elapsed = started.elapsed();
-        assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
-        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        let mut grants = tasks.join_all().await;
+        grants.sort();
+        assert_window_held(&grants, Window::of(600.0).unwrap());
+        // 25 calls at 10 a second: the last ones wait for two windows to pass.
+        let spread = grants[24].duration_since(grants[0]);
+        assert!(spread >= Duration::from_secs(2), "{spread:?}");
         let mut announced = false;
         while let Ok(notice) = notices.try_recv() {
             if notice.provider == "test-rate" {
@@ -246,6 +528,27 @@ mod tests {
             }
         }
         assert!(announced);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_family_waits_and_says_how_slow_it_went() {
+        let mut notices = waits();
+        let limits = RateLimits::new(
+            "test-throttled",
+            &[(ApiFamily::Read, RateLimit::new(1200.0, 8))],
+            &BTreeMap::new(),
+        );
+        limits.throttled(ApiFamily::Read, Duration::from_millis(300));
+        let started = Instant::now();
+        let _permit = limits.acquire(ApiFamily::Read).await;
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        let mut slowed = None;
+        while let Ok(notice) = notices.try_recv() {
+            if notice.provider == "test-throttled" && notice.cause == WaitCause::Throttled {
+                slowed = notice.slowed_to_per_minute;
+            }
+        }
+        assert_eq!(slowed, Some(600.0));
     }
 
     /// A manifest may ask for any concurrency; more than a semaphore holds must not panic.

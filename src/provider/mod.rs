@@ -38,6 +38,8 @@ pub struct Capabilities {
     pub poll_interval: Duration,
     /// Default limit for one install.
     pub install_timeout: Duration,
+    /// How long one install usually takes (the plan's estimate of the rollout).
+    pub install_estimate: Duration,
     /// Most servers one reinstall call accepts (1 where the API takes one id per call).
     pub reinstall_batch: usize,
     /// How long after a mutating call an install (or stop) may take to show at the provider.
@@ -308,11 +310,12 @@ pub trait Provider: Send + Sync {
     }
 
     /// Checks desired inputs that need the provider's catalogue (e.g. that an image or OS name
-    /// exists) before anything is planned. Returns problems per server name; the default finds
-    /// none. Called once per plan with every server of this provider.
+    /// exists) before anything is planned, given each server as just observed (nothing is read
+    /// twice). Returns problems per server name; the default finds none. Called once per plan
+    /// with every server of this provider.
     fn check_desired<'a>(
         &'a self,
-        _servers: &'a [&'a DesiredServer],
+        _servers: &'a [(&'a DesiredServer, &'a Observation)],
     ) -> BoxFuture<'a, Result<Vec<(String, FieldIssue)>, ProviderError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
@@ -363,11 +366,27 @@ pub trait Provider: Send + Sync {
         })
     }
 
+    /// The rate limits this provider runs with, per API family (the plan's pace is worked out
+    /// from them).
+    fn rate_limits(&self) -> BTreeMap<limits::ApiFamily, limits::RateLimit> {
+        BTreeMap::new()
+    }
+
     /// Reports where each operation stands (batched where the API allows).
     fn poll<'a>(
         &'a self,
         operations: &'a [Operation],
     ) -> BoxFuture<'a, Result<Vec<OperationStatus>, ProviderError>>;
+}
+
+/// `ids` without repeats, in their first order (a set, so a long list costs no more than a short
+/// one).
+pub fn unique_ids(ids: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    ids.iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// A provider-specific problem with one server's desired inputs, found without network.

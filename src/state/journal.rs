@@ -313,7 +313,7 @@ impl Journal for LocalJournal {
     /// been recorded in the state.
     fn compact(&self) -> Result<(), JournalError> {
         let entries = self.read()?;
-        let open: Vec<(String, String, Step)> = fold(&entries)
+        let open: std::collections::HashSet<(String, String, Step)> = fold(&entries)
             .into_iter()
             .filter(StepState::in_flight)
             .map(|state| (state.plan_id, state.server, state.step))
@@ -321,9 +321,7 @@ impl Journal for LocalJournal {
         let kept: Vec<&JournalEntry> = entries
             .iter()
             .filter(|entry| {
-                open.iter().any(|(plan, server, step)| {
-                    *plan == entry.plan_id && *server == entry.server && *step == entry.step
-                })
+                open.contains(&(entry.plan_id.clone(), entry.server.clone(), entry.step))
             })
             .collect();
         let mut text = String::new();

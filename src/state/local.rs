@@ -272,6 +272,15 @@ impl StateStore for LocalStateStore {
 /// after a crash: temp file in the same folder, fsync, keep a `.backup` of the previous file,
 /// rename over, fsync the folder.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_atomically`] with the content written by `write` as it is made (a big plan file is
+/// never held in memory whole).
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -279,7 +288,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     create_private_dir_all(&folder)?;
     // A temporary file is created 0600 (owner only), and the rename keeps that.
     let mut temp = tempfile::NamedTempFile::new_in(&folder)?;
-    temp.write_all(bytes)?;
+    write(temp.as_file_mut())?;
     temp.as_file().sync_all()?;
     if path.exists() {
         let mut backup = path.as_os_str().to_os_string();

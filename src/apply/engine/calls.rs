@@ -70,6 +70,8 @@ impl Engine<'_> {
             last_read: now,
             longest_gap: std::time::Duration::ZERO,
             started: now,
+            queued: std::time::Duration::ZERO,
+            install_began: None,
             baseline: None,
             request: None,
             last_detail: String::new(),

@@ -204,6 +204,11 @@ struct Item {
     longest_gap: Duration,
     /// When work on this server began (elapsed times).
     started: Instant,
+    /// Time spent waiting to get a call through before the install began: the re-read, the
+    /// queue behind the provider's rate limits, the calls themselves and their backoffs.
+    queued: Duration,
+    /// When the install was seen to begin (its call accepted, or the install showing).
+    install_began: Option<Instant>,
     /// The server as read right before the step's first call.
     baseline: Option<Baseline>,
     /// The reinstall request as sent, kept for resends.
@@ -244,8 +249,20 @@ impl Item {
     }
 
     fn enter(&mut self, stage: Stage) {
+        let now = Instant::now();
+        if self.install_began.is_none() {
+            if matches!(
+                self.stage,
+                Stage::Checking | Stage::Calling | Stage::Backoff(_)
+            ) {
+                self.queued += now.saturating_duration_since(self.stage_since);
+            }
+            if matches!(stage, Stage::Installing(_)) {
+                self.install_began = Some(now);
+            }
+        }
         self.stage = stage;
-        self.stage_since = Instant::now();
+        self.stage_since = now;
     }
 
     /// The step's call goes out now.
@@ -428,6 +445,10 @@ impl<'a> Engine<'a> {
             self.reporter.report(Event::Done {
                 server: item.server.clone(),
                 elapsed_s,
+                queued_s: item.queued.as_secs(),
+                installing_s: item
+                    .install_began
+                    .map_or(0, |began| began.elapsed().as_secs()),
                 note: message,
             });
             return self.flush(false);
@@ -539,6 +560,7 @@ impl<'a> Engine<'a> {
                     family: notice.family.as_str().to_string(),
                     cause: cause.to_string(),
                     wait_ms: notice.wait.as_millis() as u64,
+                    slowed_to_per_minute: notice.slowed_to_per_minute,
                 });
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}

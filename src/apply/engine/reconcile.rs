@@ -73,6 +73,8 @@ impl Engine<'_> {
                     last_read: sent_at,
                     longest_gap: std::time::Duration::ZERO,
                     started: since(step.intent_at.as_deref()),
+                    queued: std::time::Duration::ZERO,
+                    install_began: None,
                     baseline: step.baseline.clone(),
                     request: None,
                     last_detail: String::new(),

@@ -40,12 +40,18 @@ use super::{
 use crate::manifest::diagnostics::did_you_mean;
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType, SecretRef};
 
-/// EDIS documents no rate limits (brief §4: "send calls serially per account"): one call in
-/// flight per family, modest rates; overridable with `rate_limits` in the manifest.
+/// EDIS documents no rate limits (brief §4: "Request ids, rate limits and 429 behaviour: none
+/// documented"). The one call in flight per family is the brief's advice ("send calls serially
+/// per account"); every rate below is a guess; override them with `rate_limits` in the
+/// manifest.
 const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 4] = [
+    // A guess: a login every two seconds at most (one login serves every VPS).
     (ApiFamily::Auth, RateLimit::new(30.0, 1)),
+    // A guess: two power reads a second (EDIS reads one VPS per call).
     (ApiFamily::Read, RateLimit::new(120.0, 1)),
+    // A guess, the same as reads.
     (ApiFamily::Status, RateLimit::new(120.0, 1)),
+    // A guess: a reinstall every two seconds.
     (ApiFamily::Reinstall, RateLimit::new(30.0, 1)),
 ];
 /// Our own convention (brief §7): EDIS has no SDK whose variable names we could reuse.
@@ -54,6 +60,9 @@ const ENV_PASSWORD: &str = "EDIS_PASSWORD";
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(15);
 /// Grace period + install + the SSH deadline's default, with room to spare.
 const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(45 * 60);
+/// A guess (brief §5: "Typical durations: unconfirmed"): a VPS install plus the completion
+/// grace; the plan's estimate of the rollout uses it (`install_estimate` overrides it).
+const DEFAULT_INSTALL_ESTIMATE: Duration = Duration::from_secs(10 * 60);
 /// Brief §2.3: re-authenticate 60 s before `valid_until`. For tickets that live less than four
 /// minutes (an emulator's), a quarter of their life is the margin instead.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
@@ -139,8 +148,12 @@ impl EdisKvm {
         // Checked above: no issues are left.
         let (options, _) = settings::ProviderOptions::read(&settings.options);
 
-        let timing =
-            config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT).of(config)?;
+        let timing = config::Timing::defaults(
+            DEFAULT_POLL_INTERVAL,
+            DEFAULT_INSTALL_TIMEOUT,
+            DEFAULT_INSTALL_ESTIMATE,
+        )
+        .of(config)?;
         let capabilities = Capabilities {
             // One auth call covers the account; each VPS then needs one power read.
             observe_batch: 50,
@@ -148,6 +161,7 @@ impl EdisKvm {
             reinstall_batch: 1,
             poll_interval: timing.poll_interval,
             install_timeout: timing.install_timeout,
+            install_estimate: timing.install_estimate,
             start_grace: timing.start_grace,
             stop_timeout: timing.stop_timeout,
             reinstalls_failed_install: false,
@@ -716,11 +730,11 @@ impl EdisKvm {
     /// list has no documented path; turnkey images have one).
     async fn check_images(
         &self,
-        servers: &[&DesiredServer],
+        servers: &[(&DesiredServer, &Observation)],
     ) -> Result<Vec<(String, FieldIssue)>, ProviderError> {
         let mut issues = Vec::new();
         let mut turnkey_lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for server in servers {
+        for (server, observation) in servers {
             if let Some(images) = &self.images
                 && !images.contains(&server.image)
             {
@@ -748,8 +762,7 @@ impl EdisKvm {
             if !server.image.starts_with("turnkey-") {
                 continue;
             }
-            let ids = [server.cloud_id.clone()];
-            if !self.tickets_for(&ids).await?.contains_key(&server.cloud_id) {
+            if !matches!(observation, Observation::Found(_)) {
                 // The plan blocks an unknown id with its own reason.
                 continue;
             }
@@ -803,6 +816,12 @@ impl Provider for EdisKvm {
         &self.capabilities
     }
 
+    fn rate_limits(
+        &self,
+    ) -> BTreeMap<crate::provider::limits::ApiFamily, crate::provider::limits::RateLimit> {
+        self.http.limits()
+    }
+
     fn observe<'a>(
         &'a self,
         ids: &'a [String],
@@ -819,7 +838,7 @@ impl Provider for EdisKvm {
 
     fn check_desired<'a>(
         &'a self,
-        servers: &'a [&'a DesiredServer],
+        servers: &'a [(&'a DesiredServer, &'a Observation)],
     ) -> BoxFuture<'a, Result<Vec<(String, FieldIssue)>, ProviderError>> {
         Box::pin(self.check_images(servers))
     }

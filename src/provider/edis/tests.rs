@@ -59,6 +59,7 @@ fn provider_config(
             credentials,
             poll_interval: None,
             install_timeout: None,
+            install_estimate: None,
             start_grace: None,
             stop_timeout: None,
             request_timeout: None,
@@ -759,6 +760,23 @@ async fn reads_are_retried_on_throttling() {
     );
 }
 
+/// Checks the servers' images as the plan does: with each server as just observed.
+async fn check_observed(
+    provider: &EdisKvm,
+    servers: &[DesiredServer],
+) -> Vec<(String, crate::provider::FieldIssue)> {
+    let ids: Vec<String> = servers
+        .iter()
+        .map(|server| server.cloud_id.clone())
+        .collect();
+    let observed = provider.observe(&ids).await.unwrap();
+    let checked: Vec<(&DesiredServer, &Observation)> = servers
+        .iter()
+        .map(|server| (server, &observed[&server.cloud_id]))
+        .collect();
+    provider.check_desired(&checked).await.unwrap()
+}
+
 #[tokio::test]
 async fn image_names_are_checked_where_a_list_exists() {
     let h = harness(json!({"images": ["debian-bookworm", "ubuntu-24.04"]})).await;
@@ -780,8 +798,7 @@ async fn image_names_are_checked_where_a_list_exists() {
         server("ok", "kvm_100001_1", "debian-bookworm"),
         server("typo", "kvm_100001_1", "debian-bookwrm"),
     ];
-    let refs: Vec<&DesiredServer> = servers.iter().collect();
-    let issues = h.provider.check_desired(&refs).await.unwrap();
+    let issues = check_observed(&h.provider, &servers).await;
     assert_eq!(issues.len(), 1);
     assert_eq!(issues[0].0, "typo");
     assert_eq!(issues[0].1.pointer, "/os/image");
@@ -802,8 +819,7 @@ async fn image_names_are_checked_where_a_list_exists() {
         server("plain", "kvm_100001_1", "anything-goes"),
         server("gone", "kvm_nope", "turnkey-x"),
     ];
-    let refs: Vec<&DesiredServer> = servers.iter().collect();
-    let issues = h.provider.check_desired(&refs).await.unwrap();
+    let issues = check_observed(&h.provider, &servers).await;
     let names: Vec<&str> = issues.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names, ["wp"]);
     assert!(

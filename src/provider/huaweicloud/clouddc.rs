@@ -28,6 +28,9 @@ use crate::provider::{
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(15);
 /// Bare-metal durations are unconfirmed (brief §7.3: allow at least 60 minutes).
 const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(90 * 60);
+/// A guess (brief §7: bare-metal durations unconfirmed), for the plan's estimate of the
+/// rollout (`install_estimate` overrides it).
+const DEFAULT_INSTALL_ESTIMATE: Duration = Duration::from_secs(30 * 60);
 const PAGE_SIZE: usize = 100;
 /// A guard against an API that keeps handing out markers.
 const MAX_PAGES: usize = 100;
@@ -70,14 +73,19 @@ impl HuaweiClouddc {
         let (options, _) = super::settings::ClouddcOptions::read(&parsed.type_options);
         let reinstall_batch = options.reinstall_batch;
         let running_grace = options.running_grace;
-        let timing =
-            config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT).of(config)?;
+        let timing = config::Timing::defaults(
+            DEFAULT_POLL_INTERVAL,
+            DEFAULT_INSTALL_TIMEOUT,
+            DEFAULT_INSTALL_ESTIMATE,
+        )
+        .of(config)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_READ,
             reports_image: true,
             reinstall_batch,
             poll_interval: timing.poll_interval,
             install_timeout: timing.install_timeout,
+            install_estimate: timing.install_estimate,
             start_grace: timing.start_grace,
             stop_timeout: timing.stop_timeout,
             reinstalls_failed_install: false,
@@ -114,6 +122,7 @@ impl HuaweiClouddc {
         let path = wire::clouddc_list_path(&project);
         let mut result = BTreeMap::new();
         for chunk in unique.chunks(wire::MAX_IDS_PER_READ) {
+            let asked: HashSet<&str> = chunk.iter().map(String::as_str).collect();
             let mut found: BTreeMap<String, DcInstance> = BTreeMap::new();
             let mut marker: Option<String> = None;
             for page in 1..=MAX_PAGES {
@@ -131,7 +140,7 @@ impl HuaweiClouddc {
                 let (instances, next) = wire::parse_clouddc_page(&body);
                 let new_entries = instances.len();
                 for instance in instances {
-                    if chunk.contains(&instance.id) {
+                    if asked.contains(instance.id.as_str()) {
                         found.insert(instance.id.clone(), instance);
                     }
                 }
@@ -492,6 +501,12 @@ impl Provider for HuaweiClouddc {
 
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    fn rate_limits(
+        &self,
+    ) -> BTreeMap<crate::provider::limits::ApiFamily, crate::provider::limits::RateLimit> {
+        self.client.http().limits()
     }
 
     /// One call carries one image and one password (brief §7.3): the engine groups by both

@@ -29,6 +29,10 @@ use crate::provider::{
 /// Brief §5.2: poll every 5 s; change OS takes 1–4 minutes; 30 minutes is a generous limit.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Brief §5.2 (the OTC user guide FAQ): a reinstall takes about 1–2 minutes, a change of OS
+/// about 1–4; the plan's estimate of the rollout takes the longer (`install_estimate`
+/// overrides it).
+const DEFAULT_INSTALL_ESTIMATE: Duration = Duration::from_secs(4 * 60);
 
 /// `Observed.extra` keys the plan depends on.
 pub const EXTRA_LOCKED: &str = "locked";
@@ -58,8 +62,12 @@ impl HuaweiEcs {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let parsed = HuaweiClient::from_config(Service::Ecs, config, endpoint_override, &[], &env)?;
-        let timing =
-            config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT).of(config)?;
+        let timing = config::Timing::defaults(
+            DEFAULT_POLL_INTERVAL,
+            DEFAULT_INSTALL_TIMEOUT,
+            DEFAULT_INSTALL_ESTIMATE,
+        )
+        .of(config)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_READ,
             reports_image: true,
@@ -67,6 +75,7 @@ impl HuaweiEcs {
             reinstall_batch: 1,
             poll_interval: timing.poll_interval,
             install_timeout: timing.install_timeout,
+            install_estimate: timing.install_estimate,
             start_grace: timing.start_grace,
             stop_timeout: timing.stop_timeout,
             reinstalls_failed_install: true,
@@ -102,6 +111,7 @@ impl HuaweiEcs {
         let project = self.client.project_id().await?;
         let mut observations = BTreeMap::new();
         for chunk in unique.chunks(wire::MAX_IDS_PER_READ) {
+            let asked: HashSet<&str> = chunk.iter().map(String::as_str).collect();
             let query = vec![
                 ("limit".to_string(), wire::MAX_IDS_PER_READ.to_string()),
                 ("server_id".to_string(), chunk.join(",")),
@@ -120,7 +130,7 @@ impl HuaweiEcs {
                 .into_iter()
                 // The filter is the API's job, but an entry nobody asked for must not be
                 // mistaken for one that was.
-                .filter(|server| chunk.contains(&server.id))
+                .filter(|server| asked.contains(server.id.as_str()))
                 .map(|server| (server.id.clone(), server))
                 .collect();
             for id in chunk {
@@ -511,6 +521,12 @@ impl Provider for HuaweiEcs {
 
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    fn rate_limits(
+        &self,
+    ) -> BTreeMap<crate::provider::limits::ApiFamily, crate::provider::limits::RateLimit> {
+        self.client.http().limits()
     }
 
     fn observe<'a>(

@@ -31,22 +31,33 @@ use super::sign::sdk_hmac;
 use super::{ProviderError, config, response};
 use crate::manifest::{DesiredProvider, SecretRef};
 
-/// Huawei publishes no per-API quotas (brief §6.4, unconfirmed): conservative defaults,
-/// overridable with `rate_limits` in the manifest.
+/// ECS: Huawei documents 429 but no per-API quotas for ECS (brief §6.4: "Concrete per-API quotas
+/// unconfirmed"). Every figure below is a guess, kept low; override them with `rate_limits` in
+/// the manifest.
 const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 5] = [
+    // A guess: 5 server lists a second, 100 ids each.
     (ApiFamily::Read, RateLimit::new(300.0, 8)),
+    // A guess, the same as reads (job queries and server lists).
     (ApiFamily::Status, RateLimit::new(300.0, 8)),
+    // A guess: one reinstall or change-OS call a second.
     (ApiFamily::Reinstall, RateLimit::new(60.0, 10)),
+    // A guess: one stop a second.
     (ApiFamily::Stop, RateLimit::new(60.0, 5)),
+    // A guess: IAM project lookups are made once and cached.
     (ApiFamily::Auth, RateLimit::new(30.0, 2)),
 ];
 
-/// CloudDC bare metal: reinstall 50/min and list 500/min (the figures the apply-engine issue
-/// names for Huawei bare metal), overridable likewise.
+/// CloudDC bare metal: the reinstall and list figures are the ones issue 6 (the apply engine)
+/// gave for Huawei bare metal; Huawei's CloudDC pages document 429 ("overloaded") but no figure
+/// (brief §7), so they are unconfirmed. Override them with `rate_limits` in the manifest.
 const CLOUDDC_DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 4] = [
+    // From issue 6 (unconfirmed): list 500/min.
     (ApiFamily::Read, RateLimit::new(500.0, 8)),
+    // The same figure as the list it polls with.
     (ApiFamily::Status, RateLimit::new(500.0, 8)),
+    // From issue 6 (unconfirmed): reinstall 50/min.
     (ApiFamily::Reinstall, RateLimit::new(50.0, 5)),
+    // A guess: IAM project lookups are made once and cached.
     (ApiFamily::Auth, RateLimit::new(30.0, 2)),
 ];
 

@@ -51,6 +51,7 @@ fn config(
             credentials: BTreeMap::new(),
             poll_interval: None,
             install_timeout: None,
+            install_estimate: None,
             start_grace: None,
             stop_timeout: None,
             request_timeout: None,

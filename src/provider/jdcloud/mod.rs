@@ -37,12 +37,17 @@ use super::{
 };
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType, SecretRef};
 
-/// JD publishes no limits for CPS (brief §2, unconfirmed): conservative defaults, overridable
-/// per provider with `rate_limits` in the manifest.
+/// JD publishes no limits for CPS (brief §2: "Rate limiting (429) and limits: unconfirmed").
+/// Every figure below is a guess, kept low; override them per provider with `rate_limits` in
+/// the manifest.
 const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 4] = [
+    // A guess: 5 `describeInstances` a second, 100 ids each.
     (ApiFamily::Read, RateLimit::new(300.0, 8)),
+    // A guess, the same as reads (polls are `describeInstances` too).
     (ApiFamily::Status, RateLimit::new(300.0, 8)),
+    // A guess: one `stopInstance` a second.
     (ApiFamily::Stop, RateLimit::new(60.0, 5)),
+    // A guess: one `reinstallInstance` a second.
     (ApiFamily::Reinstall, RateLimit::new(60.0, 5)),
 ];
 
@@ -55,6 +60,9 @@ pub const ENV_REGION: &str = "JDCLOUD_REGION";
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
 /// Brief §7: "allow ≥ 60 min".
 const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(90 * 60);
+/// A guess (brief §7: durations are not documented), for the plan's estimate of the rollout
+/// (`install_estimate` overrides it).
+const DEFAULT_INSTALL_ESTIMATE: Duration = Duration::from_secs(30 * 60);
 /// A guard against an API that keeps reporting more entries than it ever sends.
 const MAX_PAGES: u32 = 100;
 
@@ -139,14 +147,19 @@ impl JdcloudCps {
         let (options, _) = settings::ProviderOptions::read(&settings.options);
         let running_grace = options.running_grace;
 
-        let timing =
-            config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT).of(config)?;
+        let timing = config::Timing::defaults(
+            DEFAULT_POLL_INTERVAL,
+            DEFAULT_INSTALL_TIMEOUT,
+            DEFAULT_INSTALL_ESTIMATE,
+        )
+        .of(config)?;
         let capabilities = Capabilities {
             observe_batch: wire::MAX_IDS_PER_CALL,
             reports_image: true,
             reinstall_batch: 1,
             poll_interval: timing.poll_interval,
             install_timeout: timing.install_timeout,
+            install_estimate: timing.install_estimate,
             start_grace: timing.start_grace,
             stop_timeout: timing.stop_timeout,
             reinstalls_failed_install: false,
@@ -264,14 +277,10 @@ impl JdcloudCps {
         family: ApiFamily,
         ids: &[String],
     ) -> Result<BTreeMap<String, Option<InstanceInfo>>, ProviderError> {
-        let mut unique: Vec<String> = Vec::with_capacity(ids.len());
-        for id in ids {
-            if !unique.contains(id) {
-                unique.push(id.clone());
-            }
-        }
+        let unique = super::unique_ids(ids);
         let mut described = BTreeMap::new();
         for chunk in unique.chunks(wire::MAX_IDS_PER_CALL) {
+            let asked: HashSet<&str> = chunk.iter().map(String::as_str).collect();
             let mut found: BTreeMap<String, InstanceInfo> = BTreeMap::new();
             let mut received = 0u64;
             for page_number in 1..=MAX_PAGES {
@@ -282,7 +291,7 @@ impl JdcloudCps {
                 for instance in page.instances {
                     // The filter is the API's job, but an entry nobody asked for must not be
                     // mistaken for one that was.
-                    if chunk.contains(&instance.instance_id) {
+                    if asked.contains(instance.instance_id.as_str()) {
                         found.insert(instance.instance_id.clone(), instance);
                     }
                 }
@@ -347,24 +356,19 @@ impl JdcloudCps {
     }
 
     /// Checks each server's `osTypeId` (and optional `os_name`) against `describeOS` for its
-    /// device type.
+    /// device type, as the plan's read observed it (one catalogue read per device type).
     async fn check_os(
         &self,
-        servers: &[&DesiredServer],
+        servers: &[(&DesiredServer, &Observation)],
     ) -> Result<Vec<(String, FieldIssue)>, ProviderError> {
-        let ids: Vec<String> = servers
-            .iter()
-            .map(|server| server.cloud_id.clone())
-            .collect();
-        let instances = self.describe(ApiFamily::Read, &ids).await?;
         let mut catalogues: BTreeMap<Option<String>, Vec<wire::OsInfo>> = BTreeMap::new();
         let mut issues = Vec::new();
-        for server in servers {
+        for (server, observation) in servers {
             // An unknown id is the plan's business (it blocks the server), not the catalogue's.
-            let Some(Some(instance)) = instances.get(&server.cloud_id) else {
+            let Observation::Found(observed) = observation else {
                 continue;
             };
-            let device_type = instance.device_type.clone();
+            let device_type = observed.extra.get(EXTRA_DEVICE_TYPE).cloned();
             if !catalogues.contains_key(&device_type) {
                 let call = wire::describe_os(&self.region, device_type.as_deref());
                 let envelope = self.read(ApiFamily::Read, &call).await?;
@@ -658,6 +662,12 @@ impl Provider for JdcloudCps {
         &self.capabilities
     }
 
+    fn rate_limits(
+        &self,
+    ) -> BTreeMap<crate::provider::limits::ApiFamily, crate::provider::limits::RateLimit> {
+        self.http.limits()
+    }
+
     fn observe<'a>(
         &'a self,
         ids: &'a [String],
@@ -674,7 +684,7 @@ impl Provider for JdcloudCps {
 
     fn check_desired<'a>(
         &'a self,
-        servers: &'a [&'a DesiredServer],
+        servers: &'a [(&'a DesiredServer, &'a Observation)],
     ) -> BoxFuture<'a, Result<Vec<(String, FieldIssue)>, ProviderError>> {
         Box::pin(self.check_os(servers))
     }

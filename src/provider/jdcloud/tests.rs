@@ -41,6 +41,7 @@ fn provider_config(endpoint: Option<&str>, region: Option<&str>) -> DesiredProvi
             credentials: BTreeMap::new(),
             poll_interval: None,
             install_timeout: None,
+            install_estimate: None,
             start_grace: None,
             stop_timeout: None,
             request_timeout: None,
@@ -772,7 +773,17 @@ async fn check_desired_refuses_unknown_os_and_mismatched_names() {
         &by_name,
         &missing,
     ];
-    let issues = setup.provider.check_desired(&servers).await.unwrap();
+    // As the plan does: the servers are read once, and the check works from that read.
+    let ids: Vec<String> = servers
+        .iter()
+        .map(|server| server.cloud_id.clone())
+        .collect();
+    let observed = setup.provider.observe(&ids).await.unwrap();
+    let checked: Vec<(&DesiredServer, &Observation)> = servers
+        .iter()
+        .map(|server| (*server, &observed[&server.cloud_id]))
+        .collect();
+    let issues = setup.provider.check_desired(&checked).await.unwrap();
     let found: Vec<(&str, &str)> = issues
         .iter()
         .map(|(server, issue)| (server.as_str(), issue.pointer.as_str()))

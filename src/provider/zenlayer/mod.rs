@@ -32,11 +32,15 @@ use super::{
 };
 use crate::manifest::{DesiredProvider, ProviderType, SecretRef};
 
-/// Zenlayer publishes no limits (brief §4, "actual limits unconfirmed"): conservative defaults,
-/// overridable per provider with `rate_limits` in the manifest.
+/// Zenlayer publishes no limits (brief §4 "Rate limiting": "actual limits unconfirmed"; its SDKs
+/// only retry `REQUEST_LIMIT_EXCEEDED`). Every figure below is a guess, kept low; override them
+/// per provider with `rate_limits` in the manifest.
 const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 3] = [
+    // A guess: 5 `DescribeInstances` a second, 100 ids each.
     (ApiFamily::Read, RateLimit::new(300.0, 8)),
+    // A guess, the same as reads (status polls are `DescribeInstances` too).
     (ApiFamily::Status, RateLimit::new(300.0, 8)),
+    // A guess: one `ReinstallInstance` a second.
     (ApiFamily::Reinstall, RateLimit::new(60.0, 10)),
 ];
 
@@ -56,6 +60,9 @@ const ENV_SCHEME: &str = "ZENLAYERCLOUD_SCHEME";
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(15);
 /// The Terraform provider's default for BMC create/update.
 const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(90 * 60);
+/// A guess (brief §6: durations not documented), for the plan's estimate of the rollout
+/// (`install_estimate` overrides it).
+const DEFAULT_INSTALL_ESTIMATE: Duration = Duration::from_secs(30 * 60);
 /// A guard against an API that keeps reporting more entries than it ever sends.
 const MAX_PAGES: u32 = 100;
 
@@ -136,7 +143,11 @@ impl ZenlayerBmc {
 
         let timing = config::Timing {
             start_grace: options.running_grace,
-            ..config::Timing::defaults(DEFAULT_POLL_INTERVAL, DEFAULT_INSTALL_TIMEOUT)
+            ..config::Timing::defaults(
+                DEFAULT_POLL_INTERVAL,
+                DEFAULT_INSTALL_TIMEOUT,
+                DEFAULT_INSTALL_ESTIMATE,
+            )
         }
         .of(config)?;
         let capabilities = Capabilities {
@@ -145,6 +156,7 @@ impl ZenlayerBmc {
             reinstall_batch: 1,
             poll_interval: timing.poll_interval,
             install_timeout: timing.install_timeout,
+            install_estimate: timing.install_estimate,
             start_grace: timing.start_grace,
             stop_timeout: timing.stop_timeout,
             reinstalls_failed_install: true,
@@ -248,14 +260,10 @@ impl ZenlayerBmc {
         family: ApiFamily,
         ids: &[String],
     ) -> Result<BTreeMap<String, Observation>, ProviderError> {
-        let mut unique: Vec<String> = Vec::with_capacity(ids.len());
-        for id in ids {
-            if !unique.contains(id) {
-                unique.push(id.clone());
-            }
-        }
+        let unique = super::unique_ids(ids);
         let mut observations = BTreeMap::new();
         for chunk in unique.chunks(wire::MAX_IDS_PER_CALL) {
+            let asked: HashSet<&str> = chunk.iter().map(String::as_str).collect();
             let mut found: BTreeMap<String, Observed> = BTreeMap::new();
             let mut received = 0u64;
             for page_num in 1..=MAX_PAGES {
@@ -266,7 +274,7 @@ impl ZenlayerBmc {
                 for instance in page.instances {
                     // The filter is the API's job, but an entry nobody asked for must not be
                     // mistaken for one that was.
-                    if chunk.contains(&instance.instance_id) {
+                    if asked.contains(instance.instance_id.as_str()) {
                         found.insert(instance.instance_id.clone(), observed(instance));
                     }
                 }
@@ -413,6 +421,12 @@ impl Provider for ZenlayerBmc {
 
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    fn rate_limits(
+        &self,
+    ) -> BTreeMap<crate::provider::limits::ApiFamily, crate::provider::limits::RateLimit> {
+        self.http.limits()
     }
 
     fn observe<'a>(

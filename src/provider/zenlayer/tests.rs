@@ -73,6 +73,7 @@ fn provider_config(
             credentials,
             poll_interval: None,
             install_timeout: None,
+            install_estimate: None,
             start_grace: None,
             stop_timeout: None,
             request_timeout: None,

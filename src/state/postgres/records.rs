@@ -152,7 +152,7 @@ impl Journal for PostgresJournal {
                     )?;
                     let plain: Vec<JournalEntry> =
                         entries.iter().map(|(_, entry)| entry.clone()).collect();
-                    let finished: Vec<_> = fold(&plain)
+                    let finished: std::collections::HashSet<_> = fold(&plain)
                         .into_iter()
                         .filter(|step| !step.in_flight())
                         .map(|step| (step.plan_id, step.server, step.step))
@@ -160,11 +160,11 @@ impl Journal for PostgresJournal {
                     let done: Vec<i64> = entries
                         .iter()
                         .filter(|(_, entry)| {
-                            finished.iter().any(|(plan, server, step)| {
-                                *plan == entry.plan_id
-                                    && *server == entry.server
-                                    && *step == entry.step
-                            })
+                            finished.contains(&(
+                                entry.plan_id.clone(),
+                                entry.server.clone(),
+                                entry.step,
+                            ))
                         })
                         .map(|(id, _)| *id)
                         .collect();
