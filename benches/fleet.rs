@@ -33,14 +33,48 @@ const LATENCY: f64 = 0.05;
 fn api_rate() -> Settings {
     Settings {
         per_minute: Some(f64::from(API_PER_SECOND) * 60.0),
-        poll_interval: 1.0,
+        // 5% of an install, as real defaults (15-30 s) are of real installs (20-30 minutes).
+        poll_interval: 0.5,
         install_estimate: 10.0,
         max_parallel: 100,
     }
 }
 
+/// `REIMAGE_BENCH_SCALE` (default 1) scales every fleet, for a quick try of the harness.
+fn scaled(count: usize) -> usize {
+    let scale = std::env::var("REIMAGE_BENCH_SCALE")
+        .ok()
+        .and_then(|text| text.parse::<f64>().ok())
+        .filter(|scale| *scale > 0.0)
+        .unwrap_or(1.0);
+    ((count as f64 * scale).round() as usize).max(1)
+}
+
 fn sizes(entries: &[(Kind, usize)]) -> Sizes {
-    entries.iter().copied().collect()
+    entries
+        .iter()
+        .map(|(kind, count)| (*kind, scaled(*count)))
+        .collect()
+}
+
+/// Plans of these fleets reinstall (exit 2 with `-detailed-exitcode`); EDIS, which cannot
+/// report the OS, blocks its never-adopted servers (exit 1) once it has read them all.
+fn plan_ok(kinds: &Sizes) -> &'static [i32] {
+    if kinds.contains_key(&Kind::Edis) {
+        &[1]
+    } else {
+        &[2]
+    }
+}
+
+fn check_blocked_only_by_edis(kinds: &Sizes, run: &support::Run) {
+    if kinds.contains_key(&Kind::Edis) {
+        assert!(
+            run.stderr.contains("unknown current OS"),
+            "the plan failed for another reason: {}",
+            run.stderr
+        );
+    }
 }
 
 /// The least time `calls` calls take at the API's rate.
@@ -54,11 +88,22 @@ fn plan_args() -> Vec<&'static str> {
 
 fn main() {
     println!("reimage fleet benchmarks: one run, ratios to bounds (see BENCHMARKS.md)\n");
-    let root = tempfile::tempdir().expect("a temporary folder");
-    let root = root.path();
-    plans_per_provider(root);
-    memory_and_scaling(root);
-    apply_rollout(root);
+    let temporary = tempfile::tempdir().expect("a temporary folder");
+    // `REIMAGE_BENCH_DIR=PATH` keeps every run's folder (manifests, plans, states) there.
+    let kept = std::env::var_os("REIMAGE_BENCH_DIR").map(std::path::PathBuf::from);
+    let root = kept.as_deref().unwrap_or(temporary.path());
+    // `REIMAGE_BENCH_ONLY=plans|scale|apply` runs one part.
+    let only = std::env::var("REIMAGE_BENCH_ONLY").unwrap_or_default();
+    let wanted = |part: &str| only.is_empty() || only == part;
+    if wanted("plans") {
+        plans_per_provider(root);
+    }
+    if wanted("scale") {
+        memory_and_scaling(root);
+    }
+    if wanted("apply") {
+        apply_rollout(root);
+    }
 }
 
 /// Sections 1 to 3 (10,000 servers): one emulator for all of them.
@@ -79,20 +124,19 @@ fn plans_per_provider(root: &Path) {
         API_PER_SECOND,
     );
     println!("1. plan, limits equal to the API's rate ({API_PER_SECOND}/s, {LATENCY} s latency)");
-    let mut alone = BTreeMap::new();
     for kind in Kind::ALL {
         let count = world[&kind];
-        let manifest =
-            fixtures::manifest(&emulator.endpoints, &sizes(&[(kind, count)]), &api_rate());
+        let fleet: Sizes = [(kind, count)].into_iter().collect();
+        let manifest = fixtures::manifest(&emulator.endpoints, &fleet, &api_rate());
         let dir = workdir(root, &format!("plan-{}", kind.name()), &manifest);
         let before = emulator.fired();
-        // EDIS cannot report the OS: its never-adopted servers block (exit 1), after the reads.
-        let result = run(&dir, &plan_args(), &[], &[0, 1, 2]);
+        let result = run(&dir, &plan_args(), &[], plan_ok(&fleet));
+        check_blocked_only_by_edis(&fleet, &result);
         let calls = calls_between(&before, &emulator.fired(), Some(kind.provider_type()));
         let bound = read_bound(count.div_ceil(kind.ids_per_read()));
         println!(
-            "   {:<20} {count:>6} servers: {:>6.2} s, bound {:>5.2} s -> {:.2}x; {} calls ({:.3} per \
-             server), {} x 429",
+            "   {:<20} {count:>6} servers: {:>6.2} s, bound {:>5.2} s -> {:.2}x; {} calls ({:.3} \
+             per server), {} x 429",
             kind.provider_type(),
             run_secs(&result),
             bound.as_secs_f64(),
@@ -109,11 +153,13 @@ fn plans_per_provider(root: &Path) {
         (Kind::Jd, 2_000),
         (Kind::Edis, 100),
     ]);
+    let mut alone = BTreeMap::new();
     for (kind, count) in &mixed {
-        let manifest =
-            fixtures::manifest(&emulator.endpoints, &sizes(&[(*kind, *count)]), &api_rate());
+        let fleet: Sizes = [(*kind, *count)].into_iter().collect();
+        let manifest = fixtures::manifest(&emulator.endpoints, &fleet, &api_rate());
         let dir = workdir(root, &format!("alone-{}", kind.name()), &manifest);
-        let result = run(&dir, &plan_args(), &[], &[0, 1, 2]);
+        let result = run(&dir, &plan_args(), &[], plan_ok(&fleet));
+        check_blocked_only_by_edis(&fleet, &result);
         println!(
             "   {:<20} {count:>6} servers alone: {:>6.2} s",
             kind.provider_type(),
@@ -123,27 +169,32 @@ fn plans_per_provider(root: &Path) {
     }
     let manifest = fixtures::manifest(&emulator.endpoints, &mixed, &api_rate());
     let dir = workdir(root, "mixed", &manifest);
-    let result = run(&dir, &plan_args(), &[], &[0, 1, 2]);
+    let before = emulator.fired();
+    let result = run(&dir, &plan_args(), &[], plan_ok(&mixed));
+    check_blocked_only_by_edis(&mixed, &result);
+    let calls = calls_between(&before, &emulator.fired(), None);
     let slowest = alone.values().max().copied().unwrap_or_default();
     let sum: Duration = alone.values().sum();
     println!(
-        "   all four together: {:.2} s -> {:.2}x the slowest alone ({:.2} s); one after another \
-         would be {:.2} s",
+        "   all four together: {:.2} s -> {:.2}x the slowest alone ({:.2} s; one after another \
+         would be {:.2} s), {} x 429",
         run_secs(&result),
         result.wall.as_secs_f64() / slowest.as_secs_f64(),
         slowest.as_secs_f64(),
-        sum.as_secs_f64()
+        sum.as_secs_f64(),
+        calls.throttled
     );
 
     println!("\n3. memory and plan files (Zenlayer, shared user data)");
     let zenlayer = sizes(&[(Kind::Zenlayer, 10_000)]);
+    let servers = zenlayer[&Kind::Zenlayer];
     let manifest = fixtures::manifest(&emulator.endpoints, &zenlayer, &api_rate());
     let dir = workdir(root, "memory-10k", &manifest);
     let plan = run(&dir, &plan_args(), &[], &[2]);
-    report_memory(&dir, &plan, 10_000, 64.0);
+    report_memory(&dir, &plan, servers, 64.0);
     let validate = run(&dir, &["validate"], &[], &[0]);
     println!(
-        "   validate 10,000 servers: {:.2} s (goal < 0.5 s), peak RSS {:.1} MiB",
+        "   validate {servers} servers: {:.2} s (goal < 0.5 s), peak RSS {:.1} MiB",
         run_secs(&validate),
         mib(validate.max_rss_kib)
     );
@@ -179,23 +230,20 @@ fn memory_and_scaling(root: &Path) {
         LATENCY,
         API_PER_SECOND,
     );
-    let manifest = fixtures::manifest(
-        &emulator.endpoints,
-        &sizes(&[(Kind::Zenlayer, 50_000)]),
-        &api_rate(),
-    );
+    let zenlayer: Sizes = [(Kind::Zenlayer, world[&Kind::Zenlayer])]
+        .into_iter()
+        .collect();
+    let manifest = fixtures::manifest(&emulator.endpoints, &zenlayer, &api_rate());
     let dir = workdir(root, "memory-50k", &manifest);
     let plan = run(&dir, &plan_args(), &[], &[2]);
-    report_memory(&dir, &plan, 50_000, 256.0);
+    report_memory(&dir, &plan, zenlayer[&Kind::Zenlayer], 256.0);
 
     println!("\n4. JD Cloud: each server read once, CPU time linear in the fleet");
     let mut cpu = Vec::new();
-    for count in [10_000, 50_000] {
-        let manifest = fixtures::manifest(
-            &emulator.endpoints,
-            &sizes(&[(Kind::Jd, count)]),
-            &api_rate(),
-        );
+    for size in [10_000, 50_000] {
+        let fleet = sizes(&[(Kind::Jd, size)]);
+        let count = fleet[&Kind::Jd];
+        let manifest = fixtures::manifest(&emulator.endpoints, &fleet, &api_rate());
         let dir = workdir(root, &format!("jd-{count}"), &manifest);
         let before = emulator.fired();
         let result = run(&dir, &plan_args(), &[], &[2]);
@@ -219,8 +267,12 @@ fn memory_and_scaling(root: &Path) {
 
 /// Section 5.
 fn apply_rollout(root: &Path) {
-    println!("\n5. apply: 500 servers, 10 s installs, max_parallel 100, poll every 1 s");
     let fleet = sizes(&[(Kind::Zenlayer, 500)]);
+    let servers = fleet[&Kind::Zenlayer];
+    println!(
+        "\n5. apply: {servers} servers, 10 s installs, max_parallel 100, poll every {} s",
+        api_rate().poll_interval
+    );
     let dir = root.join("world-apply");
     std::fs::create_dir_all(&dir).expect("a folder");
     let emulator = emulator(
@@ -245,7 +297,7 @@ fn apply_rollout(root: &Path) {
         let manifest = fixtures::manifest(&emulator.endpoints, &fleet, &settings);
         let dir = workdir(root, &format!("pace-{}", label.len()), &manifest);
         let plan = run(&dir, &["plan", "--json"], &[], &[0]);
-        let json: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&plan.stdout).expect("the plan as JSON");
         let pace = &json["pace"];
         println!(
             "   plan's pace ({label}): about {:.0} s, up to {} in flight, bound by {}",
@@ -259,9 +311,9 @@ fn apply_rollout(root: &Path) {
     let dir = workdir(root, "apply", &manifest);
     let plan = run(&dir, &["plan", "--json"], &[], &[0]);
     let estimate = serde_json::from_str::<serde_json::Value>(&plan.stdout)
-        .ok()
-        .and_then(|json| json["pace"]["estimated_s"].as_f64())
-        .unwrap_or(0.0);
+        .expect("the plan as JSON")["pace"]["estimated_s"]
+        .as_f64()
+        .expect("the plan's pace");
     let before = emulator.fired();
     let apply = run(
         &dir,
@@ -270,8 +322,10 @@ fn apply_rollout(root: &Path) {
         &[0],
     );
     let calls = calls_between(&before, &emulator.fired(), Some("zenlayer-bmc"));
+    let log = std::env::temp_dir().join("reimage-bench-apply.log");
+    let _ = std::fs::write(&log, &apply.stderr);
     let bound = wave_bound(
-        500,
+        servers,
         settings.max_parallel,
         API_PER_SECOND as usize,
         settings.install_estimate,
@@ -283,6 +337,8 @@ fn apply_rollout(root: &Path) {
         .filter(|line| line.contains("sending") && line.contains("family=\"status\""))
         .count();
     let intervals = wall / settings.poll_interval;
+    // Servers in flight at once, in batches of one status call (100 ids).
+    let batches = settings.max_parallel.min(servers).div_ceil(100) as f64;
     let (mut queued, mut installing, mut done) = (0u64, 0u64, 0u64);
     for line in apply.stdout.lines() {
         let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -300,12 +356,15 @@ fn apply_rollout(root: &Path) {
         wall / bound,
         estimate / wall
     );
+    assert_eq!(done as usize, servers, "every server is reinstalled");
     println!(
         "   status calls: {status_calls} in {intervals:.0} poll intervals = {:.2} per batch of \
-         100 per interval; {} x 429 from the emulator",
-        status_calls as f64 / intervals,
-        calls.throttled
+         100 per interval; {} x 429 from the emulator {:?}",
+        status_calls as f64 / intervals / batches,
+        calls.throttled,
+        calls.throttled_kinds
     );
+    println!("   (the apply's log: {})", log.display());
     println!(
         "   {done} done; on average {:.1} s installing and {:.1} s queued before the install",
         installing as f64 / done.max(1) as f64,

@@ -97,6 +97,7 @@ pub fn inventory(sizes: &Sizes, install_seconds: f64) -> String {
          BenchPassword0001}\n  images:\n    - {id: img-old, name: Old}\n    - {id: img-new, \
          name: New}\n  servers:\n",
     );
+    empty_list(&mut text, count(Kind::Zenlayer));
     for index in 1..=count(Kind::Zenlayer) {
         let id = Kind::Zenlayer.id(index);
         let _ = writeln!(
@@ -111,6 +112,7 @@ pub fn inventory(sizes: &Sizes, install_seconds: f64) -> String {
          ecs:\n    images:\n      - {{id: {HW_OLD}, name: Old}}\n      - {{id: {HW_NEW}, name: \
          New}}\n    servers:\n"
     );
+    empty_list(&mut text, count(Kind::Ecs));
     for index in 1..=count(Kind::Ecs) {
         let id = Kind::Ecs.id(index);
         let _ = writeln!(
@@ -123,6 +125,7 @@ pub fn inventory(sizes: &Sizes, install_seconds: f64) -> String {
         "  clouddc:\n    images:\n      - {{id: {HW_OLD}, name: Old}}\n      - {{id: {HW_NEW}, \
          name: New}}\n    instances:\n"
     );
+    empty_list(&mut text, count(Kind::Clouddc));
     for index in 1..=count(Kind::Clouddc) {
         let id = Kind::Clouddc.id(index);
         let _ = writeln!(
@@ -137,6 +140,7 @@ pub fn inventory(sizes: &Sizes, install_seconds: f64) -> String {
          device_type: cps.c.normal}}\n    - {{os_type_id: {JD_NEW}, os_name: New, device_type: \
          cps.c.normal}}\n  servers:\n"
     );
+    empty_list(&mut text, count(Kind::Jd));
     for index in 1..=count(Kind::Jd) {
         let id = Kind::Jd.id(index);
         let _ = writeln!(
@@ -149,6 +153,7 @@ pub fn inventory(sizes: &Sizes, install_seconds: f64) -> String {
         "edis:\n  accounts:\n    - {email: bench@example.com, password: \"Bench+Pass&word=1\"}\n  \
          images: [debian-bookworm]\n  vps:\n",
     );
+    empty_list(&mut text, count(Kind::Edis));
     for index in 1..=count(Kind::Edis) {
         let id = Kind::Edis.id(index);
         let _ = writeln!(
@@ -157,6 +162,14 @@ pub fn inventory(sizes: &Sizes, install_seconds: f64) -> String {
         );
     }
     text
+}
+
+/// A list header just written (`servers:`) holds nothing: YAML reads an empty one as null.
+fn empty_list(text: &mut String, count: usize) {
+    if count == 0 && text.ends_with(":\n") {
+        text.pop();
+        text.push_str(" []\n");
+    }
 }
 
 /// Settings of the manifests' providers.
@@ -213,9 +226,13 @@ pub fn manifest(
                  BENCH_EDIS_PW}\n"
             }
         });
+        if matches!(kind, Kind::Ecs | Kind::Clouddc) {
+            // The emulator serves IAM's project lookup on the same address.
+            let _ = writeln!(text, "    options: {{iam_endpoint: \"{endpoint}\"}}");
+        }
         if let Some(per_minute) = settings.per_minute {
             text.push_str("    rate_limits:\n");
-            for family in ["read", "status", "reinstall", "stop", "auth"] {
+            for family in ["read", "status", "reinstall", "stop", "auth", "catalogue"] {
                 let _ = writeln!(
                     text,
                     "      {family}: {{per_minute: {per_minute}, concurrency: 8}}"
@@ -223,37 +240,62 @@ pub fn manifest(
             }
         }
     }
-    // Huawei and JD take user data only with options of their own: Zenlayer fleets carry it.
-    if sizes.keys().all(|kind| *kind == Kind::Zenlayer) {
-        text.push_str(
-            "defaults:\n  user_data: |\n    #cloud-config\n    package_update: true\n    \
-             packages: [nginx, curl, htop, jq]\n    runcmd:\n      - [systemctl, enable, \
-             --now, nginx]\n",
+    // One provider: what every server shares sits in `defaults`, as fleets write it (Zenlayer
+    // fleets also share their user data; Huawei and JD take user data only with options).
+    let single = (sizes.len() == 1)
+        .then(|| sizes.keys().next().copied())
+        .flatten();
+    if let Some(kind) = single {
+        let (image, access) = image_and_access(kind);
+        let _ = write!(
+            text,
+            "defaults:\n  provider: {}\n  os: {{image: {image}}}\n  access: {access}\n",
+            kind.name()
         );
+        if kind == Kind::Zenlayer {
+            text.push_str(
+                "  user_data: |\n    #cloud-config\n    package_update: true\n    packages: \
+                 [nginx, curl, htop, jq]\n    runcmd:\n      - [systemctl, enable, --now, \
+                 nginx]\n",
+            );
+        }
     }
     text.push_str("servers:\n");
     for (kind, count) in sizes {
         for index in 1..=*count {
-            let (image, access) = match kind {
-                Kind::Zenlayer => ("img-new", "{ssh_key_id: key-ops}"),
-                Kind::Ecs | Kind::Clouddc => (HW_NEW, "{password: {env: BENCH_SERVER_PW}}"),
-                Kind::Jd => (JD_NEW, "{password: {env: BENCH_SERVER_PW}}"),
-                Kind::Edis => ("debian-bookworm", "{password: {env: BENCH_SERVER_PW}}"),
+            let own = match single {
+                Some(_) => String::new(),
+                None => {
+                    let (image, access) = image_and_access(*kind);
+                    format!(
+                        ", provider: {}, os: {{image: {image}}}, access: {access}",
+                        kind.name()
+                    )
+                }
             };
             let hostname = match kind {
-                // CloudDC has no hostname; the others take one.
-                Kind::Clouddc => String::new(),
-                _ => format!(", hostname: {}-{index:05}.example.net", kind.name()),
+                // Huawei cannot set one in a reinstall; EDIS takes it through user data.
+                Kind::Zenlayer | Kind::Jd => {
+                    format!(", hostname: {}-{index:05}.example.net", kind.name())
+                }
+                _ => String::new(),
             };
             let _ = writeln!(
                 text,
-                "  - {{name: {}-{index:05}, id: \"{}\", provider: {}, os: {{image: {image}}}, \
-                 access: {access}{hostname}}}",
+                "  - {{name: {}-{index:05}, id: \"{}\"{own}{hostname}}}",
                 kind.name(),
                 kind.id(index),
-                kind.name()
             );
         }
     }
     text
+}
+
+fn image_and_access(kind: Kind) -> (&'static str, &'static str) {
+    match kind {
+        Kind::Zenlayer => ("img-new", "{ssh_key_id: key-ops}"),
+        Kind::Ecs | Kind::Clouddc => (HW_NEW, "{password: {env: BENCH_SERVER_PW}}"),
+        Kind::Jd => (JD_NEW, "{password: {env: BENCH_SERVER_PW}}"),
+        Kind::Edis => ("debian-bookworm", "{password: {env: BENCH_SERVER_PW}}"),
+    }
 }

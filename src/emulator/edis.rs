@@ -414,7 +414,9 @@ async fn handle_call(
         return Err(injected(refusal));
     }
 
-    let before = store.world.clone();
+    // Only EDIS's part of the world can change here: only it is kept for a refusal to restore
+    // (a copy of the whole world per call made a big world's reads slow).
+    let before = store.world.edis.clone();
     let whole = &mut store.world;
     let world = &mut whole.edis;
     let outcome = match (kind, action) {
@@ -433,7 +435,7 @@ async fn handle_call(
     let value = match outcome {
         Ok(value) => value,
         Err(error) => {
-            store.world = before;
+            store.world.edis = before;
             (
                 store.world.edis.auth_count,
                 store.world.edis.unauthorized_count,
@@ -442,7 +444,10 @@ async fn handle_call(
             return Err(error);
         }
     };
-    save(&store)?;
+    // A read that got through changed nothing: the world file is not rewritten for it.
+    if call.kind != CallKind::Read {
+        save(&store)?;
+    }
     let acted = call.kind == CallKind::Reinstall;
     let outcome = if acted {
         Outcome::Acted
@@ -450,7 +455,7 @@ async fn handle_call(
         Outcome::Served
     };
     let shown_before = |id: &str| {
-        let vps = before.edis.vps.iter().find(|vps| vps.kvm_id == id);
+        let vps = before.vps.iter().find(|vps| vps.kvm_id == id);
         vps.and_then(faults::record)
     };
     let aftermath =

@@ -41,21 +41,18 @@ impl Default for PlanOptions {
     }
 }
 
-/// Lets each provider check what needs its catalogue (image names, OS ids) against the servers
-/// as observed; every problem found is reported together.
-async fn check_desired(
-    fleet: &Fleet,
-    servers: &[&DesiredServer],
-    observed: &BTreeMap<String, crate::provider::Observation>,
-) -> Result<()> {
-    let mut problems = Vec::new();
-    for (server, issue) in fleet.check_desired(servers, observed).await? {
-        let mut line = format!("server `{server}`, `{}`: {}", issue.pointer, issue.message);
-        if let Some(help) = issue.help {
-            line.push_str(&format!(" ({help})"));
-        }
-        problems.push(escape_control(&line).into_owned());
-    }
+/// The providers' refusals of desired inputs (catalogue checks), all reported together.
+fn refused_inputs(problems: Vec<(String, crate::provider::FieldIssue)>) -> Result<()> {
+    let problems: Vec<String> = problems
+        .into_iter()
+        .map(|(server, issue)| {
+            let mut line = format!("server `{server}`, `{}`: {}", issue.pointer, issue.message);
+            if let Some(help) = issue.help {
+                line.push_str(&format!(" ({help})"));
+            }
+            escape_control(&line).into_owned()
+        })
+        .collect();
     if problems.is_empty() {
         Ok(())
     } else {
@@ -157,8 +154,8 @@ pub async fn make_plan(
             .collect()
     };
     let scoped: Vec<&DesiredServer> = servers.iter().collect();
-    let observed = fleet.observe(&scoped).await?;
-    check_desired(fleet, &scoped, &observed).await?;
+    let (observed, problems) = fleet.observe_and_check(&scoped).await?;
+    refused_inputs(problems)?;
     let mut digests = BTreeMap::new();
     for server in servers.iter() {
         digests.insert(server.name.clone(), digests_of(state, server)?);

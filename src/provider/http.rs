@@ -204,18 +204,33 @@ impl ProviderHttp {
         self.limits.acquire(family).await
     }
 
-    /// Sends one request under a grant already held, exactly once.
+    /// Sends one request under a grant already held, exactly once. A 429 slows the family
+    /// down (the caller decides whether to send again).
     pub async fn send_permitted(
         &self,
-        _permit: super::limits::CallPermit,
+        permit: super::limits::CallPermit,
         request: Request,
     ) -> Result<RawResponse, ProviderError> {
+        let family = permit.family();
         tracing::debug!(
             provider = %self.provider,
+            family = family.as_str(),
             request = %describe_request(&request),
             "sending (no retry)"
         );
-        self.execute(request).await
+        let response = self.execute(request).await;
+        drop(permit);
+        if let Ok(response) = &response
+            && response.status == StatusCode::TOO_MANY_REQUESTS
+        {
+            let pause = response
+                .retry_after()
+                .map_or(self.retry.base_delay, |wait| {
+                    wait.min(self.retry.max_retry_after)
+                });
+            self.limits.throttled(family, pause);
+        }
+        response
     }
 
     /// Sends a call that changes something. It is resent only when the provider answered 429
@@ -239,9 +254,9 @@ impl ProviderHttp {
             if response.status != StatusCode::TOO_MANY_REQUESTS || attempt >= max_attempts {
                 return Ok(response);
             }
+            // `send_permitted` slowed the family down already; this call waits its turn again.
             let retry_after = response.retry_after();
             let delay = self.retry.delay_before(attempt, retry_after);
-            self.limits.throttled(family, delay);
             tracing::warn!(
                 provider = %self.provider,
                 attempt,

@@ -34,6 +34,10 @@ pub enum ApiFamily {
     Stop,
     /// Authentication calls (token or ticket issue).
     Auth,
+    /// Catalogue look-ups while planning (JD's OS list per device type, EDIS's turnkey
+    /// images): other APIs than the server reads, limited on their own so that a look-up that
+    /// needs the reads' answers does not wait behind them.
+    Catalogue,
 }
 
 impl ApiFamily {
@@ -44,6 +48,7 @@ impl ApiFamily {
             Self::Status => "status",
             Self::Stop => "stop",
             Self::Auth => "auth",
+            Self::Catalogue => "catalogue",
         }
     }
 }
@@ -269,8 +274,16 @@ impl std::fmt::Debug for RateLimits {
 /// Held while a call is in flight; on drop, the call's place in the window starts to free
 /// and its concurrency slot is released.
 pub struct CallPermit {
+    family: ApiFamily,
     _permit: Option<OwnedSemaphorePermit>,
     slot: Option<(Arc<Mutex<Slots>>, Arc<Notify>)>,
+}
+
+impl CallPermit {
+    /// The family the call was granted for.
+    pub fn family(&self) -> ApiFamily {
+        self.family
+    }
 }
 
 impl Drop for CallPermit {
@@ -353,6 +366,7 @@ impl RateLimits {
     pub async fn acquire(&self, family: ApiFamily) -> CallPermit {
         let Some(state) = self.families.get(&family) else {
             return CallPermit {
+                family,
                 _permit: None,
                 slot: None,
             };
@@ -361,6 +375,7 @@ impl RateLimits {
         let permit = state.in_flight.clone().acquire_owned().await.ok();
         let Some(slots) = &state.slots else {
             return CallPermit {
+                family,
                 _permit: permit,
                 slot: None,
             };
@@ -391,6 +406,7 @@ impl RateLimits {
             });
         }
         CallPermit {
+            family,
             _permit: permit,
             slot: Some((slots.clone(), state.call_ended.clone())),
         }

@@ -210,7 +210,14 @@ async fn handle_call(
         override_seconds: shared.install_seconds_override,
         default_seconds,
     };
-    let before = store.world.huaweicloud.clone();
+    // Only the calls that may act change the world: only they keep a copy to compare and to
+    // restore (a copy per read made a big world's reads slow).
+    let mutating = matches!(
+        (method.as_str(), rest),
+        ("POST", ["cloudservers", _, "changeos" | "reinstallos"])
+            | ("PUT", ["instances", "reinstall"])
+    );
+    let before = mutating.then(|| store.world.huaweicloud.clone());
     let whole = &mut store.world;
     let world = &mut whole.huaweicloud;
     let shown = Shown {
@@ -243,21 +250,25 @@ async fn handle_call(
         }
         _ => Err(not_found(uri)),
     };
-    let changed = *world != before;
+    let changed = before.as_ref().is_some_and(|before| world != before);
     let answer = match outcome {
         Ok(answer) => answer,
         Err(error) => {
-            store.world.huaweicloud = before;
+            if let Some(before) = before {
+                store.world.huaweicloud = before;
+            }
             return Err(error);
         }
     };
     if changed && let Err(error) = store.save() {
-        store.world.huaweicloud = before;
+        if let Some(before) = before {
+            store.world.huaweicloud = before;
+        }
         return Err(internal(error.to_string()));
     }
-    if !call.kind.is_mutating() {
+    let Some(before) = before.filter(|_| call.kind.is_mutating()) else {
         return served(&mut store, answer);
-    }
+    };
     let shown_before = |id: &str| {
         if call.providers.contains(&ProviderType::HuaweicloudEcs) {
             let server = before.ecs_servers.iter().find(|server| server.id == id);

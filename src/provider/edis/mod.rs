@@ -44,7 +44,7 @@ use crate::manifest::{DesiredProvider, DesiredServer, ProviderType, SecretRef};
 /// documented"). The one call in flight per family is the brief's advice ("send calls serially
 /// per account"); every rate below is a guess; override them with `rate_limits` in the
 /// manifest.
-const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 4] = [
+const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 5] = [
     // A guess: a login every two seconds at most (one login serves every VPS).
     (ApiFamily::Auth, RateLimit::new(30.0, 1)),
     // A guess: two power reads a second (EDIS reads one VPS per call).
@@ -53,6 +53,8 @@ const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 4] = [
     (ApiFamily::Status, RateLimit::new(120.0, 1)),
     // A guess: a reinstall every two seconds.
     (ApiFamily::Reinstall, RateLimit::new(30.0, 1)),
+    // A guess, the same as reads: the turnkey image list, once per VPS that wants one.
+    (ApiFamily::Catalogue, RateLimit::new(120.0, 1)),
 ];
 /// Our own convention (brief §7): EDIS has no SDK whose variable names we could reuse.
 const ENV_EMAIL: &str = "EDIS_EMAIL";
@@ -769,7 +771,7 @@ impl EdisKvm {
             if !turnkey_lists.contains_key(&server.cloud_id) {
                 let list = self
                     .management_read(
-                        ApiFamily::Read,
+                        ApiFamily::Catalogue,
                         &server.cloud_id,
                         wire::TURNKEY_IMAGES_PATH,
                         wire::parse_image_list,

@@ -171,6 +171,9 @@ pub struct HuaweiClient {
     /// Given in the manifest or the environment; otherwise looked up through IAM once.
     explicit_project: Option<String>,
     resolved_project: Mutex<Option<String>>,
+    /// Held while the project is looked up: reads made together (a plan reads every chunk of
+    /// ids at once) wait for one lookup instead of each making its own.
+    project_lookup: tokio::sync::Mutex<()>,
     http: ProviderHttp,
 }
 
@@ -363,6 +366,7 @@ impl HuaweiClient {
                 credentials,
                 explicit_project,
                 resolved_project: Mutex::new(None),
+                project_lookup: tokio::sync::Mutex::new(()),
                 http,
             },
             type_options,
@@ -424,6 +428,10 @@ impl HuaweiClient {
             self.credentials.cache_identity(),
             region.clone(),
         );
+        let _one_lookup = self.project_lookup.lock().await;
+        if let Some(project) = lock(&self.resolved_project).clone() {
+            return Ok(project);
+        }
         if let Some(project) = lock(&PROJECT_CACHE).get(&key).cloned() {
             *lock(&self.resolved_project) = Some(project.clone());
             return Ok(project);

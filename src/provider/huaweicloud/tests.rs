@@ -1139,6 +1139,33 @@ async fn poll_until_done<P: Provider + ?Sized>(
     panic!("operations never finished");
 }
 
+/// A plan reads every chunk of ids at once: they wait for one project lookup, not one each.
+#[tokio::test]
+async fn reads_made_together_look_the_project_up_once() {
+    let (running, _dir) = emulator(&inventory(0)).await;
+    // A slow IAM keeps every lookup in flight while the others begin.
+    admin(
+        &running,
+        "POST",
+        "faults",
+        Some(json!({"rules": [
+            {"provider": "huaweicloud-ecs", "call": "auth", "fault": "latency", "seconds": 0.3}
+        ]})),
+    )
+    .await;
+    let ecs = emulated_ecs(&running, json!({}));
+    let ids: Vec<String> = vec!["ecs-1".to_string()];
+    let reads = (0..8).map(|_| ecs.observe(&ids));
+    for observed in futures_util::future::join_all(reads).await {
+        assert!(matches!(observed.unwrap()["ecs-1"], Observation::Found(_)));
+    }
+    let state = admin(&running, "GET", "state", None).await;
+    assert_eq!(
+        state["faults_fired"]["huaweicloud-ecs"]["auth"]["latency"], 1,
+        "{state:#}"
+    );
+}
+
 #[tokio::test]
 async fn ecs_observes_in_batches_resolves_the_project_once_and_survives_a_429_storm() {
     let (running, _dir) = emulator(&inventory(0)).await;

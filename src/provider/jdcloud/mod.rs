@@ -40,7 +40,7 @@ use crate::manifest::{DesiredProvider, DesiredServer, ProviderType, SecretRef};
 /// JD publishes no limits for CPS (brief §2: "Rate limiting (429) and limits: unconfirmed").
 /// Every figure below is a guess, kept low; override them per provider with `rate_limits` in
 /// the manifest.
-const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 4] = [
+const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 5] = [
     // A guess: 5 `describeInstances` a second, 100 ids each.
     (ApiFamily::Read, RateLimit::new(300.0, 8)),
     // A guess, the same as reads (polls are `describeInstances` too).
@@ -49,6 +49,8 @@ const DEFAULT_RATE_LIMITS: [(ApiFamily, RateLimit); 4] = [
     (ApiFamily::Stop, RateLimit::new(60.0, 5)),
     // A guess: one `reinstallInstance` a second.
     (ApiFamily::Reinstall, RateLimit::new(60.0, 5)),
+    // A guess: `describeOS` is called once per device type and plan.
+    (ApiFamily::Catalogue, RateLimit::new(60.0, 2)),
 ];
 
 /// The Packer plugin's names (brief §8); the region variable is reimage's own choice.
@@ -371,7 +373,7 @@ impl JdcloudCps {
             let device_type = observed.extra.get(EXTRA_DEVICE_TYPE).cloned();
             if !catalogues.contains_key(&device_type) {
                 let call = wire::describe_os(&self.region, device_type.as_deref());
-                let envelope = self.read(ApiFamily::Read, &call).await?;
+                let envelope = self.read(ApiFamily::Catalogue, &call).await?;
                 catalogues.insert(device_type.clone(), wire::parse_os_list(&envelope.result));
             }
             let catalogue = catalogues
