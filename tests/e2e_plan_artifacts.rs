@@ -99,7 +99,7 @@ fn a_signed_plan_applies_and_one_flipped_byte_is_refused_naming_the_signature() 
     // One bit of one byte changed (the image the reviewer approved), the signature copied along.
     let bytes = std::fs::read(dir.path().join("plan.json")).unwrap();
     let text = String::from_utf8(bytes.clone()).unwrap();
-    let position = text.find("\"image\": \"img-new\"").unwrap() + "\"image\": \"img-ne".len();
+    let position = text.find("\"image\":\"img-new\"").unwrap() + "\"image\":\"img-ne".len();
     let mut tampered = bytes.clone();
     tampered[position] ^= 0x01; // `w` → `v`
     std::fs::write(dir.path().join("tampered.json"), &tampered).unwrap();
@@ -213,10 +213,10 @@ fn require_signed_refuses_an_unsigned_plan_and_a_missing_key() {
     // state's name).
     assert_ok(&run(dir.path(), &["plan", "-out=plan.json"]));
     let text = std::fs::read_to_string(dir.path().join("plan.json")).unwrap();
-    assert_eq!(text.matches("\"name\": \"default\"").count(), 1);
+    assert_eq!(text.matches("\"name\":\"default\"").count(), 1);
     std::fs::write(
         dir.path().join("plan.json"),
-        text.replace("\"name\": \"default\"", "\"name\": \"prod\""),
+        text.replace("\"name\":\"default\"", "\"name\":\"prod\""),
     )
     .unwrap();
     let other_state = run(dir.path(), &["apply", "plan.json"]);

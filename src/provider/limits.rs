@@ -8,7 +8,8 @@
 //! provider can hold more than the rate either, however long the call took on the way.
 //!
 //! When the provider throttles anyway (429), the family pauses for the `Retry-After` (or a
-//! backoff) and slows down to half its rate, recovering step by step while no 429 comes.
+//! backoff) and slows down to half its rate (once per few seconds, however many 429s a burst
+//! brings, and never below a quarter), recovering step by step while no 429 comes.
 //!
 //! Every wait caused by a limit or by a provider's throttling is announced on [`waits`], so
 //! progress displays can show why nothing moves.
@@ -149,9 +150,12 @@ pub(crate) fn announce(notice: WaitNotice) {
     let _ = WAITS.send(notice);
 }
 
-/// After a 429 the rate is halved, down to this share of the configured one at most.
-const SLOWEST: f64 = 1.0 / 16.0;
-/// Without a 429 for this long, a slowed family takes back an eighth of its configured rate.
+/// After a 429 the rate is halved, down to this share of the configured one at most: a
+/// provider that throttles below it is waited out through its `Retry-After`s, and a burst of
+/// 429s does not starve the reads that watch installs.
+const SLOWEST: f64 = 1.0 / 4.0;
+/// The rate is halved at most once this often (the 429s of one burst are one slow-down); and
+/// without a 429 for this long, a slowed family takes back an eighth of its configured rate.
 const RECOVERY_STEP: Duration = Duration::from_secs(5);
 const RECOVERY_SHARE: f64 = 1.0 / 8.0;
 /// Waits shorter than this are not worth announcing.
@@ -163,6 +167,8 @@ struct Slots {
     configured: Window,
     /// Share of the configured rate in use: 1 until the provider throttles.
     share: f64,
+    /// The last halving of the rate.
+    slowed_at: Option<Instant>,
     window: Window,
     in_flight: usize,
     /// When the places of finished calls free up, earliest first.
@@ -186,6 +192,7 @@ impl Slots {
         Slots {
             configured,
             share: 1.0,
+            slowed_at: None,
             window: configured,
             in_flight: 0,
             freeing: VecDeque::new(),
@@ -229,11 +236,18 @@ impl Slots {
         self.freeing.push_back(now + self.window.span);
     }
 
-    /// A 429: pause for `pause`, halve the rate. Returns the rate now in calls per minute.
+    /// A 429: pause for `pause`, and halve the rate unless it was halved within the last
+    /// [`RECOVERY_STEP`]. Returns the rate now in calls per minute.
     fn throttled(&mut self, now: Instant, pause: Duration) -> f64 {
         let until = now + pause;
         self.paused_until = Some(self.paused_until.map_or(until, |at| at.max(until)));
-        self.set_share(self.share / 2.0);
+        let recently = self
+            .slowed_at
+            .is_some_and(|at| now.saturating_duration_since(at) < RECOVERY_STEP);
+        if !recently {
+            self.set_share(self.share / 2.0);
+            self.slowed_at = Some(now);
+        }
         self.last_change = now;
         self.window.per_second() * 60.0
     }
@@ -495,12 +509,21 @@ mod tests {
             _ => panic!("a Retry-After of 2 s pauses the family"),
         }
         assert_eq!(slots.window.calls, 10);
-        // Two more 429s: a quarter, then an eighth of the rate (150/min, 2.5 calls a second:
-        // two whole calls in any one second, 120/min, is what is kept to).
-        slots.throttled(start, Duration::ZERO);
-        assert_eq!(slots.throttled(start, Duration::ZERO), 120.0);
-        // Each quiet step takes back an eighth of the configured rate, up to all of it.
+        // The other 429s of the same burst pause, but do not halve again.
+        let later = start + Duration::from_millis(1500);
+        assert_eq!(slots.throttled(later, Duration::from_secs(1)), 600.0);
+        match slots.try_grant(later) {
+            Verdict::Until(at) => assert_eq!(at, later + Duration::from_secs(1)),
+            _ => panic!("each 429 pauses the family for its Retry-After"),
+        }
+        // 429s that keep coming halve it again, down to a quarter of the rate at most.
         let mut now = start;
+        for _ in 0..4 {
+            now += RECOVERY_STEP;
+            slots.throttled(now, Duration::ZERO);
+        }
+        assert_eq!(slots.window.calls, 5);
+        // Each quiet step takes back an eighth of the configured rate, up to all of it.
         for _ in 0..20 {
             now += RECOVERY_STEP;
             slots.try_grant(now);
