@@ -51,8 +51,13 @@ fn clock() -> String {
     jiff::Zoned::now().strftime("%H:%M:%S").to_string()
 }
 
-/// A sentence for an event, or `None` for events with nothing to say in a log.
+/// A sentence for an event, or `None` for events with nothing to say in a log. Names and
+/// provider messages can hold anything: control and bidirectional characters are escaped.
 pub fn describe(event: &Event) -> Option<String> {
+    sentence(event).map(|line| crate::output::escape_control(&line).into_owned())
+}
+
+fn sentence(event: &Event) -> Option<String> {
     Some(match event {
         Event::Plan {
             reinstall,
@@ -295,5 +300,26 @@ impl Reporter for TerminalReporter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_names_and_messages_are_escaped() {
+        let line = describe(&Event::Failed {
+            server: "web\u{1b}[2J".into(),
+            outcome: "failed".into(),
+            message: "bad\u{202e}txt".into(),
+            request_id: None,
+        })
+        .unwrap();
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\u{202e}'),
+            "{line:?}"
+        );
+        assert!(line.contains("web"), "{line}");
     }
 }
