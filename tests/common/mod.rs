@@ -1,6 +1,7 @@
 //! Test harness: the real `reimage` binary, a real emulator process on loopback, temp folders.
 #![allow(dead_code)]
 
+pub mod ci;
 pub mod edis;
 pub mod huawei;
 #[cfg(feature = "postgres")]
