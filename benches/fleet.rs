@@ -23,6 +23,8 @@ use reimage::state::{ServerRecord, State};
 fn desired(index: usize) -> DesiredServer {
     DesiredServer {
         group: None,
+        address: None,
+        health: Default::default(),
         name: format!("server-{index:05}"),
         provider: "zl".into(),
         provider_type: ProviderType::ZenlayerBmc,

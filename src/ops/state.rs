@@ -178,6 +178,8 @@ mod tests {
             user_data: Some("#cloud-config\n".into()),
             protect: false,
             group: None,
+            address: None,
+            health: Default::default(),
             options: serde_json::Map::new(),
         };
         Manifest {

@@ -116,6 +116,8 @@ fn plan_forget(name: &str, record: &ServerRecord, in_flight: Option<Step>) -> Se
             user_data: record.user_data.clone(),
             protect: record.protected,
             group: None,
+            address: None,
+            health: Default::default(),
             options: serde_json::Map::new(),
         },
         observed: None,
@@ -500,6 +502,8 @@ mod tests {
     fn server(name: &str, image: &str) -> DesiredServer {
         DesiredServer {
             group: None,
+            address: None,
+            health: Default::default(),
             name: name.into(),
             provider: "zl".into(),
             provider_type: ProviderType::ZenlayerBmc,

@@ -518,6 +518,8 @@ mod tests {
             notes: vec![],
             desired: DesiredServer {
                 group: None,
+                address: None,
+                health: Default::default(),
                 name: name.into(),
                 provider: "zl".into(),
                 provider_type: ProviderType::ZenlayerBmc,

@@ -119,6 +119,8 @@ mod tests {
             notes: vec![],
             desired: DesiredServer {
                 group: group.map(str::to_string),
+                address: None,
+                health: Default::default(),
                 name: name.into(),
                 provider: "p".into(),
                 provider_type: ProviderType::ZenlayerBmc,

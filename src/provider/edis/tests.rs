@@ -774,6 +774,8 @@ async fn image_names_are_checked_where_a_list_exists() {
         user_data: None,
         protect: false,
         group: None,
+        address: None,
+        health: Default::default(),
         options: serde_json::Map::new(),
     };
     let servers = [
@@ -838,6 +840,8 @@ fn review_blocks_suspended_vpss_and_explains_completion() {
         user_data: None,
         protect: false,
         group: None,
+        address: None,
+        health: Default::default(),
         options: serde_json::Map::new(),
     };
     let mut observed = Observed {

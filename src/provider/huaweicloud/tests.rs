@@ -890,6 +890,8 @@ fn desired(provider_type: ProviderType, image: &str, options: Value) -> DesiredS
         user_data: None,
         protect: false,
         group: None,
+        address: None,
+        health: Default::default(),
         options: options.as_object().cloned().unwrap_or_default(),
     }
 }

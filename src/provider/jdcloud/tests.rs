@@ -385,6 +385,8 @@ fn desired(options: Value) -> DesiredServer {
         user_data: None,
         protect: false,
         group: None,
+        address: None,
+        health: Default::default(),
         options: options.as_object().cloned().unwrap_or_default(),
     }
 }
