@@ -59,6 +59,7 @@ fn bench_diff(count: usize) -> Duration {
                     image: Some("img-old".into()),
                     image_name: None,
                     hostname: server.hostname.clone(),
+                    address: None,
                     extra: BTreeMap::new(),
                 }),
             )

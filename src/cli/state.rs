@@ -123,6 +123,7 @@ fn last_outcome(operation: Option<&OperationRecord>) -> String {
                 Outcome::Failed => "FAILED",
                 Outcome::Unknown => "OUTCOME UNKNOWN",
                 Outcome::Refused => "refused (nothing happened)",
+                Outcome::GateFailed => "installed, HEALTH GATE FAILED",
             },
             operation.finished_at
         ),

@@ -170,6 +170,9 @@ fn operation_outcome(operation: &OperationRecord) -> ServerOutcome {
         (OperationKind::Reinstall, Outcome::Failed) => ("failed", operation.message.clone()),
         (OperationKind::Reinstall, Outcome::Unknown) => ("unknown", operation.message.clone()),
         (OperationKind::Reinstall, Outcome::Refused) => ("refused", operation.message.clone()),
+        (OperationKind::Reinstall, Outcome::GateFailed) => {
+            ("gate_failed", operation.message.clone())
+        }
     };
     ServerOutcome {
         outcome: text.to_string(),

@@ -140,6 +140,7 @@ pub fn adopt(
             job_id: None,
             started_at: now.clone(),
             finished_at: now.clone(),
+            health: None,
         }),
         updated_at: now,
         attempt_only: false,

@@ -123,6 +123,7 @@ fn plan_forget(name: &str, record: &ServerRecord, in_flight: Option<Step>) -> Se
         observed: None,
         observed_fingerprint: record_fingerprint(record),
         input_digests: BTreeMap::new(),
+        health: None,
     }
 }
 
@@ -147,6 +148,7 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         observed: None,
         observed_fingerprint: fingerprint(&observation),
         input_digests: digests.clone(),
+        health: None,
     };
     let observed = match observation {
         Observation::Found(observed) => observed,
@@ -362,6 +364,7 @@ fn last_attempt_note(record: &ServerRecord) -> Option<String> {
         Outcome::Failed => "failed",
         Outcome::Unknown => "ended with an unknown outcome",
         Outcome::Refused => "was refused by the provider (nothing happened)",
+        Outcome::GateFailed => "installed the OS, but its health gate did not pass",
     };
     Some(format!(
         "the last apply of this server (plan {}) {how}: {}",
@@ -526,6 +529,7 @@ mod tests {
             image: Some(image.into()),
             image_name: None,
             hostname: server.hostname.clone(),
+            address: None,
             extra: BTreeMap::new(),
         })
     }
@@ -554,6 +558,7 @@ mod tests {
                 job_id: None,
                 started_at: "t".into(),
                 finished_at: "t".into(),
+                health: None,
             }),
             updated_at: "t".into(),
             attempt_only: false,

@@ -136,6 +136,7 @@ mod tests {
             observed: None,
             observed_fingerprint: String::new(),
             input_digests: BTreeMap::new(),
+            health: None,
         }
     }
 

@@ -904,6 +904,7 @@ fn seen(status: ServerStatus, raw_status: &str, image: &str, extra: &[(&str, &st
         image: Some(image.into()),
         image_name: None,
         hostname: None,
+        address: None,
         extra: extra
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
