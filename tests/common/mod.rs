@@ -3,6 +3,7 @@
 
 pub mod edis;
 pub mod huawei;
+pub mod listeners;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
