@@ -201,6 +201,12 @@ pub struct PlanArgs {
     /// Print the plan as Markdown, for a pull-request comment.
     #[arg(long)]
     pub markdown: bool,
+    /// Check for drift instead: how the fleet differs from what reimage recorded (image
+    /// changed or reinstalled outside reimage, server gone, a status that needs attention),
+    /// with the manifest's changes listed apart. Exit 2 on drift, 0 without, 1 on error.
+    /// Takes no lock and writes nothing.
+    #[arg(long, conflicts_with_all = ["out", "detailed_exitcode", "replace"])]
+    pub drift: bool,
     /// Reinstall this server even if nothing changed; repeat for several.
     #[arg(long, value_name = "NAME")]
     pub replace: Vec<String>,

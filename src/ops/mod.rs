@@ -1,6 +1,7 @@
 //! Operations behind the commands: each command in `cli/` is a thin wrapper over these.
 
 pub mod backend;
+pub mod drift;
 pub mod fleet;
 pub mod git;
 pub mod history;
