@@ -6,6 +6,7 @@ mod args;
 mod duration;
 mod emulator;
 mod plan;
+mod report;
 mod show;
 mod state;
 mod unlock;
@@ -56,6 +57,10 @@ pub enum Command {
     State(StateCommand),
     /// Remove the description of a state lock whose holder is gone (never breaks a live lock).
     ForceUnlock(ForceUnlockArgs),
+    /// Render an apply from the state's history as one self-contained HTML page: a timeline of
+    /// waves, a bar per server (queued, stopping, installing, health gate), failures with the
+    /// provider's error and request id, and the summary figures.
+    Report(ReportArgs),
     /// Print reimage's version (`--json` for machines).
     Version(VersionArgs),
     /// Print a shell completion script.
@@ -327,6 +332,22 @@ pub struct StatePushArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub location: StateLocationArgs,
+    /// Where to write the HTML page (`-` for stdout).
+    #[arg(long, value_name = "FILE", default_value = "report.html")]
+    pub out: PathBuf,
+    /// The apply to show: its apply id or plan id (or 8+ leading characters of one). Default:
+    /// the last apply.
+    #[arg(long = "apply", value_name = "ID")]
+    pub apply: Option<String>,
+    /// Print the report's data as JSON instead of writing the page.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ForceUnlockArgs {
     /// The lock ID, as printed by the command that found the state locked.
     pub id: String,
@@ -437,6 +458,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
         Command::State(StateCommand::Rm(args)) => state::rm(args, printer).await,
         Command::State(StateCommand::Push(args)) => state::push(args, printer).await,
         Command::ForceUnlock(args) => unlock::run(args, printer).await,
+        Command::Report(args) => report::run(args, printer).await,
         Command::Version(args) => version::run(&args, printer),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -8,4 +8,5 @@ pub mod history;
 pub mod plan;
 pub mod push;
 pub mod records;
+pub mod report;
 pub mod state;
