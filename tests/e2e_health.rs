@@ -30,6 +30,16 @@ fn gated_fleet(dir: &Path, count: usize, health: &str) -> Emulator {
     emulator
 }
 
+fn validator(name: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schemas")
+            .join(name),
+    )
+    .unwrap();
+    jsonschema::draft202012::new(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
 fn events(output: &std::process::Output) -> Vec<serde_json::Value> {
     stdout_of(output)
         .lines()
@@ -73,6 +83,16 @@ fn a_gate_that_passes_holds_the_next_wave_until_it_passes() {
         "the plan lists each server's gate, with the address filled in:\n{text}"
     );
     assert!(text.contains("(from defaults.health)"), "{text}");
+    let markdown = reimage(dir.path())
+        .args(["show", "--markdown", "plan.json"])
+        .output()
+        .unwrap();
+    let markdown = stdout_of(&markdown);
+    assert!(markdown.contains("**Health gates**"), "{markdown}");
+    assert!(
+        markdown.contains(&format!("- `s1`: http GET {url} → 200")),
+        "{markdown}"
+    );
 
     let apply = reimage(dir.path())
         .args(["apply", "--json", "plan.json"])
@@ -80,6 +100,23 @@ fn a_gate_that_passes_holds_the_next_wave_until_it_passes() {
         .unwrap();
     assert!(apply.status.success(), "{}", stderr_of(&apply));
     let events = events(&apply);
+    // Events and the plan with its gates follow their published schemas.
+    let event_schema = validator("apply-events.schema.json");
+    for event in &events {
+        let errors: Vec<String> = event_schema
+            .iter_errors(event)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{event}: {errors:?}");
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("plan.json")).unwrap())
+            .unwrap();
+    let errors: Vec<String> = validator("plan.schema.json")
+        .iter_errors(&saved)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
     // The canary's gate passed before anything of the second wave started.
     let canary_passed = position(&events, |event| {
         event["event"] == "gate_attempt" && event["server"] == "s1" && event["passed"] == true
@@ -385,4 +422,32 @@ fn an_edis_ssh_probe_runs_as_the_servers_health_gate() {
         tcp.requests() >= 1,
         "the probe connected to exactly that address"
     );
+}
+
+#[test]
+fn the_address_comes_from_the_provider_and_a_gate_without_one_blocks_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = inventory(&[server("1", "img-old"), server("2", "img-old")], 0.3)
+        .replace("hostname: h1,", "hostname: h1, public_ip: 127.0.0.2,");
+    let emulator = Emulator::start(dir.path(), &text);
+    let manifest = manifest(
+        &emulator.zenlayer,
+        &[("s1", "1", "img-new"), ("s2", "2", "img-new")],
+        "",
+    )
+    .replace("defaults:\n", "defaults:\n  health: {tcp: 22}\n");
+    std::fs::write(dir.path().join("reimage.yaml"), manifest).unwrap();
+    let plan = reimage(dir.path()).args(["plan"]).output().unwrap();
+    assert_eq!(plan.status.code(), Some(1), "{}", stdout_of(&plan));
+    let text = stdout_of(&plan);
+    assert!(
+        text.contains("health gate: tcp 127.0.0.2:22"),
+        "Zenlayer's primary public address fills in `{{address}}`:\n{text}"
+    );
+    let error = flat(&stderr_of(&plan));
+    assert!(
+        error.contains("s2") && error.contains("add `address: HOST` to the server"),
+        "{error}"
+    );
+    assert_eq!(emulator.reinstall_count("1"), 0);
 }
