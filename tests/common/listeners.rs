@@ -72,6 +72,16 @@ impl Listener {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    /// Connections accepted once at least `count` were, or after a generous deadline: a TCP
+    /// connection is complete (for the client) before this thread accepts it.
+    pub fn accepted_at_least(&self, count: usize) -> usize {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.requests() < count && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.requests()
+    }
 }
 
 impl Drop for Listener {
