@@ -23,6 +23,8 @@ use reimage::state::{ServerRecord, State};
 fn desired(index: usize) -> DesiredServer {
     DesiredServer {
         group: None,
+        address: None,
+        health: Default::default(),
         name: format!("server-{index:05}"),
         provider: "zl".into(),
         provider_type: ProviderType::ZenlayerBmc,
@@ -57,6 +59,7 @@ fn bench_diff(count: usize) -> Duration {
                     image: Some("img-old".into()),
                     image_name: None,
                     hostname: server.hostname.clone(),
+                    address: None,
                     extra: BTreeMap::new(),
                 }),
             )

@@ -144,6 +144,24 @@ fn sentence(event: &Event) -> Option<String> {
                 _ => "retrying after an error",
             }
         ),
+        Event::GateStarted {
+            server,
+            check,
+            attempts,
+            source,
+        } => format!(
+            "{server}: installed; health gate: {check} (up to {attempts} attempt(s), from {source})"
+        ),
+        Event::GateAttempt {
+            server,
+            attempt,
+            attempts,
+            passed,
+            detail,
+        } => format!(
+            "{server}: health gate attempt {attempt}/{attempts} {}: {detail}",
+            if *passed { "passed" } else { "failed" }
+        ),
         Event::Done {
             server,
             elapsed_s,
@@ -163,6 +181,7 @@ fn sentence(event: &Event) -> Option<String> {
                 "unknown" => "OUTCOME UNKNOWN",
                 "refused" => "REFUSED (nothing happened)",
                 "not_sent" => "NOT DONE (nothing happened)",
+                "gate_failed" => "HEALTH GATE FAILED",
                 _ => "FAILED",
             },
             match request_id {
@@ -263,7 +282,9 @@ impl Reporter for TerminalReporter {
         match &event {
             Event::StopStarted { server }
             | Event::Stopped { server }
-            | Event::ReinstallStarted { server, .. } => {
+            | Event::ReinstallStarted { server, .. }
+            | Event::GateStarted { server, .. }
+            | Event::GateAttempt { server, .. } => {
                 if let Some(bar) = self.server_bar(server)
                     && let Some(line) = describe(&event)
                 {

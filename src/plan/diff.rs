@@ -116,11 +116,14 @@ fn plan_forget(name: &str, record: &ServerRecord, in_flight: Option<Step>) -> Se
             user_data: record.user_data.clone(),
             protect: record.protected,
             group: None,
+            address: None,
+            health: Default::default(),
             options: serde_json::Map::new(),
         },
         observed: None,
         observed_fingerprint: record_fingerprint(record),
         input_digests: BTreeMap::new(),
+        health: None,
     }
 }
 
@@ -145,6 +148,7 @@ fn plan_server(input: &DiffInput<'_>, server: &DesiredServer) -> ServerPlan {
         observed: None,
         observed_fingerprint: fingerprint(&observation),
         input_digests: digests.clone(),
+        health: None,
     };
     let observed = match observation {
         Observation::Found(observed) => observed,
@@ -360,6 +364,7 @@ fn last_attempt_note(record: &ServerRecord) -> Option<String> {
         Outcome::Failed => "failed",
         Outcome::Unknown => "ended with an unknown outcome",
         Outcome::Refused => "was refused by the provider (nothing happened)",
+        Outcome::GateFailed => "installed the OS, but its health gate did not pass",
     };
     Some(format!(
         "the last apply of this server (plan {}) {how}: {}",
@@ -500,6 +505,8 @@ mod tests {
     fn server(name: &str, image: &str) -> DesiredServer {
         DesiredServer {
             group: None,
+            address: None,
+            health: Default::default(),
             name: name.into(),
             provider: "zl".into(),
             provider_type: ProviderType::ZenlayerBmc,
@@ -522,6 +529,7 @@ mod tests {
             image: Some(image.into()),
             image_name: None,
             hostname: server.hostname.clone(),
+            address: None,
             extra: BTreeMap::new(),
         })
     }
@@ -550,6 +558,7 @@ mod tests {
                 job_id: None,
                 started_at: "t".into(),
                 finished_at: "t".into(),
+                health: None,
             }),
             updated_at: "t".into(),
             attempt_only: false,

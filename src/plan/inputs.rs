@@ -82,6 +82,8 @@ mod tests {
     fn server() -> DesiredServer {
         DesiredServer {
             group: None,
+            address: None,
+            health: Default::default(),
             name: "web-01".into(),
             provider: "zl".into(),
             provider_type: ProviderType::ZenlayerBmc,

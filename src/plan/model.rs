@@ -180,6 +180,10 @@ pub enum Reason {
     ProviderBlocked {
         message: String,
     },
+    /// Blocked: the server's health gate cannot be run as written (no address for it).
+    HealthGateUnresolved {
+        message: String,
+    },
 }
 
 impl Reason {
@@ -258,6 +262,7 @@ impl Reason {
                  --image IMAGE`, or reinstall it with `--replace NAME`"
                 .to_string(),
             Self::ProviderBlocked { message } => message.clone(),
+            Self::HealthGateUnresolved { message } => message.clone(),
         }
     }
 }
@@ -300,6 +305,10 @@ pub struct ServerPlan {
     pub observed_fingerprint: String,
     /// Keyed digests (HMAC-SHA256 with the state's key) of each install input.
     pub input_digests: BTreeMap<String, String>,
+    /// The health gate that must pass after the install (reinstalls only), its target filled
+    /// in as apply will run it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::manifest::health::HealthGate>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

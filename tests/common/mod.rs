@@ -4,6 +4,7 @@
 pub mod ci;
 pub mod edis;
 pub mod huawei;
+pub mod listeners;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 

@@ -78,6 +78,17 @@ impl Engine<'_> {
                     last_detail: String::new(),
                     reconciled: true,
                     checks: 0,
+                    // The plan is not here: a gate is not run for a step taken over (its
+                    // record says the gate is pending, where the plan gave one).
+                    gate: None,
+                    gate_target: crate::apply::gate::GateTarget {
+                        name: step.server.clone(),
+                        cloud_id: step.cloud_id.clone(),
+                        address: None,
+                    },
+                    gate_attempts: 0,
+                    install_note: None,
+                    timings: Default::default(),
                 },
             );
         }

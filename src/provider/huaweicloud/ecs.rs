@@ -470,6 +470,7 @@ fn observed(server: wire::EcsServer) -> Observed {
         // Not reported: ECS cannot set a hostname during a reinstall, so reimage does not
         // manage it (validation refuses `hostname`), and showing it would read as a change.
         hostname: None,
+        address: None,
         extra,
     }
 }

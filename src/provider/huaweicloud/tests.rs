@@ -890,6 +890,8 @@ fn desired(provider_type: ProviderType, image: &str, options: Value) -> DesiredS
         user_data: None,
         protect: false,
         group: None,
+        address: None,
+        health: Default::default(),
         options: options.as_object().cloned().unwrap_or_default(),
     }
 }
@@ -902,6 +904,7 @@ fn seen(status: ServerStatus, raw_status: &str, image: &str, extra: &[(&str, &st
         image: Some(image.into()),
         image_name: None,
         hostname: None,
+        address: None,
         extra: extra
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
