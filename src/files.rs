@@ -17,6 +17,9 @@ pub const SECRET_MAX_BYTES: u64 = 64 * 1024;
 pub const INVENTORY_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// The state file, which records inputs (user data included) of every server.
 pub const STATE_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+/// A saved plan (a few KB per server) and its signature.
+pub const PLAN_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+pub const SIGNATURE_MAX_BYTES: u64 = 64 * 1024;
 
 /// Why a named file could not be read. Every message names the file.
 #[derive(Debug)]

@@ -392,8 +392,11 @@ fn the_ssh_probe_connects_to_a_local_listener() {
         stderr_of(&apply)
     );
     let progress = stderr_of(&apply);
+    // The probe is the server's health gate now: it runs after the install, as any gate.
     assert!(
-        progress.contains(&format!("SSH port {address} answered")),
+        progress.contains(&format!(
+            "health gate passed after 1 attempt(s) ({address} accepted a connection)"
+        )),
         "{progress}"
     );
     // The probe's connection waits in the listener's queue.

@@ -295,23 +295,6 @@ fn a_lost_reinstall_response_is_checked_not_resent() {
     assert_eq!(counts(&emulator, 3), [1, 1, 1]);
 }
 
-/// A tiny seeded generator (splitmix64), so the crash moments are the same on every run.
-struct Seeded(u64);
-
-impl Seeded {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, limit: u64) -> u64 {
-        self.next() % limit
-    }
-}
-
 fn state_parses(dir: &Path) {
     let path = dir.join(".reimage/state.json");
     if path.exists() {

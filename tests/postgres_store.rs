@@ -6,7 +6,7 @@
 mod common;
 
 use common::postgres::{TestDatabase, database};
-use reimage::state::history::{HistoryEntry, ServerOutcome};
+use reimage::state::history::{HistoryEntry, ServerOutcome, ServerTimings, WaveRecord};
 use reimage::state::journal::{JournalEntry, Phase, Step, StepOutcome, fold};
 use reimage::state::postgres::PostgresStateStore;
 use reimage::state::postgres::schema::MIGRATIONS;
@@ -314,9 +314,28 @@ fn history_is_append_only_and_lists_newest_last() {
             ServerOutcome {
                 outcome: "reinstalled".into(),
                 message: None,
+                request_id: Some("req-1".into()),
+                // Timings and waves are new optional fields of the JSON entry: they round-trip
+                // through the table without a migration.
+                timings: Some(ServerTimings {
+                    wave: Some(1),
+                    queued_at: Some("2026-01-01T00:00:00Z".into()),
+                    install_started_at: Some("2026-01-01T00:00:05Z".into()),
+                    gate_ended_at: Some("2026-01-01T00:00:50Z".into()),
+                    ..ServerTimings::default()
+                }),
             },
         )]
         .into(),
+        apply_id: Some(format!("apply-{plan}")),
+        waves: vec![WaveRecord {
+            index: 1,
+            canary: true,
+            group: None,
+            servers: vec!["web-1".into()],
+            started_at: "2026-01-01T00:00:00Z".into(),
+            finished_at: "2026-01-01T00:00:55Z".into(),
+        }],
     };
     for plan in ["p1", "p2", "p3"] {
         store.history().append(&entry(plan)).unwrap();

@@ -69,6 +69,22 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         slowed_to_per_minute: Option<f64>,
     },
+    /// The install succeeded; the server's health gate starts (it counts as done once it
+    /// passes).
+    GateStarted {
+        server: String,
+        check: String,
+        attempts: u32,
+        source: String,
+    },
+    /// One attempt of a health gate ended.
+    GateAttempt {
+        server: String,
+        attempt: u32,
+        attempts: u32,
+        passed: bool,
+        detail: String,
+    },
     Done {
         server: String,
         /// From the start of the server's work to its end.
@@ -80,7 +96,8 @@ pub enum Event {
         installing_s: u64,
         note: Option<String>,
     },
-    /// A server's work ended without its new OS: `failed` (the install ran and failed),
+    /// A server's work ended without its new OS, or without passing its health gate:
+    /// `gate_failed` (installed, but the gate did not pass), `failed` (the install ran and failed),
     /// `unknown` (whether anything happened could not be established), `refused` (the
     /// provider refused before acting) or `not_sent` (shown not to have acted).
     Failed {
@@ -114,6 +131,8 @@ pub enum Event {
         records_updated: Vec<String>,
         forgotten: Vec<String>,
         failed: Vec<FailedServer>,
+        /// Installed, but the health gate did not pass.
+        gate_failed: Vec<FailedServer>,
         unknown: Vec<FailedServer>,
         refused: Vec<FailedServer>,
         skipped: Vec<SkippedServer>,

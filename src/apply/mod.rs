@@ -13,6 +13,7 @@ pub mod artifact;
 pub mod confirm;
 pub mod engine;
 pub mod events;
+pub mod gate;
 pub mod progress;
 pub mod protocol;
 pub mod records;
@@ -88,7 +89,13 @@ pub async fn run(
         waves: plan.waves.len(),
     });
     let records = change_records(context, plan, state)?;
-    let earlier = earlier_outcomes(plan, state, &resume.finished);
+    // A server whose gate is run again is counted by this run, not as an earlier one.
+    let finished_earlier: BTreeSet<String> = resume
+        .finished
+        .difference(&resume.gate_pending)
+        .cloned()
+        .collect();
+    let earlier = earlier_outcomes(plan, state, &finished_earlier);
     let mut engine = Engine::new(Some(plan), context, state);
     engine.summary_mut().earlier = earlier;
     engine.mark_applying(plan)?;
@@ -103,6 +110,7 @@ pub async fn run(
         records_updated: records.updated.clone(),
         forgotten: records.forgotten.clone(),
         failed: summary.failed.clone(),
+        gate_failed: summary.gate_failed.clone(),
         unknown: summary.unknown.clone(),
         refused: summary.refused.clone(),
         skipped: summary.skipped.clone(),
@@ -252,6 +260,25 @@ pub fn stopped_by(plan: &Plan, steps: &[StepState]) -> BTreeSet<String> {
         })
         .filter(|step| !reinstalling.contains(step.server.as_str()))
         .map(|step| step.server.clone())
+        .collect()
+}
+
+/// Servers `plan` installed whose health gate never ended (a crash or the second Ctrl-C while
+/// gating): `--resume` runs their gates again.
+pub fn gates_pending_in(plan: &Plan, state: &State) -> BTreeSet<String> {
+    state
+        .servers
+        .iter()
+        .filter(|(_, record)| {
+            record.last_operation.as_ref().is_some_and(|operation| {
+                operation.plan_id == plan.plan_id
+                    && operation
+                        .health
+                        .as_ref()
+                        .is_some_and(|health| health.status == crate::state::GateStatus::Pending)
+            })
+        })
+        .map(|(name, _)| name.clone())
         .collect()
 }
 

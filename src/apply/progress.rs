@@ -51,8 +51,13 @@ fn clock() -> String {
     jiff::Zoned::now().strftime("%H:%M:%S").to_string()
 }
 
-/// A sentence for an event, or `None` for events with nothing to say in a log.
+/// A sentence for an event, or `None` for events with nothing to say in a log. Names and
+/// provider messages can hold anything: control and bidirectional characters are escaped.
 pub fn describe(event: &Event) -> Option<String> {
+    sentence(event).map(|line| crate::output::escape_control(&line).into_owned())
+}
+
+fn sentence(event: &Event) -> Option<String> {
     Some(match event {
         Event::Plan {
             reinstall,
@@ -143,6 +148,24 @@ pub fn describe(event: &Event) -> Option<String> {
                 .map(|rate| format!("; slowing down to {rate:.0} calls a minute"))
                 .unwrap_or_default()
         ),
+        Event::GateStarted {
+            server,
+            check,
+            attempts,
+            source,
+        } => format!(
+            "{server}: installed; health gate: {check} (up to {attempts} attempt(s), from {source})"
+        ),
+        Event::GateAttempt {
+            server,
+            attempt,
+            attempts,
+            passed,
+            detail,
+        } => format!(
+            "{server}: health gate attempt {attempt}/{attempts} {}: {detail}",
+            if *passed { "passed" } else { "failed" }
+        ),
         Event::Done {
             server,
             queued_s,
@@ -169,6 +192,7 @@ pub fn describe(event: &Event) -> Option<String> {
                 "unknown" => "OUTCOME UNKNOWN",
                 "refused" => "REFUSED (nothing happened)",
                 "not_sent" => "NOT DONE (nothing happened)",
+                "gate_failed" => "HEALTH GATE FAILED",
                 _ => "FAILED",
             },
             match request_id {
@@ -269,7 +293,9 @@ impl Reporter for TerminalReporter {
         match &event {
             Event::StopStarted { server }
             | Event::Stopped { server }
-            | Event::ReinstallStarted { server, .. } => {
+            | Event::ReinstallStarted { server, .. }
+            | Event::GateStarted { server, .. }
+            | Event::GateAttempt { server, .. } => {
                 if let Some(bar) = self.server_bar(server)
                     && let Some(line) = describe(&event)
                 {
@@ -306,5 +332,26 @@ impl Reporter for TerminalReporter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_names_and_messages_are_escaped() {
+        let line = describe(&Event::Failed {
+            server: "web\u{1b}[2J".into(),
+            outcome: "failed".into(),
+            message: "bad\u{202e}txt".into(),
+            request_id: None,
+        })
+        .unwrap();
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\u{202e}'),
+            "{line:?}"
+        );
+        assert!(line.contains("web"), "{line}");
     }
 }

@@ -5,7 +5,9 @@ use crate::manifest::{DesiredAccess, ProviderType};
 use crate::ops::plan::{digests_of, password_of};
 use crate::plan::model::{Plan, ServerPlan};
 use crate::provider::{Operation, ReinstallRequest, ResolvedAccess};
-use crate::state::{OperationKind, OperationRecord, Outcome, ServerRecord, State};
+use crate::state::{
+    GateStatus, HealthRecord, OperationKind, OperationRecord, Outcome, ServerRecord, State,
+};
 
 use super::step_token;
 
@@ -104,6 +106,7 @@ pub fn adopted_record(plan: &Plan, server: &ServerPlan, state: &State) -> Result
             job_id: None,
             started_at: now.clone(),
             finished_at: now,
+            health: None,
         },
     )
 }
@@ -112,7 +115,7 @@ pub fn adopted_record(plan: &Plan, server: &ServerPlan, state: &State) -> Result
 /// can carry it (a crash after the install finishes can then still be recorded exactly).
 pub fn success_record(plan: &Plan, server: &ServerPlan, state: &State) -> Result<ServerRecord> {
     let now = now_text();
-    record_with(
+    let mut record = record_with(
         plan,
         server,
         state,
@@ -126,8 +129,20 @@ pub fn success_record(plan: &Plan, server: &ServerPlan, state: &State) -> Result
             job_id: None,
             started_at: now.clone(),
             finished_at: now,
+            health: None,
         },
-    )
+    )?;
+    // With a gate, the success recorded with the install says the gate is still to pass.
+    if let (Some(gate), Some(operation)) = (&server.health, record.last_operation.as_mut()) {
+        operation.health = Some(HealthRecord {
+            status: GateStatus::Pending,
+            check: gate.check.describe(),
+            attempts: 0,
+            message: None,
+            finished_at: None,
+        });
+    }
+    Ok(record)
 }
 
 /// Completes a prepared success record with the operation's ids and times.
@@ -202,6 +217,7 @@ pub fn failed_record(
             .map(|operation| timestamp_text(operation.started_at_ms))
             .unwrap_or_else(|| now.clone()),
         finished_at: now.clone(),
+        health: None,
     });
     record.updated_at = now;
     record

@@ -180,6 +180,7 @@ async fn apply_saved_plan_locked(
     progress.settled = reconcile(&context, state, printer).await?;
     if args.resume {
         resume.finished = apply::finished_in(plan, state);
+        resume.gate_pending = apply::gates_pending_in(plan, state);
         resume
             .stopped
             .retain(|server| !resume.finished.contains(server));
@@ -477,6 +478,7 @@ fn print_summary(report: &ApplyReport, printer: &Printer) {
     }
     counts.push_str(&format!(", {} failed", summary.failed.len()));
     for (count, what) in [
+        (summary.gate_failed.len(), "failed their health gate"),
         (summary.unknown.len(), "unknown"),
         (summary.refused.len(), "refused"),
         (summary.skipped.len(), "skipped (moved since the plan)"),
@@ -500,6 +502,7 @@ fn print_summary(report: &ApplyReport, printer: &Printer) {
     printer.out(&format!("\n{headline} {counts}.\n"));
     let lines = [
         ("failed", &summary.failed),
+        ("health gate failed", &summary.gate_failed),
         ("outcome unknown", &summary.unknown),
         ("refused (nothing happened)", &summary.refused),
     ];
@@ -539,6 +542,7 @@ fn print_summary(report: &ApplyReport, printer: &Printer) {
             match earlier.outcome {
                 Outcome::Failed => "failed",
                 Outcome::Unknown => "outcome unknown",
+                Outcome::GateFailed => "health gate failed",
                 _ => "refused",
             },
             earlier.server,

@@ -6,6 +6,7 @@ mod args;
 mod duration;
 mod emulator;
 mod plan;
+mod report;
 mod show;
 mod state;
 mod unlock;
@@ -56,6 +57,10 @@ pub enum Command {
     State(StateCommand),
     /// Remove the description of a state lock whose holder is gone (never breaks a live lock).
     ForceUnlock(ForceUnlockArgs),
+    /// Render an apply from the state's history as one self-contained HTML page: a timeline of
+    /// waves, a bar per server (queued, stopping, installing, health gate), failures with the
+    /// provider's error and request id, and the summary figures.
+    Report(ReportArgs),
     /// Print reimage's version (`--json` for machines).
     Version(VersionArgs),
     /// Print a shell completion script.
@@ -201,6 +206,12 @@ pub struct PlanArgs {
     /// Print the plan as Markdown, for a pull-request comment.
     #[arg(long)]
     pub markdown: bool,
+    /// Check for drift instead: how the fleet differs from what reimage recorded (image
+    /// changed or reinstalled outside reimage, server gone, a status that needs attention),
+    /// with the manifest's changes listed apart. Exit 2 on drift, 0 without, 1 on error.
+    /// Takes no lock and writes nothing.
+    #[arg(long, conflicts_with_all = ["out", "detailed_exitcode", "replace"])]
+    pub drift: bool,
     /// Reinstall this server even if nothing changed; repeat for several.
     #[arg(long, value_name = "NAME")]
     pub replace: Vec<String>,
@@ -321,6 +332,22 @@ pub struct StatePushArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub location: StateLocationArgs,
+    /// Where to write the HTML page (`-` for stdout).
+    #[arg(long, value_name = "FILE", default_value = "report.html")]
+    pub out: PathBuf,
+    /// The apply to show: its apply id or plan id (or 8+ leading characters of one). Default:
+    /// the last apply.
+    #[arg(long = "apply", value_name = "ID")]
+    pub apply: Option<String>,
+    /// Print the report's data as JSON instead of writing the page.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ForceUnlockArgs {
     /// The lock ID, as printed by the command that found the state locked.
     pub id: String,
@@ -431,6 +458,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
         Command::State(StateCommand::Rm(args)) => state::rm(args, printer).await,
         Command::State(StateCommand::Push(args)) => state::push(args, printer).await,
         Command::ForceUnlock(args) => unlock::run(args, printer).await,
+        Command::Report(args) => report::run(args, printer).await,
         Command::Version(args) => version::run(&args, printer),
         Command::Completions { shell } => {
             use clap::CommandFactory;

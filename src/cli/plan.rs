@@ -13,6 +13,9 @@ use crate::plan::signature::{PLAN_KEY_ENV, PlanKey};
 use crate::plan::{Plan, file, render};
 
 pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
+    if args.drift {
+        return drift(args, printer).await;
+    }
     // A bad signing key is refused before anything is planned.
     let key = match &args.out {
         Some(_) => PlanKey::from_env()?,
@@ -113,6 +116,59 @@ pub(crate) fn print_plan(plan: &Plan, json: bool, markdown: bool, printer: &Prin
     } else {
         render::text_to(plan, &mut |chunk| printer.out(chunk));
     }
+}
+
+/// `plan --drift`: reads the fleet once and compares it with the state (read without the lock;
+/// nothing is written). Exit 2 on drift.
+async fn drift(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
+    let loaded = args.manifest.load(SecretCheck::Required, printer)?;
+    let manifest = loaded.manifest;
+    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
+    let backend = Backend::choose(
+        manifest.backend.as_ref(),
+        &manifest.state_path,
+        args.state.as_ref(),
+    );
+    let store = open_state(&backend).await?;
+    let (state, _) = read_or_init_state(store.as_ref())?;
+    let options = PlanOptions {
+        targets: args.target.clone(),
+        replace: Vec::new(),
+        rollout: args.rollout.spec(),
+        ttl: args.plan_ttl,
+    };
+    let waiting = super::waits::WaitLines::start(printer);
+    let plan = make_plan(&manifest, &state, store.as_ref(), &fleet, &options).await?;
+    let report = crate::ops::drift::check(&manifest, &state, store.as_ref(), &fleet, &plan).await?;
+    drop(waiting);
+    let rendered = if args.json {
+        format!("{}\n", crate::ops::drift::render::json(&report))
+    } else if args.markdown {
+        crate::ops::drift::render::markdown(&report)
+    } else {
+        crate::ops::drift::render::text(&report)
+    };
+    printer.out(&rendered);
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|path| !path.is_empty()) {
+        let written = fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut summary| {
+                use std::io::Write;
+                summary.write_all(crate::ops::drift::render::markdown(&report).as_bytes())
+            });
+        if let Err(error) = written {
+            printer.status(&format!(
+                "warning: could not append the drift report to `$GITHUB_STEP_SUMMARY`: {error}"
+            ));
+        }
+    }
+    Ok(if report.has_drift() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// In GitHub Actions, the markdown plan also goes to the job's summary page. A failure to write

@@ -84,7 +84,9 @@ pub async fn adopt(args: StateAdoptArgs, printer: &Printer) -> Result<ExitCode> 
 
 /// The state store the arguments name, and the manifest when one was read. With `--state PATH`
 /// alone no manifest is needed; secrets are never read (no record view needs them).
-async fn located(location: &StateLocationArgs) -> Result<(Box<dyn StateStore>, Option<Manifest>)> {
+pub(super) async fn located(
+    location: &StateLocationArgs,
+) -> Result<(Box<dyn StateStore>, Option<Manifest>)> {
     if let Some(path) = &location.state
         && location.manifest.files.is_empty()
     {
@@ -123,6 +125,7 @@ fn last_outcome(operation: Option<&OperationRecord>) -> String {
                 Outcome::Failed => "FAILED",
                 Outcome::Unknown => "OUTCOME UNKNOWN",
                 Outcome::Refused => "refused (nothing happened)",
+                Outcome::GateFailed => "installed, HEALTH GATE FAILED",
             },
             operation.finished_at
         ),

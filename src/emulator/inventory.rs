@@ -92,6 +92,9 @@ pub struct ZenlayerServerSpec {
     pub zone: Option<String>,
     #[serde(default)]
     pub instance_type: Option<String>,
+    /// The server's public address (`primaryPublicIpAddress`).
+    #[serde(default)]
+    pub public_ip: Option<String>,
     /// The next install of this server ends `INSTALL_FAILED`.
     #[serde(default)]
     pub fail_next_install: bool,

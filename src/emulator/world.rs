@@ -62,6 +62,9 @@ pub struct ZenlayerServer {
     pub status: InstanceStatus,
     pub zone_id: Option<String>,
     pub instance_type_id: Option<String>,
+    /// `primaryPublicIpAddress` (the inventory's `public_ip`).
+    #[serde(default)]
+    pub public_ip: Option<String>,
     /// The key pair of the last install that used one.
     pub key_id: Option<String>,
     pub fail_next_install: bool,
@@ -119,6 +122,7 @@ impl World {
                 status: spec.status,
                 zone_id: spec.zone.clone(),
                 instance_type_id: spec.instance_type.clone(),
+                public_ip: spec.public_ip.clone(),
                 key_id: None,
                 fail_next_install: spec.fail_next_install,
                 install_seconds: spec.install_seconds,

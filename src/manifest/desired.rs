@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::health::DesiredHealth;
 use super::model::{ProviderConfig, ProviderType, SecretRef};
 
 /// The whole desired state, from one or more manifest files.
@@ -136,6 +137,12 @@ pub struct DesiredServer {
     /// Rollout group, when the server names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The host health checks reach, when the manifest gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The health gate the manifest gives (server, group or defaults).
+    #[serde(default, skip_serializing_if = "DesiredHealth::is_unset")]
+    pub health: DesiredHealth,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]

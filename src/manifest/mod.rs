@@ -4,6 +4,7 @@
 
 pub mod desired;
 pub mod diagnostics;
+pub mod health;
 pub mod load;
 pub mod model;
 mod provider_checks;

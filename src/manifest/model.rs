@@ -44,6 +44,9 @@ pub struct PolicySpec {
 pub struct GroupPolicySpec {
     #[serde(default)]
     pub rollout: Option<RolloutSpec>,
+    /// The health gate of the group's servers (unless a server sets its own).
+    #[serde(default)]
+    pub health: Option<super::health::HealthSetting>,
 }
 
 /// Rollout settings; anything unset falls back to the next level (group → policy → built-in).
@@ -224,6 +227,9 @@ pub struct Defaults {
     pub protect: Option<bool>,
     #[serde(default)]
     pub options: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The health gate of every server that has none from itself or its group.
+    #[serde(default)]
+    pub health: Option<super::health::HealthSetting>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -249,6 +255,12 @@ pub struct ServerSpec {
     /// Rollout group (see `policy.groups`).
     #[serde(default)]
     pub group: Option<String>,
+    /// The host health checks reach (`{address}`); else what the provider reports.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The health gate after this server's install.
+    #[serde(default)]
+    pub health: Option<super::health::HealthSetting>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

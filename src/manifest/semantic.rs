@@ -14,6 +14,7 @@ use super::desired::{
 use super::diagnostics::{
     ManifestDiagnostic, SourceFile, child_pointer, did_you_mean_among, display_path, name_list,
 };
+use super::health::{self, DesiredHealth};
 use super::load::{LoadOptions, SecretCheck};
 use super::model::{
     AccessSpec, BackendConfig, BackendType, Defaults, EmbeddedEmulatorConfig, ManifestFile,
@@ -150,7 +151,7 @@ pub(crate) fn resolve(
     let mut servers = Vec::new();
     let mut seen_cloud_ids: HashMap<(String, String), &ServerEntry<'_>> = HashMap::new();
     for entry in &entries {
-        let Some(server) = resolve_server(
+        let Some(mut server) = resolve_server(
             entry,
             defaults.as_ref(),
             &providers,
@@ -159,6 +160,12 @@ pub(crate) fn resolve(
         ) else {
             continue;
         };
+        let Some((address, health)) = gate_of(entry, defaults.as_ref(), policy.as_ref(), &mut out)
+        else {
+            continue;
+        };
+        server.address = address;
+        server.health = health;
         let key = (server.provider.clone(), server.cloud_id.clone());
         match seen_cloud_ids.get(&key) {
             Some(first) => out.push(same_machine(first, entry, &server)),
@@ -576,6 +583,8 @@ fn resolve_server(
     let provider_type = providers.get(&provider)?.value.provider_type;
     Some(DesiredServer {
         group: spec.group.clone(),
+        address: None,
+        health: DesiredHealth::Unset,
         name: spec.name.clone(),
         provider,
         provider_type,
@@ -775,6 +784,94 @@ impl UserDataReader {
 }
 
 /// Reads the password (when there is one) and lets the provider check the server's inputs.
+/// The server's `address` and health gate: its own `health`, else its group's, else
+/// `defaults.health`, each resolved against the file it is written in. `None` after an error.
+fn gate_of(
+    entry: &ServerEntry<'_>,
+    defaults: Option<&Section<'_, Defaults>>,
+    policy: Option<&Section<'_, PolicySpec>>,
+    out: &mut Vec<ManifestDiagnostic>,
+) -> Option<(Option<String>, DesiredHealth)> {
+    let mut fine = true;
+    if let Some(address) = &entry.spec.address
+        && let Err(problem) = health::check_address(address)
+    {
+        let pointer = entry.pointer("/address");
+        out.push(
+            ManifestDiagnostic::error("bad-address", format!("`address`: {problem}"))
+                .with_help("the host health checks reach, e.g. `address: 203.0.113.10`")
+                .at(
+                    &entry.file.source,
+                    &pointer,
+                    entry.file.source.value_span(&pointer),
+                    "not a host",
+                ),
+        );
+        fine = false;
+    }
+    let group = entry.spec.group.as_deref();
+    let group_health = policy.and_then(|section| {
+        let name = group?;
+        let setting = section.value.groups.get(name)?.health.as_ref()?;
+        Some(Sourced {
+            value: setting,
+            file: section.file,
+            pointer: format!("{}/health", child_pointer("/policy/groups", name)),
+        })
+    });
+    let chosen = match (&entry.spec.health, group_health) {
+        (Some(setting), _) => Some(Sourced {
+            value: setting,
+            file: entry.file,
+            pointer: entry.pointer("/health"),
+        }),
+        (None, Some(group)) => Some(group),
+        (None, None) => defaults.and_then(|section| {
+            Some(Sourced {
+                value: section.value.health.as_ref()?,
+                file: section.file,
+                pointer: "/defaults/health".to_string(),
+            })
+        }),
+    };
+    let health = match chosen {
+        None => DesiredHealth::Unset,
+        Some(chosen) => {
+            let label = if chosen.pointer.starts_with("/servers/") {
+                format!("servers[{}].health", entry.spec.name)
+            } else {
+                display_path(&chosen.pointer)
+            };
+            match health::resolve(chosen.value, &chosen.file.dir, &label) {
+                Ok(health) => health,
+                Err(issues) => {
+                    for issue in issues {
+                        let pointer = format!("{}{}", chosen.pointer, issue.pointer);
+                        let source = &chosen.file.source;
+                        // Reported once per block, not once per server that inherits it.
+                        let diagnostic = ManifestDiagnostic::error("health", issue.message)
+                            .with_help(issue.help)
+                            .at(
+                                source,
+                                &pointer,
+                                source.value_span(&pointer),
+                                "in this health check",
+                            );
+                        if !out
+                            .iter()
+                            .any(|known| known.identity() == diagnostic.identity())
+                        {
+                            out.push(diagnostic);
+                        }
+                    }
+                    return None;
+                }
+            }
+        }
+    };
+    fine.then(|| (entry.spec.address.clone(), health))
+}
+
 fn check_server_with_provider(
     entry: &ServerEntry<'_>,
     defaults: Option<&Section<'_, Defaults>>,

@@ -245,6 +245,7 @@ mod tests {
                             image: Some("img".into()),
                             image_name: None,
                             hostname: None,
+                            address: None,
                             extra: BTreeMap::new(),
                         };
                         (id.clone(), Observation::Found(observed))
@@ -282,6 +283,8 @@ mod tests {
             user_data: None,
             protect: false,
             options: serde_json::Map::new(),
+            address: None,
+            health: Default::default(),
         }
     }
 

@@ -17,6 +17,8 @@ pub struct ApplyRun {
     /// RFC 3339.
     pub started_at: String,
     pub git_commit: Option<String>,
+    /// This apply's id in the history (`reimage report --apply ID`).
+    pub apply_id: String,
 }
 
 impl ApplyRun {
@@ -26,6 +28,7 @@ impl ApplyRun {
             command: command.to_string(),
             started_at: jiff::Timestamp::now().to_string(),
             git_commit: git_commit(folder),
+            apply_id: uuid::Uuid::now_v7().to_string(),
         }
     }
 }
@@ -77,7 +80,10 @@ pub fn entry(
     let outcome = |text: &str, message: Option<String>| ServerOutcome {
         outcome: text.to_string(),
         message,
+        request_id: None,
+        timings: None,
     };
+    let mut waves = Vec::new();
     let mut servers = settled.clone();
     let (overall, message) = match ending {
         Ending::Applied(summary) => {
@@ -89,13 +95,17 @@ pub fn entry(
             }
             for (word, list) in [
                 ("failed", &summary.failed),
+                ("gate_failed", &summary.gate_failed),
                 ("unknown", &summary.unknown),
                 ("refused", &summary.refused),
             ] {
                 for failed in list {
                     servers.insert(
                         failed.server.clone(),
-                        outcome(word, Some(failed.message.clone())),
+                        ServerOutcome {
+                            request_id: failed.request_id.clone(),
+                            ..outcome(word, Some(failed.message.clone()))
+                        },
                     );
                 }
             }
@@ -111,6 +121,12 @@ pub fn entry(
                     outcome("not_started", Some(skipped.reason.clone())),
                 );
             }
+            for (name, timings) in &summary.timings {
+                if let Some(server) = servers.get_mut(name) {
+                    server.timings = Some(timings.clone());
+                }
+            }
+            waves = summary.waves.clone();
             let overall = if summary.interrupted {
                 "interrupted"
             } else if summary.succeeded() {
@@ -160,6 +176,8 @@ pub fn entry(
         finished_at: jiff::Timestamp::now().to_string(),
         serial: state.map_or(0, |state| state.serial),
         servers,
+        apply_id: Some(run.apply_id.clone()),
+        waves,
     }
 }
 
@@ -170,10 +188,23 @@ fn operation_outcome(operation: &OperationRecord) -> ServerOutcome {
         (OperationKind::Reinstall, Outcome::Failed) => ("failed", operation.message.clone()),
         (OperationKind::Reinstall, Outcome::Unknown) => ("unknown", operation.message.clone()),
         (OperationKind::Reinstall, Outcome::Refused) => ("refused", operation.message.clone()),
+        (OperationKind::Reinstall, Outcome::GateFailed) => {
+            ("gate_failed", operation.message.clone())
+        }
+    };
+    let message = match operation
+        .health
+        .as_ref()
+        .and_then(|health| health.attention())
+    {
+        Some(note) if operation.outcome == Outcome::Succeeded => Some(note),
+        _ => message,
     };
     ServerOutcome {
         outcome: text.to_string(),
         message,
+        request_id: operation.request_id.clone(),
+        timings: None,
     }
 }
 
@@ -213,6 +244,7 @@ mod tests {
             command: "reimage apply".into(),
             started_at: "2026-01-01T00:00:00Z".into(),
             git_commit: Some("abc123".into()),
+            apply_id: "a-1".into(),
         }
     }
 

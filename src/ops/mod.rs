@@ -1,10 +1,12 @@
 //! Operations behind the commands: each command in `cli/` is a thin wrapper over these.
 
 pub mod backend;
+pub mod drift;
 pub mod fleet;
 pub mod git;
 pub mod history;
 pub mod plan;
 pub mod push;
 pub mod records;
+pub mod report;
 pub mod state;

@@ -9,11 +9,14 @@ use crate::error::{Error, Result};
 use crate::manifest::{DesiredAccess, DesiredServer, Manifest, secrets};
 use crate::output::escape_control;
 use crate::plan::diff::{DiffInput, diff};
+use crate::plan::gates;
 use crate::plan::inputs::input_digests;
-use crate::plan::model::{PLAN_FORMAT_VERSION, Plan, StateRef, Summary};
+use crate::plan::model::{
+    ActionKind, PLAN_FORMAT_VERSION, Plan, Reason, ServerPlan, StateRef, Summary,
+};
 use crate::provider::ReinstallReview;
 use crate::state::journal::servers_in_flight;
-use crate::state::{State, StateStore};
+use crate::state::{HealthRecord, State, StateStore};
 
 /// How long a saved plan may be applied after it was made, unless `--plan-ttl` says otherwise.
 pub const DEFAULT_PLAN_TTL: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
@@ -192,6 +195,7 @@ pub async fn make_plan(
         observed,
         digests,
     );
+    let planned = with_gates(planned, fleet, state)?;
     let mut rollout = manifest.policy.clone();
     rollout.default = rollout.default.overlaid(&options.rollout);
     for group in rollout.groups.values_mut() {
@@ -261,6 +265,42 @@ fn pace_figures(
         );
     }
     Ok(figures)
+}
+
+/// Gives each planned reinstall its health gate (blocking a server whose gate cannot run), and
+/// notes a server whose last gate did not pass.
+fn with_gates(
+    mut planned: Vec<ServerPlan>,
+    fleet: &Fleet,
+    state: &State,
+) -> Result<Vec<ServerPlan>> {
+    for server in &mut planned {
+        if let Some(note) = state
+            .servers
+            .get(&server.name)
+            .and_then(|record| record.last_operation.as_ref())
+            .and_then(|operation| operation.health.as_ref())
+            .and_then(HealthRecord::attention)
+        {
+            server.notes.push(note);
+        }
+        if !server.action.is_destructive() {
+            continue;
+        }
+        let provider = fleet.provider(&server.provider)?;
+        let offered = provider.health_gate(&server.desired);
+        match gates::resolve(&server.desired, server.observed.as_ref(), offered) {
+            Ok(gate) => server.health = gate,
+            Err(message) => {
+                server.action = ActionKind::Blocked;
+                server.wipes.clear();
+                server
+                    .reasons
+                    .push(Reason::HealthGateUnresolved { message });
+            }
+        }
+    }
+    Ok(planned)
 }
 
 /// Reads the state, or starts a new one (new lineage and digest key) when there is none yet.

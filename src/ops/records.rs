@@ -238,6 +238,7 @@ mod tests {
                 job_id: None,
                 started_at: "t".into(),
                 finished_at: "t".into(),
+                health: None,
             }),
             updated_at: "t".into(),
         }

@@ -140,6 +140,7 @@ pub fn adopt(
             job_id: None,
             started_at: now.clone(),
             finished_at: now.clone(),
+            health: None,
         }),
         updated_at: now,
         attempt_only: false,
@@ -178,6 +179,8 @@ mod tests {
             user_data: Some("#cloud-config\n".into()),
             protect: false,
             group: None,
+            address: None,
+            health: Default::default(),
             options: serde_json::Map::new(),
         };
         Manifest {

@@ -129,11 +129,14 @@ fn plan_forget(name: &str, record: &ServerRecord, in_flight: Option<Step>) -> Se
             user_data: record.user_data.clone(),
             protect: record.protected,
             group: None,
+            address: None,
+            health: Default::default(),
             options: serde_json::Map::new(),
         },
         observed: None,
         observed_fingerprint: record_fingerprint(record),
         input_digests: InputDigests::default(),
+        health: None,
     }
 }
 
@@ -157,6 +160,7 @@ fn plan_server(
         observed: None,
         observed_fingerprint: fingerprint(&observation),
         input_digests: digests,
+        health: None,
     };
     let observed = match observation {
         Observation::Found(observed) => observed,
@@ -372,6 +376,7 @@ fn last_attempt_note(record: &ServerRecord) -> Option<String> {
         Outcome::Failed => "failed",
         Outcome::Unknown => "ended with an unknown outcome",
         Outcome::Refused => "was refused by the provider (nothing happened)",
+        Outcome::GateFailed => "installed the OS, but its health gate did not pass",
     };
     Some(format!(
         "the last apply of this server (plan {}) {how}: {}",
@@ -512,6 +517,8 @@ mod tests {
     fn server(name: &str, image: &str) -> DesiredServer {
         DesiredServer {
             group: None,
+            address: None,
+            health: Default::default(),
             name: name.into(),
             provider: "zl".into(),
             provider_type: ProviderType::ZenlayerBmc,
@@ -534,6 +541,7 @@ mod tests {
             image: Some(image.into()),
             image_name: None,
             hostname: server.hostname.clone(),
+            address: None,
             extra: BTreeMap::new(),
         })
     }
@@ -562,6 +570,7 @@ mod tests {
                 job_id: None,
                 started_at: "t".into(),
                 finished_at: "t".into(),
+                health: None,
             }),
             updated_at: "t".into(),
             attempt_only: false,

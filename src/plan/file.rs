@@ -115,10 +115,14 @@ pub fn save(
 }
 
 /// Reads a plan file's bytes (verify a signature over these, then [`parse`] these same bytes).
+/// Regular files only, and never more than [`crate::files::PLAN_MAX_BYTES`]: a FIFO or a device
+/// given as the plan file is refused at once.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, PlanFileError> {
-    std::fs::read(path).map_err(|error| PlanFileError::Read {
-        path: path.display().to_string(),
-        message: error.to_string(),
+    crate::files::read_limited(path, crate::files::PLAN_MAX_BYTES).map_err(|error| {
+        PlanFileError::Read {
+            path: path.display().to_string(),
+            message: error.reason(),
+        }
     })
 }
 
@@ -126,13 +130,14 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, PlanFileError> {
 pub fn read_signature(plan_path: &Path) -> Result<Option<PlanSignature>, PlanFileError> {
     let path = signature_path(plan_path);
     let shown = path.display().to_string();
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::files::read_limited_to_string(&path, crate::files::SIGNATURE_MAX_BYTES)
+    {
         Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) if error.is_not_found() => return Ok(None),
         Err(error) => {
             return Err(PlanFileError::Read {
                 path: shown,
-                message: error.to_string(),
+                message: error.reason(),
             });
         }
     };
@@ -236,5 +241,16 @@ mod tests {
         std::fs::write(dir.path().join("plan.json.sig"), "not json").unwrap();
         let error = read_signature(&path).unwrap_err().to_string();
         assert!(error.contains("plan.json.sig"), "{error}");
+    }
+
+    #[test]
+    fn a_plan_file_that_is_a_fifo_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("plan.json");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|status| status.success()), "mkfifo failed");
+        // Nothing writes to the pipe: reading it would wait forever.
+        let error = load(&fifo).unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{error}");
     }
 }

@@ -172,6 +172,8 @@ mod tests {
     fn server() -> DesiredServer {
         DesiredServer {
             group: None,
+            address: None,
+            health: Default::default(),
             name: "web-01".into(),
             provider: "zl".into(),
             provider_type: ProviderType::ZenlayerBmc,

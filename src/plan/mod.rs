@@ -2,6 +2,7 @@
 
 pub mod diff;
 pub mod file;
+pub mod gates;
 pub mod inputs;
 pub mod model;
 pub mod pace;

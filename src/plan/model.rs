@@ -184,6 +184,10 @@ pub enum Reason {
     ProviderBlocked {
         message: String,
     },
+    /// Blocked: the server's health gate cannot be run as written (no address for it).
+    HealthGateUnresolved {
+        message: String,
+    },
 }
 
 impl Reason {
@@ -262,6 +266,7 @@ impl Reason {
                  --image IMAGE`, or reinstall it with `--replace NAME`"
                 .to_string(),
             Self::ProviderBlocked { message } => message.clone(),
+            Self::HealthGateUnresolved { message } => message.clone(),
         }
     }
 }
@@ -303,6 +308,9 @@ pub struct ServerPlan {
     pub observed_fingerprint: String,
     /// Keyed digests (HMAC-SHA256 with the state's key) of each install input.
     pub input_digests: super::inputs::InputDigests,
+    /// The health gate that must pass after the install (reinstalls only), its target filled
+    /// in as apply will run it.
+    pub health: Option<crate::manifest::health::HealthGate>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

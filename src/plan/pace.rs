@@ -441,10 +441,13 @@ mod tests {
                     user_data: None,
                     protect: false,
                     options: serde_json::Map::new(),
+                    address: None,
+                    health: Default::default(),
                 },
                 observed: None,
                 observed_fingerprint: String::new(),
                 input_digests: Default::default(),
+                health: None,
             })
             .collect()
     }

@@ -267,6 +267,14 @@ pub fn text_to(plan: &Plan, sink: &mut dyn FnMut(&str)) {
         for note in &server.notes {
             let _ = writeln!(out, "    note: {}", e(note));
         }
+        if let Some(gate) = &server.health {
+            let _ = writeln!(
+                out,
+                "    health gate: {} (from {})",
+                e(&gate.describe()),
+                e(&gate.source)
+            );
+        }
         for change in &server.changes {
             render_change(&mut out, change, server);
         }
@@ -418,6 +426,27 @@ pub fn markdown_to(plan: &Plan, sink: &mut dyn FnMut(&str)) {
         sink(&out);
         out.clear();
     }
+    let gated: Vec<&&ServerPlan> = shown
+        .iter()
+        .filter(|server| server.health.is_some())
+        .collect();
+    if !gated.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n**Health gates** (must pass before a server counts as done):\n"
+        );
+        for server in gated {
+            if let Some(gate) = &server.health {
+                let _ = writeln!(
+                    out,
+                    "- `{}`: {} (from `{}`)",
+                    cell(&server.name),
+                    cell(&gate.describe()),
+                    cell(&gate.source)
+                );
+            }
+        }
+    }
     if !plan.waves.is_empty() {
         let _ = writeln!(out, "\n**Rollout** ({} waves):\n", plan.waves.len());
         for wave in &plan.waves {
@@ -561,6 +590,8 @@ mod tests {
             notes: vec![],
             desired: DesiredServer {
                 group: None,
+                address: None,
+                health: Default::default(),
                 name: name.into(),
                 provider: "zl".into(),
                 provider_type: ProviderType::ZenlayerBmc,
@@ -582,10 +613,12 @@ mod tests {
                 image: Some("img-old".into()),
                 image_name: Some("Ubuntu 22.04".into()),
                 hostname: Some("web-1.old".into()),
+                address: None,
                 extra: BTreeMap::new(),
             }),
             observed_fingerprint: String::new(),
             input_digests: Default::default(),
+            health: None,
         }
     }
 

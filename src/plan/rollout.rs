@@ -122,6 +122,8 @@ mod tests {
             notes: vec![],
             desired: DesiredServer {
                 group: group.map(str::to_string),
+                address: None,
+                health: Default::default(),
                 name: name.into(),
                 provider: "p".into(),
                 provider_type: ProviderType::ZenlayerBmc,
@@ -137,6 +139,7 @@ mod tests {
             observed: None,
             observed_fingerprint: String::new(),
             input_digests: Default::default(),
+            health: None,
         }
     }
 

@@ -21,6 +21,7 @@ use super::inputs::InputDigests;
 use super::model::{ActionKind, Change, Plan, Reason, ServerPlan, StateRef, Summary};
 use super::pace::Pace;
 use super::rollout::Wave;
+use crate::manifest::health::{DesiredHealth, HealthGate};
 use crate::manifest::{
     DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, ProviderType, RemoteBackend,
     RolloutPolicy,
@@ -177,6 +178,10 @@ struct DesiredOut<'a> {
     options: &'a serde_json::Map<String, serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     group: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<&'a str>,
+    #[serde(skip_serializing_if = "DesiredHealth::is_unset")]
+    health: &'a DesiredHealth,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +210,10 @@ struct DesiredIn {
     options: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     group: Option<String>,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    health: DesiredHealth,
 }
 
 #[derive(Serialize)]
@@ -219,6 +228,8 @@ struct ObservedOut<'a> {
     image_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hostname: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     extra: &'a BTreeMap<String, String>,
 }
@@ -236,6 +247,8 @@ struct ObservedIn {
     image_name: Option<String>,
     #[serde(default)]
     hostname: Option<String>,
+    #[serde(default)]
+    address: Option<String>,
     #[serde(default)]
     extra: BTreeMap<String, String>,
 }
@@ -262,6 +275,8 @@ struct ServerOut<'a> {
     observed_fingerprint: Option<&'a str>,
     #[serde(skip_serializing_if = "InputDigests::is_empty")]
     input_digests: &'a InputDigests,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<&'a HealthGate>,
 }
 
 #[derive(Deserialize)]
@@ -287,6 +302,8 @@ struct ServerIn {
     observed_fingerprint: Option<String>,
     #[serde(default)]
     input_digests: InputDigests,
+    #[serde(default)]
+    health: Option<HealthGate>,
 }
 
 /// `value` when it differs from what it would be restored from.
@@ -355,6 +372,8 @@ fn server_out<'a>(server: &'a ServerPlan, shared: &SharedTexts<'a>) -> ServerOut
             protect: desired.protect,
             options: &desired.options,
             group: desired.group.as_deref(),
+            address: desired.address.as_deref(),
+            health: &desired.health,
         },
         observed: server.observed.as_ref().map(|observed| ObservedOut {
             cloud_id: unless(&observed.cloud_id, &server.cloud_id),
@@ -363,10 +382,12 @@ fn server_out<'a>(server: &'a ServerPlan, shared: &SharedTexts<'a>) -> ServerOut
             image: observed.image.as_deref(),
             image_name: observed.image_name.as_deref(),
             hostname: observed.hostname.as_deref(),
+            address: observed.address.as_deref(),
             extra: &observed.extra,
         }),
         observed_fingerprint: fingerprint_shown,
         input_digests: &server.input_digests,
+        health: server.health.as_ref(),
     }
 }
 
@@ -396,6 +417,8 @@ fn server_in(wire: ServerIn, shared: &[String]) -> Result<ServerPlan, String> {
         protect: wire.desired.protect,
         options: wire.desired.options,
         group: wire.desired.group,
+        address: wire.desired.address,
+        health: wire.desired.health,
     };
     let mut changes = Vec::with_capacity(wire.changes.len());
     for change in wire.changes {
@@ -427,6 +450,7 @@ fn server_in(wire: ServerIn, shared: &[String]) -> Result<ServerPlan, String> {
         image: observed.image,
         image_name: observed.image_name,
         hostname: observed.hostname,
+        address: observed.address,
         extra: observed.extra,
     });
     let observed_fingerprint = match (wire.observed_fingerprint, &observed) {
@@ -453,6 +477,7 @@ fn server_in(wire: ServerIn, shared: &[String]) -> Result<ServerPlan, String> {
         observed,
         observed_fingerprint,
         input_digests: wire.input_digests,
+        health: wire.health,
     })
 }
 
@@ -625,6 +650,8 @@ mod tests {
             user_data: Some(USER_DATA.into()),
             protect: false,
             options: serde_json::Map::new(),
+            address: None,
+            health: Default::default(),
         }
     }
 
@@ -636,6 +663,7 @@ mod tests {
             image: Some("img-old".into()),
             image_name: Some("Old".into()),
             hostname: None,
+            address: None,
             extra: BTreeMap::new(),
         }
     }
@@ -675,6 +703,7 @@ mod tests {
             observed_fingerprint: fingerprint(&Observation::Found(observed.clone())),
             observed: Some(observed),
             input_digests: input_digests(b"key", &desired, None),
+            health: None,
             desired,
         }
     }
@@ -726,6 +755,21 @@ mod tests {
         odd.desired.group = Some("db".into());
         odd.desired.revision = 2;
         odd.desired.protect = true;
+        // A health gate, an address the manifest gives and one the provider reports.
+        let gate = crate::manifest::health::HealthGate {
+            check: crate::manifest::health::HealthCheck::Tcp {
+                address: "203.0.113.10:22".into(),
+            },
+            timeout_s: 5.0,
+            interval_s: 10.0,
+            attempts: 30,
+            source: "defaults.health".into(),
+        };
+        odd.desired.address = Some("203.0.113.10".into());
+        odd.desired.health = crate::manifest::health::DesiredHealth::Gate(gate.clone());
+        odd.health = Some(gate);
+        odd.observed.as_mut().unwrap().address = Some("198.51.100.7".into());
+        odd.observed_fingerprint = fingerprint(&Observation::Found(odd.observed.clone().unwrap()));
         // A fingerprint that is not of `observed` (as for a `forget`) is kept.
         let mut gone = reinstall("gone");
         gone.action = ActionKind::Forget;

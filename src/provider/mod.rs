@@ -94,6 +94,9 @@ pub struct Observed {
     /// A human name for the image, when the provider gives one.
     pub image_name: Option<String>,
     pub hostname: Option<String>,
+    /// The address health checks reach (`{address}`), where the provider reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     /// Provider-specific facts the plan depends on (e.g. `locked`, `task_state`, `raid_type_id`).
     /// Part of the fingerprint: a saved plan is refused when any of them moved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -324,6 +327,12 @@ pub trait Provider: Send + Sync {
     /// Pure: it may only look at its arguments.
     fn review_reinstall(&self, _desired: &DesiredServer, _observed: &Observed) -> ReinstallReview {
         ReinstallReview::default()
+    }
+
+    /// The health gate this provider offers for a server whose manifest gives none (EDIS's
+    /// `ssh_probe`): run by the engine after the install like any manifest gate.
+    fn health_gate(&self, _server: &DesiredServer) -> Option<crate::manifest::health::HealthGate> {
+        None
     }
 
     /// True where the API takes an idempotency token built from [`ReinstallRequest::token`]:

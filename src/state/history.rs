@@ -40,14 +40,71 @@ pub struct HistoryEntry {
     pub serial: u64,
     /// How each server of the plan's changes ended, by name.
     pub servers: BTreeMap<String, ServerOutcome>,
+    /// This apply's own id (`reimage report --apply ID`); entries before it have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_id: Option<String>,
+    /// The waves as they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<WaveRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerOutcome {
-    /// `reinstalled`, `adopted`, `failed`, `not_started` or `unknown`.
+    /// `reinstalled`, `adopted`, `failed`, `gate_failed`, `unknown`, `refused`, `skipped` or
+    /// `not_started`.
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The provider's request id of the call that failed, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// When each part of the server's work began and ended (servers the apply worked on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<ServerTimings>,
+}
+
+/// When the parts of one server's work began and ended (RFC 3339): queued in its wave,
+/// stopping, installing, the health gate. Absent parts did not happen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerTimings {
+    /// The wave it ran in (1-based, as the plan numbers them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<usize>,
+    /// Its wave began (it waited for a free slot from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<String>,
+    /// Work on it began (the re-read before its first call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_ended_at: Option<String>,
+    /// The reinstall call was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// One wave as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaveRecord {
+    /// 1-based, as the plan numbers waves.
+    pub index: usize,
+    pub canary: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The servers started in it.
+    pub servers: Vec<String>,
+    pub started_at: String,
+    pub finished_at: String,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -171,8 +228,12 @@ pub(crate) fn sample(plan_id: &str) -> HistoryEntry {
             ServerOutcome {
                 outcome: "reinstalled".into(),
                 message: None,
+                request_id: None,
+                timings: None,
             },
         )]),
+        apply_id: None,
+        waves: Vec::new(),
     }
 }
 

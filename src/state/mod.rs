@@ -134,6 +134,49 @@ pub struct OperationRecord {
     pub job_id: Option<String>,
     pub started_at: String,
     pub finished_at: String,
+    /// The health gate after the install, when the plan gave the server one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthRecord>,
+}
+
+/// How a server's health gate went. Written `pending` with the install's success (in the
+/// journal's outcome entry, so a crash while gating keeps the install), then `passed` or
+/// `failed` in the state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthRecord {
+    pub status: GateStatus,
+    /// The check, as the plan showed it (`tcp 10.0.0.5:22`).
+    pub check: String,
+    /// Attempts made.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// RFC 3339, once the gate ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GateStatus {
+    /// The install succeeded; the gate has not passed (yet, or ever: the apply was cut short).
+    Pending,
+    Passed,
+    Failed,
+}
+
+impl HealthRecord {
+    /// A line for plans when the gate never ended (a failed gate is the outcome's to tell).
+    pub fn attention(&self) -> Option<String> {
+        (self.status == GateStatus::Pending).then(|| {
+            format!(
+                "the last install succeeded, but its health gate ({}) never finished (the apply \
+                 was interrupted): check the server",
+                self.check
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -154,6 +197,8 @@ pub enum Outcome {
     /// The provider refused the call before acting, or it was shown not to have acted:
     /// nothing happened to the machine.
     Refused,
+    /// The install succeeded (the image is on the machine) but its health gate did not pass.
+    GateFailed,
 }
 
 /// Who holds a lock: written beside the lock (the local sidecar file, the PostgreSQL holder row)

@@ -299,3 +299,14 @@ pub fn assert_no_secret(kind: Kind, text: &str) {
         assert!(!text.contains(secret), "a secret leaked: {text}");
     }
 }
+
+/// Rewrites the manifest in `dir`: `from` becomes `to` (which must be there).
+pub fn edit_manifest(dir: &Path, from: &str, to: &str) {
+    let path = dir.join("reimage.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(from),
+        "`{from}` is not in the manifest:\n{text}"
+    );
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}

@@ -1,8 +1,10 @@
 //! Test harness: the real `reimage` binary, a real emulator process on loopback, temp folders.
 #![allow(dead_code)]
 
+pub mod ci;
 pub mod edis;
 pub mod huawei;
+pub mod listeners;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
@@ -266,6 +268,24 @@ pub fn stdout_of(output: &std::process::Output) -> String {
 
 pub fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+/// A tiny seeded generator (splitmix64), so the crash moments are the same on every run.
+pub struct Seeded(pub u64);
+
+impl Seeded {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..limit` (`0` when `limit` is 0).
+    pub fn below(&mut self, limit: u64) -> u64 {
+        self.next() % limit.max(1)
+    }
 }
 
 /// Text with miette's line wrapping undone: words joined by single spaces, frame glyphs gone.

@@ -46,7 +46,13 @@ fn baseline_of(observed: &Observed) -> Baseline {
 }
 
 impl Engine<'_> {
-    fn new_item(&self, plan: &Plan, index: usize, canary: bool) -> Result<Item> {
+    fn new_item(
+        &self,
+        plan: &Plan,
+        index: usize,
+        canary: bool,
+        wave: Option<usize>,
+    ) -> Result<Item> {
         let server = &plan.servers[index];
         let now = Instant::now();
         Ok(Item {
@@ -72,21 +78,55 @@ impl Engine<'_> {
             started: now,
             queued: std::time::Duration::ZERO,
             install_began: None,
+            install_took: None,
             baseline: None,
             request: None,
             last_detail: String::new(),
             reconciled: false,
             checks: 0,
+            gate: server.health.clone(),
+            gate_target: crate::apply::gate::GateTarget {
+                name: server.name.clone(),
+                cloud_id: server.cloud_id.clone(),
+                address: server
+                    .desired
+                    .address
+                    .clone()
+                    .or_else(|| server.observed.as_ref().and_then(|o| o.address.clone())),
+            },
+            gate_attempts: 0,
+            install_note: None,
+            timings: crate::state::history::ServerTimings {
+                wave,
+                queued_at: Some(
+                    self.queued_at
+                        .get(&server.name)
+                        .cloned()
+                        .unwrap_or_else(records::now_text),
+                ),
+                started_at: Some(records::now_text()),
+                ..Default::default()
+            },
         })
     }
 
     /// Starts the given planned servers: each is re-read (batched per provider) before its
     /// first call.
-    pub(super) fn start(&mut self, plan: &Plan, indexes: Vec<usize>, canary: bool) -> Result<()> {
+    pub(super) fn start(
+        &mut self,
+        plan: &Plan,
+        indexes: Vec<usize>,
+        canary: bool,
+        wave: usize,
+    ) -> Result<()> {
         let mut names = Vec::new();
         for index in indexes {
             let server = &plan.servers[index];
-            match self.new_item(plan, index, canary) {
+            match self.new_item(plan, index, canary, Some(wave)) {
+                Ok(item) if self.resume_gates.contains(&server.name) => {
+                    // Installed by an earlier run of this plan: only its gate is left.
+                    self.resume_gate(item);
+                }
                 Ok(item) => {
                     self.items.insert(server.name.clone(), item);
                     names.push(server.name.clone());
@@ -239,6 +279,7 @@ impl Engine<'_> {
             });
             if let Some(item) = self.items.get_mut(&server) {
                 item.step = Some(step);
+                item.timings.stop_started_at = Some(records::now_text());
                 self.send_stop(permit);
             }
         }
@@ -310,6 +351,7 @@ impl Engine<'_> {
                     for (step, permit) in self.protocol().open(steps)? {
                         if let Some(item) = self.items.get_mut(&step.key().server) {
                             item.step = Some(step);
+                            item.timings.install_started_at = Some(records::now_text());
                             permits.push(permit);
                         }
                     }

@@ -149,6 +149,7 @@ mod tests {
             image: Some(image.into()),
             image_name: None,
             hostname: None,
+            address: None,
             extra: BTreeMap::new(),
         }
     }

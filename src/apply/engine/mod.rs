@@ -12,7 +12,13 @@
 //!   a call leads to (accepted, not sent, throttled, refused, ambiguous);
 //! - [`watch`]: batched reads of servers in flight, what they prove, and every deadline;
 //! - [`reconcile`]: taking over the steps an interrupted apply left open;
+//! - [`gating`]: the health gate between "installed" and "done";
 //! - [`evidence`]: the pure judgements those rest on.
+//!
+//! A health gate is not a provider call and has no journal step: the install's success is
+//! journaled (with the gate `pending` in its record) before the gate starts, so a crash while
+//! gating keeps the install; the gate's end is written to the state alone. A gate that does not
+//! pass counts as a failure for `max_failures` and the canary, and the next wave waits for it.
 //!
 //! Safety rules kept here:
 //! - a server is re-read right before its stop or reinstall call; one that moved since the plan
@@ -26,6 +32,7 @@
 
 mod calls;
 pub mod evidence;
+mod gating;
 mod reconcile;
 mod watch;
 mod waves;
@@ -41,12 +48,15 @@ use tokio::task::JoinSet;
 use super::events::{Event, FailedServer, NotStartedServer, Reporter, SkippedServer};
 use super::protocol::{OpenStep, Protocol};
 use super::records::{self, Target};
+use crate::apply::gate::GateTarget;
 use crate::error::{Error, Result};
 use crate::manifest::ProviderType;
+use crate::manifest::health::HealthGate;
 use crate::ops::fleet::Fleet;
 use crate::plan::model::Plan;
 use crate::provider::limits::WaitCause;
 use crate::provider::{Observed, Operation, Provider, ReinstallRequest};
+use crate::state::history::{ServerTimings, WaveRecord};
 use crate::state::journal::{Baseline, Step, StepOutcome};
 use crate::state::{Outcome, ServerRecord, State, StateLock, StateStore};
 
@@ -114,16 +124,23 @@ pub struct ApplySummary {
     /// Moved since the plan: not touched.
     pub skipped: Vec<SkippedServer>,
     pub not_started: Vec<NotStartedServer>,
+    /// Installed (the image is on the machine), but the health gate did not pass.
+    pub gate_failed: Vec<FailedServer>,
     /// On `--resume`: servers an earlier run of this plan finished, with how.
     pub earlier: Vec<EarlierServer>,
     /// Ctrl-C was pressed.
     pub interrupted: bool,
+    /// When each server's work began and ended, by name (for the history and the report).
+    pub timings: BTreeMap<String, ServerTimings>,
+    /// The waves as they ran.
+    pub waves: Vec<WaveRecord>,
 }
 
 impl ApplySummary {
     /// Every planned reinstall is done (in this run or an earlier one of the same plan).
     pub fn succeeded(&self) -> bool {
         self.failed.is_empty()
+            && self.gate_failed.is_empty()
             && self.unknown.is_empty()
             && self.refused.is_empty()
             && self.skipped.is_empty()
@@ -143,6 +160,8 @@ pub struct ResumeScope {
     pub finished: BTreeSet<String>,
     /// Stopped by this plan's apply but not yet reinstalled: start with the reinstall.
     pub stopped: BTreeSet<String>,
+    /// Installed by this plan's apply, whose health gate never ended: the gate runs again.
+    pub gate_pending: BTreeSet<String>,
 }
 
 /// Timing knobs (tests shorten them).
@@ -209,6 +228,8 @@ struct Item {
     queued: Duration,
     /// When the install was seen to begin (its call accepted, or the install showing).
     install_began: Option<Instant>,
+    /// How long the install took, once it succeeded (a health gate's time is not in it).
+    install_took: Option<Duration>,
     /// The server as read right before the step's first call.
     baseline: Option<Baseline>,
     /// The reinstall request as sent, kept for resends.
@@ -218,6 +239,15 @@ struct Item {
     reconciled: bool,
     /// Re-reads before the call tried so far.
     checks: u32,
+    /// The health gate to pass after the install (from the plan).
+    gate: Option<HealthGate>,
+    /// The server as a gate's command sees it.
+    gate_target: GateTarget,
+    /// Gate attempts made so far.
+    gate_attempts: u32,
+    /// The provider's note on the install's success, kept for the end of the gate.
+    install_note: Option<String>,
+    timings: ServerTimings,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +264,9 @@ enum Stage {
     Verifying,
     /// The install runs; polled through its operation.
     Installing(Operation),
+    /// The install succeeded; the health gate runs. The next attempt is due at the given time
+    /// (`None` while one runs).
+    Gating(Option<Instant>),
 }
 
 impl Item {
@@ -302,6 +335,11 @@ pub struct Engine<'a> {
     calls: JoinSet<calls::CallDone>,
     checks: JoinSet<calls::CheckDone>,
     polls: JoinSet<watch::PollDone>,
+    gates: JoinSet<gating::GateDone>,
+    /// When each server's wave began (it is queued from then on).
+    queued_at: HashMap<String, String>,
+    /// Servers whose earlier install passed no gate yet (`--resume`): they start gating.
+    resume_gates: BTreeSet<String>,
     polling: BTreeSet<String>,
     next_poll: HashMap<String, Instant>,
     summary: ApplySummary,
@@ -329,6 +367,9 @@ impl<'a> Engine<'a> {
             calls: JoinSet::new(),
             checks: JoinSet::new(),
             polls: JoinSet::new(),
+            gates: JoinSet::new(),
+            queued_at: HashMap::new(),
+            resume_gates: BTreeSet::new(),
             polling: BTreeSet::new(),
             next_poll: HashMap::new(),
             summary: ApplySummary::default(),
@@ -429,6 +470,9 @@ impl<'a> Engine<'a> {
             self.state.servers.insert(item.server.clone(), record);
             self.dirty = true;
         }
+        if item.timings.install_started_at.is_some() && item.timings.install_ended_at.is_none() {
+            item.timings.install_ended_at = Some(records::now_text());
+        }
         if item.reconciled {
             self.reporter.report(Event::Reconciled {
                 server: item.server.clone(),
@@ -439,6 +483,14 @@ impl<'a> Engine<'a> {
             });
             return self.flush(false);
         }
+        if outcome == StepOutcome::Succeeded && item.gate.is_some() {
+            // Installed: the server counts as done once its gate passes.
+            item.install_note = message;
+            item.install_took = item.install_began.map(|began| began.elapsed());
+            self.begin_gate(item);
+            return self.flush(false);
+        }
+        self.finish_item(&mut item);
         let elapsed_s = item.started.elapsed().as_secs();
         if outcome == StepOutcome::Succeeded {
             self.summary.reinstalled.push(item.server.clone());
@@ -479,9 +531,18 @@ impl<'a> Engine<'a> {
         self.flush(false)
     }
 
+    /// The server's work ends: its timings go into the summary.
+    fn finish_item(&mut self, item: &mut Item) {
+        item.timings.finished_at = Some(records::now_text());
+        self.summary
+            .timings
+            .insert(item.server.clone(), item.timings.clone());
+    }
+
     /// Leaves a server untouched because it moved since the plan (nothing was sent).
     fn skip(&mut self, server: &str, reason: String) {
-        if self.items.remove(server).is_some() {
+        if let Some(mut item) = self.items.remove(server) {
+            self.finish_item(&mut item);
             self.summary.skipped.push(SkippedServer {
                 server: server.to_string(),
                 reason: reason.clone(),
@@ -517,6 +578,7 @@ impl<'a> Engine<'a> {
     /// due, a heartbeat, a state flush, or Ctrl-C.
     async fn step(&mut self) -> Result<()> {
         self.send_due()?;
+        self.start_due_gates();
         self.schedule_polls(false);
         let now = Instant::now();
         let mut wake = now
@@ -528,7 +590,7 @@ impl<'a> Engine<'a> {
             wake = wake.min(at);
         }
         for item in self.items.values() {
-            if let Stage::Backoff(at) = item.stage {
+            if let Stage::Backoff(at) | Stage::Gating(Some(at)) = item.stage {
                 wake = wake.min(at);
             }
         }
@@ -548,6 +610,10 @@ impl<'a> Engine<'a> {
             Some(done) = self.polls.join_next() => {
                 let done = done.map_err(|error| Error::Io { message: format!("a poll task failed: {error}") })?;
                 self.handle_poll(done)?;
+            }
+            Some(done) = self.gates.join_next() => {
+                let done = done.map_err(|error| Error::Io { message: format!("a health check task failed: {error}") })?;
+                self.handle_gate(done)?;
             }
             Ok(notice) = self.waits.recv() => {
                 let cause = match notice.cause {
@@ -573,6 +639,7 @@ impl<'a> Engine<'a> {
                 in_flight: self.items.len(),
                 done: self.summary.reinstalled.len(),
                 failed: self.summary.failed.len()
+                    + self.summary.gate_failed.len()
                     + self.summary.unknown.len()
                     + self.summary.refused.len(),
                 pending: self.pending_count,

@@ -75,11 +75,23 @@ impl Engine<'_> {
                     started: since(step.intent_at.as_deref()),
                     queued: std::time::Duration::ZERO,
                     install_began: None,
+                    install_took: None,
                     baseline: step.baseline.clone(),
                     request: None,
                     last_detail: String::new(),
                     reconciled: true,
                     checks: 0,
+                    // The plan is not here: a gate is not run for a step taken over (its
+                    // record says the gate is pending, where the plan gave one).
+                    gate: None,
+                    gate_target: crate::apply::gate::GateTarget {
+                        name: step.server.clone(),
+                        cloud_id: step.cloud_id.clone(),
+                        address: None,
+                    },
+                    gate_attempts: 0,
+                    install_note: None,
+                    timings: Default::default(),
                 },
             );
         }

@@ -389,6 +389,7 @@ impl Engine<'_> {
         if let Some(step) = item.step.take() {
             protocol.close(step, StepOutcome::Succeeded, None, None)?;
         }
+        item.timings.stop_ended_at = Some(crate::apply::records::now_text());
         if item.reconciled {
             self.reporter.report(Event::Reconciled {
                 server: server.to_string(),

@@ -9,6 +9,7 @@ use crate::apply::records;
 use crate::error::Result;
 use crate::plan::model::{ActionKind, Plan};
 use crate::plan::rollout::Wave;
+use crate::state::history::WaveRecord;
 
 impl<'a> Engine<'a> {
     /// Records every planned adoption (no provider call).
@@ -52,12 +53,15 @@ impl<'a> Engine<'a> {
             .map(|(index, server)| (server.name.as_str(), index))
             .collect();
         let waves: Vec<Wave> = plan.waves.clone();
+        self.resume_gates = resume.gate_pending.clone();
         self.pending_count = waves.iter().map(|wave| wave.servers.len()).sum();
         for wave in &waves {
             let mut pending: VecDeque<usize> = wave
                 .servers
                 .iter()
-                .filter(|name| !resume.finished.contains(*name))
+                .filter(|name| {
+                    !resume.finished.contains(*name) || resume.gate_pending.contains(*name)
+                })
                 .filter_map(|name| index_of.get(name.as_str()).copied())
                 .filter(|index| plan.servers[*index].action.is_destructive())
                 .collect();
@@ -75,6 +79,12 @@ impl<'a> Engine<'a> {
                 servers: pending.len(),
                 max_parallel: wave.max_parallel,
             });
+            let wave_started = records::now_text();
+            for index in &pending {
+                self.queued_at
+                    .insert(plan.servers[*index].name.clone(), wave_started.clone());
+            }
+            let mut started_names: Vec<String> = Vec::new();
             loop {
                 self.note_interrupt();
                 if let Some(limit) = wave.max_failures
@@ -91,7 +101,9 @@ impl<'a> Engine<'a> {
                     let batch: Vec<usize> = pending.drain(..take).collect();
                     if !batch.is_empty() {
                         self.pending_count = self.pending_count.saturating_sub(batch.len());
-                        self.start(plan, batch, wave.canary)?;
+                        started_names
+                            .extend(batch.iter().map(|index| plan.servers[*index].name.clone()));
+                        self.start(plan, batch, wave.canary, wave.index)?;
                     }
                 }
                 let stopped = self.stop_reason().is_some();
@@ -103,6 +115,14 @@ impl<'a> Engine<'a> {
                 }
                 self.step().await?;
             }
+            self.summary.waves.push(WaveRecord {
+                index: wave.index,
+                canary: wave.canary,
+                group: wave.group.clone(),
+                servers: started_names,
+                started_at: wave_started,
+                finished_at: records::now_text(),
+            });
             if self.interrupt.abandoned() {
                 self.abandon_in_flight();
                 self.leave_pending(plan, &mut pending, "interrupted (Ctrl-C)");
@@ -152,6 +172,15 @@ impl<'a> Engine<'a> {
         self.summary.interrupted = true;
         self.reporter.report(Event::Interrupted { abandon: true });
         let unsent = self.unsent();
+        let gating: Vec<String> = self
+            .items
+            .values()
+            .filter(|item| matches!(item.stage, super::Stage::Gating(_)))
+            .map(|item| item.server.clone())
+            .collect();
+        for server in gating {
+            self.abandon_gate(&server);
+        }
         let left: Vec<String> = self.items.keys().cloned().collect();
         for server in left {
             self.items.remove(&server);

@@ -5,15 +5,17 @@
 //!    still show its old power state;
 //! 2. after it, the power state must read "on" again (the install reboots the VM; a power-off
 //!    seen in between is noted, but a short install may happen between two polls);
-//! 3. when an SSH probe address is configured for the server, a TCP connection to exactly that
-//!    address must succeed, within a deadline counted from the first "on" after the grace
-//!    period.
+//! 3. when an SSH probe address is configured for the server (`ssh_probe`), it becomes the
+//!    server's health gate ([`probe_gate`]): after the VPS is on again, a TCP connection to
+//!    exactly that address must succeed within `ssh_probe_timeout_seconds`. The engine runs it
+//!    like any gate of the manifest; a server with its own `health:` uses that instead.
 //!
 //! Even then the provider has not confirmed which OS was installed, so success always carries
 //! the note "completed (not verifiable by the provider)".
 
 use std::time::Duration;
 
+use crate::manifest::health::{HealthCheck, HealthGate};
 use crate::provider::ServerStatus;
 
 /// The note every EDIS success carries (shown next to the outcome by the apply engine).
@@ -24,7 +26,7 @@ pub const NOT_VERIFIABLE: &str = "completed (not verifiable by the provider)";
 pub struct Progress {
     /// A power-off was seen after the reinstall call.
     pub off_seen: bool,
-    /// Unix ms of the first "on" after the grace period (the SSH deadline counts from it).
+    /// Unix ms of the first "on" after the grace period.
     pub on_since_ms: Option<i64>,
 }
 
@@ -75,26 +77,35 @@ pub fn judge_power(
     }
 }
 
-/// Tries one TCP connection to exactly `address` (`HOST:PORT`), within `timeout`.
-pub async fn probe(address: &str, timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
-        Ok(Ok(_stream)) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+/// The health gate an `ssh_probe` address becomes: a TCP check of exactly that address, each
+/// try limited to the connect timeout, tried every 10 s (or less) until the probe deadline.
+pub fn probe_gate(address: &str, heuristic: &Heuristic, source: &str) -> HealthGate {
+    let deadline = heuristic.probe_deadline.as_secs_f64();
+    let interval = deadline.min(10.0);
+    let attempts = if interval > 0.0 {
+        (deadline / interval).floor() as u32 + 1
+    } else {
+        1
+    };
+    HealthGate {
+        check: HealthCheck::Tcp {
+            address: address.to_string(),
+        },
+        timeout_s: heuristic.probe_connect_timeout.as_secs_f64(),
+        interval_s: interval,
+        attempts: attempts.max(1),
+        source: source.to_string(),
     }
 }
 
 /// The success note: the fixed words, then what was actually seen.
-pub fn success_note(progress: &Progress, probed: Option<&str>) -> String {
+pub fn success_note(progress: &Progress) -> String {
     let power = if progress.off_seen {
         "powered off and on again"
     } else {
         "powered on after the grace period (no power-off was seen between polls)"
     };
-    match probed {
-        Some(address) => format!("{NOT_VERIFIABLE}: {power}; SSH port {address} answered"),
-        None => format!("{NOT_VERIFIABLE}: {power}"),
-    }
+    format!("{NOT_VERIFIABLE}: {power}")
 }
 
 /// Checks an SSH probe address: `HOST:PORT` with a port from 1 to 65535.
@@ -175,9 +186,8 @@ mod tests {
         );
         assert_eq!(progress.on_since_ms, Some(61_000));
         assert_eq!(
-            success_note(&progress, Some("127.0.0.1:22")),
-            "completed (not verifiable by the provider): powered off and on again; SSH port \
-             127.0.0.1:22 answered"
+            success_note(&progress),
+            "completed (not verifiable by the provider): powered off and on again"
         );
     }
 
@@ -196,8 +206,8 @@ mod tests {
             verdict,
             PowerVerdict::Waiting("power state `rebooting`".into())
         );
-        assert!(success_note(&progress, None).starts_with(NOT_VERIFIABLE));
-        assert!(success_note(&progress, None).contains("no power-off was seen"));
+        assert!(success_note(&progress).starts_with(NOT_VERIFIABLE));
+        assert!(success_note(&progress).contains("no power-off was seen"));
     }
 
     #[test]
@@ -223,24 +233,29 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_probe_connects_to_a_local_listener_and_fails_on_a_closed_port() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let accepted = tokio::spawn(async move { listener.accept().await.map(|(_, peer)| peer) });
-        probe(&address, Duration::from_secs(2)).await.unwrap();
-        // The connection reached exactly this listener.
-        let peer = tokio::time::timeout(Duration::from_secs(2), accepted)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert!(peer.ip().is_loopback());
-
-        let closed = {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            listener.local_addr().unwrap().to_string()
+    #[test]
+    fn a_probe_becomes_a_tcp_gate_tried_until_the_deadline() {
+        let gate = probe_gate(
+            "192.0.2.10:22",
+            &heuristic(),
+            "providers.e.options.ssh_probe",
+        );
+        assert_eq!(
+            gate.check,
+            HealthCheck::Tcp {
+                address: "192.0.2.10:22".into()
+            }
+        );
+        // 600 s deadline, a try every 10 s from the first "on": 61 tries of 1 s at most.
+        assert_eq!(
+            (gate.interval_s, gate.attempts, gate.timeout_s),
+            (10.0, 61, 1.0)
+        );
+        let short = Heuristic {
+            probe_deadline: Duration::from_secs(1),
+            ..heuristic()
         };
-        assert!(probe(&closed, Duration::from_secs(2)).await.is_err());
+        let gate = probe_gate("h:22", &short, "s");
+        assert_eq!((gate.interval_s, gate.attempts), (1.0, 2));
     }
 }

@@ -38,6 +38,7 @@ use super::{
     Provider, ProviderError, ReinstallRequest, ReinstallReview, ResolvedAccess, ServerStatus,
 };
 use crate::manifest::diagnostics::did_you_mean;
+use crate::manifest::health::HealthGate;
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType, SecretRef};
 
 /// EDIS documents no rate limits (brief §4: "Request ids, rate limits and 429 behaviour: none
@@ -510,6 +511,7 @@ impl EdisKvm {
             image: None,
             image_name: None,
             hostname: None,
+            address: None,
             extra,
         };
         // Brief §2.1/§5: a suspended VPS is not reinstalled; its power is not even asked.
@@ -695,37 +697,12 @@ impl EdisKvm {
         if let PowerVerdict::Waiting(detail) = verdict {
             return Ok(OperationStatus::InProgress { detail });
         }
-        let Some(address) = self.ssh_probes.get(&operation.server) else {
-            return Ok(OperationStatus::Succeeded {
-                image: operation.image.clone(),
-                note: Some(completion::success_note(&progress, None)),
-            });
-        };
-        match completion::probe(address, self.heuristic.probe_connect_timeout).await {
-            Ok(()) => Ok(OperationStatus::Succeeded {
-                image: operation.image.clone(),
-                note: Some(completion::success_note(&progress, Some(address))),
-            }),
-            Err(reason) => {
-                let waited_ms = now_ms.saturating_sub(progress.on_since_ms.unwrap_or(now_ms));
-                let deadline_ms =
-                    i64::try_from(self.heuristic.probe_deadline.as_millis()).unwrap_or(i64::MAX);
-                if waited_ms > deadline_ms {
-                    Ok(OperationStatus::Failed {
-                        message: format!(
-                            "the VPS is on again, but SSH at {address} did not answer within {}s \
-                             ({reason}); the install may have failed: look at the VNC console",
-                            self.heuristic.probe_deadline.as_secs()
-                        ),
-                        request_id: None,
-                    })
-                } else {
-                    Ok(OperationStatus::InProgress {
-                        detail: format!("powered on; waiting for SSH at {address} ({reason})"),
-                    })
-                }
-            }
-        }
+        // An `ssh_probe` is not checked here: it is this server's health gate, which the engine
+        // runs after this success (see `health_gate`).
+        Ok(OperationStatus::Succeeded {
+            image: operation.image.clone(),
+            note: Some(completion::success_note(&progress)),
+        })
     }
 
     /// Image names checked against what EDIS or the manifest lists (brief §0.4: the autoinstall
@@ -857,7 +834,7 @@ impl Provider for EdisKvm {
         review.notes.push(match self.ssh_probes.get(&desired.name) {
             Some(address) => format!(
                 "EDIS reports no install progress: done when the VPS is on again after {}s and \
-                 SSH at {address} answers",
+                 SSH at {address} answers (the health gate from `ssh_probe`)",
                 self.heuristic.grace.as_secs()
             ),
             None => format!(
@@ -887,6 +864,15 @@ impl Provider for EdisKvm {
         operations: &'a [Operation],
     ) -> BoxFuture<'a, Result<Vec<OperationStatus>, ProviderError>> {
         Box::pin(self.poll_operations(operations))
+    }
+
+    fn health_gate(&self, server: &DesiredServer) -> Option<HealthGate> {
+        let address = self.ssh_probes.get(&server.name)?;
+        Some(completion::probe_gate(
+            address,
+            &self.heuristic,
+            &format!("providers.{}.options.ssh_probe", self.name),
+        ))
     }
 }
 

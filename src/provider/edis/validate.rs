@@ -174,6 +174,8 @@ mod tests {
             user_data: Some("#cloud-config\nhostname: vps-1\n".into()),
             protect: false,
             group: None,
+            address: None,
+            health: Default::default(),
             options: serde_json::Map::new(),
         }
     }

@@ -388,6 +388,7 @@ fn observed(instance: DcInstance) -> Observed {
         image_name: instance.image_name,
         // CloudDC has no hostname field; `name` is only a label (brief §7.1).
         hostname: None,
+        address: None,
         extra,
     }
 }

@@ -8,9 +8,9 @@
 //! - completion: the job (`GET /v1/{project}/jobs/{id}`) until SUCCESS/FAIL, then the server
 //!   must report the desired image id.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
@@ -45,6 +45,9 @@ pub struct HuaweiEcs {
     capabilities: Capabilities,
     /// Servers seen rebuilding since their call, for operations tracked without a job id.
     rebuilding_seen: Mutex<HashSet<String>>,
+    /// When each job was first seen to succeed: the server may show its new image a little
+    /// later (brief §5.3: verify with GET server after the job), for up to the grace.
+    job_success_seen: Mutex<HashMap<String, Instant>>,
 }
 
 impl HuaweiEcs {
@@ -84,6 +87,7 @@ impl HuaweiEcs {
             client: parsed.client,
             capabilities,
             rebuilding_seen: Mutex::new(HashSet::new()),
+            job_success_seen: Mutex::new(HashMap::new()),
         })
     }
 
@@ -283,12 +287,21 @@ impl HuaweiEcs {
                 .map(|index| operations[*index].cloud_id.clone())
                 .collect();
             let observed = self.describe(ApiFamily::Status, &ids).await?;
+            let mut succeeded = lock(&self.job_success_seen);
             for index in finished_jobs {
+                let operation = &operations[index];
+                let since = operation
+                    .job_id
+                    .as_ref()
+                    .map(|job| *succeeded.entry(job.clone()).or_insert_with(Instant::now))
+                    .unwrap_or_else(Instant::now);
                 statuses[index] = Some(after_success(
-                    &operations[index],
-                    observed.get(&operations[index].cloud_id),
+                    operation,
+                    observed.get(&operation.cloud_id),
+                    since.elapsed() <= self.capabilities.start_grace,
                 ));
             }
+            drop(succeeded);
             let mut seen = lock(&self.rebuilding_seen);
             for index in without_job {
                 let operation = &operations[index];
@@ -401,8 +414,14 @@ fn from_server(
     }
 }
 
-/// A job said SUCCESS: only a server that now reports the desired image counts as done.
-fn after_success(operation: &Operation, observation: Option<&Observation>) -> OperationStatus {
+/// A job said SUCCESS: only a server that now reports the desired image counts as done. Within
+/// the grace after the job ended (`within_grace`), another image is the server not showing the
+/// change yet; after it, the install failed.
+fn after_success(
+    operation: &Operation,
+    observation: Option<&Observation>,
+    within_grace: bool,
+) -> OperationStatus {
     let failed = |message: String| OperationStatus::Failed {
         message,
         request_id: operation.request_id.clone(),
@@ -419,6 +438,13 @@ fn after_success(operation: &Operation, observation: Option<&Observation>) -> Op
                 note: None,
             }
         }
+        Some(Observation::Found(server)) if within_grace => OperationStatus::InProgress {
+            detail: format!(
+                "job done; the server still reports image {} (status {})",
+                server.image.as_deref().unwrap_or("(none)"),
+                server.raw_status
+            ),
+        },
         Some(Observation::Found(server)) => failed(format!(
             "the ECS job succeeded but `{}` reports image {} (status {}), expected {}",
             operation.cloud_id,
@@ -454,6 +480,7 @@ fn observed(server: wire::EcsServer) -> Observed {
         // Not reported: ECS cannot set a hostname during a reinstall, so reimage does not
         // manage it (validation refuses `hostname`), and showing it would read as a change.
         hostname: None,
+        address: None,
         extra,
     }
 }

@@ -891,6 +891,8 @@ fn desired(provider_type: ProviderType, image: &str, options: Value) -> DesiredS
         user_data: None,
         protect: false,
         group: None,
+        address: None,
+        health: Default::default(),
         options: options.as_object().cloned().unwrap_or_default(),
     }
 }
@@ -903,6 +905,7 @@ fn seen(status: ServerStatus, raw_status: &str, image: &str, extra: &[(&str, &st
         image: Some(image.into()),
         image_name: None,
         hostname: None,
+        address: None,
         extra: extra
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -1378,7 +1381,17 @@ async fn a_succeeded_job_with_the_wrong_image_is_a_failure() {
         previous_image: Some("img-old".into()),
     };
     let (running, _dir) = emulator(&inventory(0)).await;
-    let ecs = emulated_ecs(&running, json!({"project_id": PROJECT}));
+    let endpoint = running.endpoints[&ProviderType::HuaweicloudEcs].clone();
+    let mut settings = config(
+        ProviderType::HuaweicloudEcs,
+        Some("cn-north-4"),
+        Some("emulator"),
+        json!({"project_id": PROJECT}),
+    );
+    // The server may show the new image a little after the job: for `start_grace`.
+    settings.config.start_grace = Some(0.5);
+    let mut ecs = HuaweiEcs::with_env(&settings, Some(&endpoint), keys_env()).unwrap();
+    ecs.set_retry_policy(fast_retries());
     // Make a real job on another server, then check it against this operation's server.
     let job = ecs
         .reinstall(&request(
@@ -1397,6 +1410,12 @@ async fn a_succeeded_job_with_the_wrong_image_is_a_failure() {
         job_id: job.job_id.clone(),
         ..operation
     };
+    let statuses = ecs.poll(std::slice::from_ref(&mismatched)).await.unwrap();
+    assert!(
+        matches!(&statuses[0], OperationStatus::InProgress { detail } if detail.contains("still reports image img-old")),
+        "{statuses:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     let statuses = ecs.poll(&[mismatched]).await.unwrap();
     assert!(
         matches!(&statuses[0], OperationStatus::Failed { message, .. } if message.contains("reports image img-old")),

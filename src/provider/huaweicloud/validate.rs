@@ -277,6 +277,8 @@ mod tests {
             user_data: None,
             protect: false,
             group: None,
+            address: None,
+            health: Default::default(),
             options: json!({"user_id": "u-ops"}).as_object().cloned().unwrap(),
         }
     }

@@ -738,6 +738,7 @@ fn observed(instance: InstanceInfo) -> Observed {
         image_name: instance.os_name,
         // describeInstance has no hostname field (brief §0.4).
         hostname: None,
+        address: instance.address,
         extra,
     }
 }

@@ -386,6 +386,8 @@ fn desired(options: Value) -> DesiredServer {
         user_data: None,
         protect: false,
         group: None,
+        address: None,
+        health: Default::default(),
         options: options.as_object().cloned().unwrap_or_default(),
     }
 }
@@ -402,6 +404,7 @@ fn observed_with(status: &str) -> Observed {
         sys_raid_type_id: Some("r-sys-raid1".into()),
         data_raid_type_id: Some("r-data-noraid".into()),
         name: Some("web".into()),
+        address: Some("192.0.2.8".into()),
     })
 }
 

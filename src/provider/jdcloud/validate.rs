@@ -249,6 +249,8 @@ mod tests {
             user_data: None,
             protect: false,
             group: None,
+            address: None,
+            health: Default::default(),
             options: Map::new(),
         }
     }

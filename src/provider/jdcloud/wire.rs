@@ -351,6 +351,8 @@ pub struct InstanceInfo {
     pub sys_raid_type_id: Option<String>,
     pub data_raid_type_id: Option<String>,
     pub name: Option<String>,
+    /// `publicIp`, else `privateIp`.
+    pub address: Option<String>,
 }
 
 /// One page of `describeInstances`.
@@ -392,6 +394,7 @@ pub fn parse_instances_page(result: &Map<String, Value>) -> InstancesPage {
                 sys_raid_type_id: text_field(entry, "sysRaidTypeId"),
                 data_raid_type_id: text_field(entry, "dataRaidTypeId"),
                 name: text_field(entry, "name"),
+                address: text_field(entry, "publicIp").or_else(|| text_field(entry, "privateIp")),
             })
         })
         .collect();

@@ -459,6 +459,7 @@ fn observed(instance: wire::InstanceInfo) -> Observed {
         image: instance.image_id,
         image_name: instance.image_name,
         hostname: instance.hostname,
+        address: instance.address,
         extra: Default::default(),
     }
 }

@@ -638,6 +638,7 @@ fn found(raw_status: &str, image: &str) -> Observation {
         image: Some(image.into()),
         image_name: None,
         hostname: None,
+        address: None,
         extra: Default::default(),
     })
 }

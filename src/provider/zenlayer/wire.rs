@@ -360,6 +360,8 @@ pub struct InstanceInfo {
     pub image_id: Option<String>,
     pub image_name: Option<String>,
     pub hostname: Option<String>,
+    /// `primaryPublicIpAddress`, else the first public, else the first private address.
+    pub address: Option<String>,
 }
 
 /// One page of `DescribeInstances`.
@@ -394,6 +396,18 @@ pub fn parse_instances_page(response: &Map<String, Value>) -> InstancesPage {
                 image_id: text(entry, "imageId"),
                 image_name: text(entry, "imageName"),
                 hostname: text(entry, "hostname"),
+                address: text(entry, "primaryPublicIpAddress").or_else(|| {
+                    ["publicIpAddresses", "privateIpAddresses"]
+                        .iter()
+                        .find_map(|key| {
+                            entry.get(*key)?.as_array()?.iter().find_map(|address| {
+                                address
+                                    .as_str()
+                                    .filter(|text| !text.is_empty())
+                                    .map(str::to_string)
+                            })
+                        })
+                }),
             })
         })
         .collect();
