@@ -528,7 +528,7 @@ fn ci_flow_across_two_runners(ci: Ci, test: &str) {
     }
     let mut bytes = std::fs::read(tampered.join("plan.json")).unwrap();
     let text = String::from_utf8(bytes.clone()).unwrap();
-    let at = text.find("\"image\": \"img-new\"").unwrap() + "\"image\": \"img-ne".len();
+    let at = text.find("\"image\":\"img-new\"").unwrap() + "\"image\":\"img-ne".len();
     bytes[at] ^= 0x01; // `w` -> `v`
     std::fs::write(tampered.join("plan.json"), &bytes).unwrap();
 
