@@ -418,8 +418,8 @@ fn operation_status(
             instance.error.as_deref().unwrap_or("no error code given")
         ));
     }
-    // `reinstall-succeed` stays from an earlier reinstall until this one shows, so it proves
-    // nothing by itself: the shared rules decide.
+    // `reinstall-succeed` may be left from an earlier reinstall until this one shows, so it
+    // proves nothing by itself: the shared completion rules decide.
     if instance.state == "running" && operation_state == SUCCEEDED {
         let image = instance.image_id.as_deref();
         return match completion::judge_settled(
