@@ -4,6 +4,7 @@
 //! [`Capabilities::observe_batch`], calls [`Provider::reinstall`] once per planned server and
 //! polls the returned [`Operation`]s until they end.
 
+pub(crate) mod completion;
 pub mod config;
 pub mod edis;
 pub mod http;

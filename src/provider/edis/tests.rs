@@ -4,12 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use super::tickets::renew_at;
 use super::*;
 use crate::emulator::{EmulatorConfig, RunningEmulator};
-use crate::manifest::DesiredAccess;
 use crate::manifest::model::ProviderConfig;
+use crate::manifest::{DesiredAccess, SecretRef};
+use crate::provider::ResolvedAccess;
 
 const EMAIL: &str = "ops+edis@example.com";
 /// `+`, `&`, `=` and `%`: what breaks naive form encoders.

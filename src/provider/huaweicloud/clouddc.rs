@@ -8,15 +8,15 @@
 //!   `reinstall-failed` or `error` = failure with the error code and message.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::wire::{self, DcInstance};
-use super::{HuaweiClient, Service, Target, lock};
+use super::{HuaweiClient, Service, Target};
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType};
+use crate::provider::completion::{self, InstallingSeen, Proof, SettledVerdict};
 use crate::provider::config;
 use crate::provider::http::RetryPolicy;
 use crate::provider::limits::ApiFamily;
@@ -46,7 +46,7 @@ pub struct HuaweiClouddc {
     capabilities: Capabilities,
     running_grace: Duration,
     /// Instances whose current reinstall was seen in progress at least once.
-    processing_seen: Mutex<HashSet<String>>,
+    processing_seen: InstallingSeen,
 }
 
 impl HuaweiClouddc {
@@ -94,7 +94,7 @@ impl HuaweiClouddc {
             client: parsed.client,
             capabilities,
             running_grace,
-            processing_seen: Mutex::new(HashSet::new()),
+            processing_seen: InstallingSeen::default(),
         })
     }
 
@@ -265,11 +265,8 @@ impl HuaweiClouddc {
             Ok(project) => project,
             Err(error) => return every(error),
         };
-        {
-            let mut seen = lock(&self.processing_seen);
-            for id in &ids {
-                seen.remove(*id);
-            }
+        for id in &ids {
+            self.processing_seen.forget(id);
         }
         // Exactly once: a reinstall wipes disks.
         let response = match self
@@ -345,23 +342,19 @@ impl HuaweiClouddc {
         let ids: Vec<String> = operations.iter().map(|op| op.cloud_id.clone()).collect();
         let instances = self.list(ApiFamily::Status, &ids).await?;
         let now_ms = jiff::Timestamp::now().as_millisecond();
-        let mut seen = lock(&self.processing_seen);
         Ok(operations
             .iter()
             .map(|operation| {
                 let instance = instances.get(&operation.cloud_id).and_then(Option::as_ref);
-                if let Some(instance) = instance
-                    && wire::map_clouddc_status(
-                        &instance.state,
-                        instance.operation_state.as_deref(),
-                    ) == ServerStatus::Installing
-                {
-                    seen.insert(operation.cloud_id.clone());
-                }
+                let processing_now = instance.is_some_and(|instance| {
+                    wire::map_clouddc_status(&instance.state, instance.operation_state.as_deref())
+                        == ServerStatus::Installing
+                });
                 operation_status(
                     operation,
                     instance,
-                    seen.contains(&operation.cloud_id),
+                    self.processing_seen
+                        .record(&operation.cloud_id, processing_now),
                     now_ms,
                     self.running_grace,
                 )
@@ -425,44 +418,34 @@ fn operation_status(
             instance.error.as_deref().unwrap_or("no error code given")
         ));
     }
-    let elapsed_ms = now_ms.saturating_sub(operation.started_at_ms);
-    let grace_over = i128::from(elapsed_ms) > running_grace.as_millis() as i128;
-    let image_moved = operation.previous_image.as_deref().is_some_and(|previous| {
-        previous != operation.image && instance.image_id.as_deref() == Some(&operation.image)
-    });
+    // `reinstall-succeed` may be left from an earlier reinstall until this one shows, so it
+    // proves nothing by itself: the shared completion rules decide.
     if instance.state == "running" && operation_state == SUCCEEDED {
-        let image = instance.image_id.as_deref().unwrap_or("(none)");
-        if processing_seen || image_moved {
-            return if image == operation.image {
-                OperationStatus::Succeeded {
-                    image: operation.image.clone(),
-                    note: None,
-                }
-            } else {
-                failed(format!(
-                    "the reinstall ended with image {image}, expected {}",
-                    operation.image
-                ))
-            };
-        }
-        if grace_over {
-            return if image == operation.image {
-                OperationStatus::Succeeded {
-                    image: operation.image.clone(),
-                    note: Some(format!(
+        let image = instance.image_id.as_deref();
+        return match completion::judge_settled(
+            operation,
+            image,
+            processing_seen,
+            now_ms,
+            running_grace,
+        ) {
+            SettledVerdict::Installed(proof) => OperationStatus::Succeeded {
+                image: operation.image.clone(),
+                note: (proof == Proof::GraceOver).then(|| {
+                    format!(
                         "completed per `{SUCCEEDED}`, though the reinstall was never seen in \
                          progress"
-                    )),
-                }
-            } else {
-                failed(format!(
-                    "the reinstall ended with image {image}, expected {}",
-                    operation.image
-                ))
-            };
-        }
-        return OperationStatus::InProgress {
-            detail: "waiting for the reinstall to start".to_string(),
+                    )
+                }),
+            },
+            SettledVerdict::OtherImage => failed(format!(
+                "the reinstall ended with image {}, expected {}",
+                image.unwrap_or("(none)"),
+                operation.image
+            )),
+            SettledVerdict::NotStarted => OperationStatus::InProgress {
+                detail: "waiting for the reinstall to start".to_string(),
+            },
         };
     }
     OperationStatus::InProgress {

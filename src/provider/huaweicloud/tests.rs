@@ -12,10 +12,10 @@ use super::wire::{Cloud, EcsBodyInput, EcsCall, EcsVariant};
 use super::*;
 use crate::emulator::{EmulatorConfig, RunningEmulator};
 use crate::manifest::model::ProviderConfig;
-use crate::manifest::{DesiredAccess, DesiredServer, ProviderType};
+use crate::manifest::{DesiredAccess, DesiredProvider, DesiredServer, ProviderType, SecretRef};
 use crate::provider::{
-    Observation, Observed, OperationStatus, Provider, ReinstallRequest, ResolvedAccess,
-    ServerStatus,
+    Observation, Observed, OperationStatus, Provider, ProviderError, ReinstallRequest,
+    ResolvedAccess, ServerStatus,
 };
 
 const AK: &str = "HWAKTEST0001";

@@ -4,14 +4,18 @@
 
 use std::collections::BTreeMap;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+use super::reads::observed;
+use super::status::operation_status;
+use super::wire::{ApiCall, InstanceInfo};
 use super::*;
 use crate::emulator::{EmulatorConfig, RunningEmulator};
 use crate::manifest::model::ProviderConfig;
 use crate::manifest::{DesiredAccess, SecretRef};
 use crate::provider::sign::jdcloud as sign;
+use crate::provider::{Observed, ResolvedAccess, ServerStatus};
 
 const AK: &str = "JDAKTEST0001";
 const SK: &str = "JDSK-canary-7c1f";

@@ -9,13 +9,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+use super::status::operation_status;
 use super::*;
+use crate::manifest::SecretRef;
 use crate::manifest::model::ProviderConfig;
-use crate::provider::ResolvedAccess;
 use crate::provider::sign::zc2;
+use crate::provider::{Observed, ResolvedAccess, ServerStatus};
 
 const KEY_ID: &str = "AKIDtest0001";
 const KEY_PASSWORD: &str = "k3y-Password~value";
