@@ -1,37 +1,61 @@
 //! The built-in emulator of the providers' APIs: real HTTP on loopback, real signature checks,
 //! time-based installs, fault injection, a world persisted between processes.
 //!
-//! - [`inventory`]: the YAML file describing the world at its beginning;
-//! - [`world`]: the world's state and its persistence (`data_dir/world.json`);
-//! - [`server`]: the axum app and the emulator-only admin endpoints under `/_emulator/`;
-//! - [`faults`]: the one fault menu every API goes through (`POST /_emulator/faults`);
-//! - [`zenlayer`]: Zenlayer bare metal (`POST /api/v2/bmc`).
-//! - [`jdcloud`]: JD Cloud physical servers (`/v1/regions/{regionId}/instances…`, `/os`).
+//! - `running`: starting and stopping the emulator ([`start`], [`RunningEmulator`]);
+//! - `inventory`: the YAML file describing the world at its beginning;
+//! - `world`: the world's state and its persistence (`data_dir/world.json`);
+//! - `server`: the axum app and the emulator-only admin endpoints under `/_emulator/`;
+//! - `faults`: the one fault menu every API goes through (`POST /_emulator/faults`);
+//! - one folder per emulated API, each split into routes, auth, model (its world) and
+//!   handlers: `zenlayer` (Zenlayer bare metal, `POST /api/v2/bmc`), `huaweicloud` (ECS and
+//!   CloudDC), `edis` (EDIS KVM), `jdcloud` (JD Cloud physical servers, `/v1/regions/…`).
 //!
 //! The emulator builds and parses API messages on its own, from the providers' briefs. It
 //! shares only the signing code with the clients (pinned by the official vectors), so that a
-//! misreading of an API cannot hide by being shared by both sides.
+//! misreading of an API cannot hide by being shared by both sides, and the YAML loader (for the
+//! inventory's error locations).
+//!
+//! All of it sits behind the cargo feature `emulator` (on by default), which brings in axum.
+//! Without it, [`start`] keeps its signature and refuses with [`NOT_BUILT`], so the
+//! `emulator` command and a manifest's `endpoint: emulator` fail with a clear error.
 
+#[cfg(feature = "emulator")]
 pub mod edis;
+#[cfg(feature = "emulator")]
 pub mod faults;
+#[cfg(feature = "emulator")]
 pub mod huaweicloud;
+#[cfg(feature = "emulator")]
 pub mod inventory;
+#[cfg(feature = "emulator")]
 pub mod jdcloud;
+#[cfg(feature = "emulator")]
 pub mod server;
+#[cfg(feature = "emulator")]
 pub mod world;
+#[cfg(feature = "emulator")]
 pub mod zenlayer;
 
-#[cfg(test)]
+#[cfg(feature = "emulator")]
+mod running;
+#[cfg(feature = "emulator")]
+pub use running::{RunningEmulator, serve_forever, start};
+
+// Also compiled into the tests of the full build, so that its answer is checked on every run.
+#[cfg(any(test, not(feature = "emulator")))]
+#[cfg_attr(feature = "emulator", allow(dead_code))]
+mod absent;
+#[cfg(not(feature = "emulator"))]
+pub use absent::{RunningEmulator, start};
+
+#[cfg(all(test, feature = "emulator"))]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use tokio::sync::Mutex;
-
-use crate::manifest::ProviderType;
+/// What a build without the `emulator` feature answers wherever the emulator is asked for.
+pub const NOT_BUILT: &str = "this build has no emulator; rebuild with --features emulator";
 
 /// How to start an emulator.
 #[derive(Debug, Clone)]
@@ -45,141 +69,6 @@ pub struct EmulatorConfig {
     pub install_seconds: Option<f64>,
 }
 
-/// A running emulator; it stops when dropped (or, waiting for it, with [`shutdown`]).
-///
-/// [`shutdown`]: RunningEmulator::shutdown
-pub struct RunningEmulator {
-    pub address: SocketAddr,
-    /// Base URL of each API served, by provider type.
-    pub endpoints: BTreeMap<ProviderType, String>,
-    /// Where the world is persisted.
-    pub world_file: PathBuf,
-    shared: Arc<server::Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("emulator: {0}")]
 pub struct EmulatorError(pub String);
-
-/// Loads the inventory and the saved world, binds, and serves in the background of the current
-/// tokio runtime.
-pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
-    if !config.listen.ip().is_loopback() {
-        return Err(EmulatorError(format!(
-            "refusing to listen on {}: the emulator accepts fake credentials and must only be \
-             reachable from this machine; use a loopback address such as 127.0.0.1:0",
-            config.listen
-        )));
-    }
-    if let Some(seconds) = config.install_seconds
-        && !(seconds.is_finite() && seconds >= 0.0)
-    {
-        return Err(EmulatorError(format!(
-            "the install duration must be a number of seconds ≥ 0, not {seconds}"
-        )));
-    }
-    let loaded = inventory::load(&config.inventory)?;
-    let store = world::WorldStore::open(&config.data_dir, &loaded)?;
-    let world_file = store.path().to_path_buf();
-    let shared = Arc::new(server::Shared {
-        inventory: loaded.inventory,
-        install_seconds_override: config.install_seconds,
-        world: Mutex::new(store),
-        rate_windows: std::sync::Mutex::default(),
-    });
-
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|error| EmulatorError(format!("cannot listen on {}: {error}", config.listen)))?;
-    let address = listener
-        .local_addr()
-        .map_err(|error| EmulatorError(format!("cannot read the bound address: {error}")))?;
-    let app = server::router(shared.clone())
-        .into_make_service_with_connect_info::<server::ConnectionHandle>();
-    let (shutdown, shutdown_signal) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let listener = server::AbortableListener { inner: listener };
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                // A dropped sender ends the server just as a sent signal does.
-                let _ = shutdown_signal.await;
-            })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "emulator: the server stopped");
-        }
-    });
-    tracing::info!(%address, world = %world_file.display(), "emulator: listening");
-
-    let mut endpoints = BTreeMap::new();
-    endpoints.insert(
-        ProviderType::ZenlayerBmc,
-        format!("http://{address}{}", zenlayer::PATH),
-    );
-    endpoints.extend(huaweicloud::endpoints(address));
-    endpoints.insert(
-        ProviderType::EdisKvm,
-        format!("http://{address}{}", edis::AUTH_PATH),
-    );
-    endpoints.insert(ProviderType::JdcloudCps, format!("http://{address}"));
-    Ok(RunningEmulator {
-        address,
-        endpoints,
-        world_file,
-        shared,
-        shutdown: Some(shutdown),
-        task: Some(task),
-    })
-}
-
-/// Serves until Ctrl-C: what `reimage emulator serve` runs. `on_ready` is called once the
-/// emulator listens (to print the endpoints).
-pub async fn serve_forever(
-    config: EmulatorConfig,
-    on_ready: impl FnOnce(&RunningEmulator),
-) -> Result<(), EmulatorError> {
-    let running = start(config).await?;
-    on_ready(&running);
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|error| EmulatorError(format!("cannot wait for Ctrl-C: {error}")))?;
-    tracing::info!("emulator: stopping");
-    running.shutdown().await;
-    Ok(())
-}
-
-impl RunningEmulator {
-    /// The emulator-only admin base URL (`/_emulator/state`, `/_emulator/faults`).
-    pub fn admin_url(&self) -> String {
-        format!("http://{}/_emulator", self.address)
-    }
-
-    /// Arms faults as `POST /_emulator/faults` does, from the same JSON (`--faults FILE`).
-    pub async fn arm_faults(&self, request: &str) -> Result<serde_json::Value, EmulatorError> {
-        let request: serde_json::Value = serde_json::from_str(request)
-            .map_err(|error| EmulatorError(format!("the faults are not JSON: {error}")))?;
-        server::arm_faults(&self.shared, request)
-            .await
-            .map_err(|(_, message)| EmulatorError(format!("faults: {message}")))
-    }
-
-    /// Stops serving and waits until open connections are finished.
-    pub async fn shutdown(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for RunningEmulator {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
-}

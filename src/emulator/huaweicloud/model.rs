@@ -497,3 +497,8 @@ pub fn install_duration(
     let seconds = override_seconds.or(own_seconds).unwrap_or(default_seconds);
     SignedDuration::try_from_secs_f64(seconds).unwrap_or(SignedDuration::ZERO)
 }
+
+/// The image of that id, if the inventory offers it.
+pub fn find_image<'a>(images: &'a [HuaweiImage], id: &str) -> Option<&'a HuaweiImage> {
+    images.iter().find(|image| image.id == id)
+}

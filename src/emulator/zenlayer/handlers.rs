@@ -1,345 +1,26 @@
-//! Zenlayer Cloud API 2.0, bare metal (`POST /api/v2/bmc`), built from the brief
-//! (`providers/zenlayer.md`) and nothing else: envelope, headers, ZC2-HMAC-SHA256 verification,
-//! `DescribeInstances`, `ReinstallInstance`, `DescribeImages`.
-//!
-//! Error codes the brief lists are sent as written there (upper snake case). Codes the brief
-//! leaves open are the emulator's own and must not be relied on against the real API:
-//! - HTTP 401 `AUTH_FAILED` (no or malformed `Authorization`, unknown access key or token,
-//!   missing `Host`/`Content-Type`), `SIGNATURE_METHOD_UNSUPPORTED`, `SIGNATURE_EXPIRED`
-//!   (missing, unreadable or skewed `X-ZC-Timestamp`), `SIGNATURE_MISMATCH`;
-//! - HTTP 400 `INVALID_ACTION`, `INVALID_API_VERSION`, `INVALID_PARAMETER`,
-//!   `UNSUPPORTED_BY_EMULATOR` (iPXE installs);
-//! - HTTP 500 `INTERNAL_ERROR` (injected, or the world could not be saved).
-//!
-//! HTTP statuses are the emulator's choice too: 404 for unknown instances and images, 403 for
-//! `OPERATION_DENIED_*`, 400 for other parameter errors. A client should match on codes.
+//! The Zenlayer actions: `DescribeInstances`, `DescribeImages`, `ReinstallInstance`, with their
+//! parameter checks (password, hostname, user data).
 
 use std::borrow::Cow;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::faults::{self, Aftermath, Call, CallKind, Outcome, Refusal};
-use super::inventory::{InstanceStatus, Inventory, ZenlayerImage};
-use super::server::{ConnectionHandle, Shared};
-use super::world::{ReinstallRecord, World, ZenlayerServer};
+use super::errors::ApiError;
+use super::{
+    DEFAULT_PAGE_SIZE, MAX_HOSTNAME_CHARS, MAX_INSTANCE_IDS, MAX_PAGE_SIZE, MAX_USER_DATA_BYTES,
+    PASSWORD_SPECIALS,
+};
+use crate::emulator::faults;
+use crate::emulator::inventory::{InstanceStatus, Inventory, ZenlayerImage};
+use crate::emulator::server::Shared;
+use crate::emulator::world::{ReinstallRecord, World, ZenlayerServer};
 use crate::manifest::ProviderType;
-use crate::provider::sign::zc2;
-
-/// The path the API is served under (the service is `bmc`).
-pub const PATH: &str = "/api/v2/bmc";
-
-/// Allowed clock difference for `X-ZC-Timestamp` (the brief: unconfirmed, emulator ±5 min).
-const TIMESTAMP_SKEW_SECONDS: i64 = 300;
-
-const API_VERSIONS: [&str; 2] = ["2022-11-20", "2026-02-01"];
-const MAX_INSTANCE_IDS: usize = 100;
-const DEFAULT_PAGE_SIZE: i64 = 20;
-const MAX_PAGE_SIZE: i64 = 1000;
-const MAX_HOSTNAME_CHARS: usize = 64;
-const MAX_USER_DATA_BYTES: usize = 32 * 1024;
-const PASSWORD_SPECIALS: &str = "~!@$^*-_=+";
-
-/// A failed call: HTTP status, wire code, message.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    /// `Retry-After` of a 429, in seconds (default 1).
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// An injected fault, in the brief's shapes (§5: `REQUEST_LIMIT_EXCEEDED`, 5xx system error).
-    fn injected(refusal: Refusal) -> ApiError {
-        match refusal {
-            Refusal::ServerError => ApiError::internal("internal error (injected by the emulator)"),
-            Refusal::Throttled {
-                retry_after_seconds,
-            } => ApiError {
-                retry_after: Some(retry_after_seconds),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "REQUEST_LIMIT_EXCEEDED",
-                    "request limit exceeded (injected by the emulator)",
-                )
-            },
-        }
-    }
-
-    fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, code, message)
-    }
-
-    fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    fn denied(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, code, message)
-    }
-
-    fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
-    }
-}
-
-/// Handles one call to `POST /api/v2/bmc`.
-pub async fn handle(
-    shared: &Shared,
-    connection: &ConnectionHandle,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    match handle_call(shared, headers, body, &request_id).await {
-        Ok((fields, aftermath)) => {
-            aftermath.apply(connection).await;
-            success_response(&request_id, fields)
-        }
-        Err(error) => {
-            tracing::debug!(code = error.code, message = %error.message, "emulator: zenlayer error");
-            error_response(&request_id, error)
-        }
-    }
-}
-
-async fn handle_call(
-    shared: &Shared,
-    headers: &HeaderMap,
-    body: &Bytes,
-    request_id: &str,
-) -> Result<(serde_json::Map<String, Value>, Aftermath), ApiError> {
-    let now = Timestamp::now();
-    authenticate(&shared.inventory, headers, body, now)?;
-    let action = header_text(headers, "x-zc-action").ok_or_else(|| {
-        ApiError::bad_request("INVALID_ACTION", "the X-ZC-Action header is missing")
-    })?;
-    let version = header_text(headers, "x-zc-version").ok_or_else(|| {
-        ApiError::bad_request("INVALID_API_VERSION", "the X-ZC-Version header is missing")
-    })?;
-    if !API_VERSIONS.contains(&version) {
-        return Err(ApiError::bad_request(
-            "INVALID_API_VERSION",
-            format!(
-                "API version `{version}` is not served; use one of {}",
-                API_VERSIONS.join(", ")
-            ),
-        ));
-    }
-    let parameters = parse_parameters(body)?;
-    let call = classify(action, &parameters);
-    faults::wait_latency(shared, &call).await;
-
-    let now = Timestamp::now();
-    let mut store = shared.world.lock().await;
-    if store.world.settle(now) {
-        save(&store)?;
-    }
-    if let Some(refusal) = faults::refusal(&mut store, shared, &call).map_err(internal)? {
-        return Err(ApiError::injected(refusal));
-    }
-    let served = |store: &mut super::world::WorldStore, fields| {
-        let aftermath = faults::aftermath(store, &call, Outcome::Served, &|_| None);
-        aftermath
-            .map(|aftermath| (fields, aftermath))
-            .map_err(internal)
-    };
-    match action {
-        "DescribeInstances" => {
-            let fields = describe_instances(&shared.inventory, &store.world, parameters, now)?;
-            served(&mut store, fields)
-        }
-        "DescribeImages" => {
-            let fields = describe_images(&shared.inventory, parameters)?;
-            served(&mut store, fields)
-        }
-        "ReinstallInstance" => {
-            let before = store.world.clone();
-            let outcome = reinstall_instance(
-                shared,
-                &mut store.world,
-                parameters,
-                version,
-                now,
-                request_id,
-            );
-            if let Err(error) = outcome {
-                store.world = before;
-                return Err(error);
-            }
-            if let Err(error) = store.save() {
-                store.world = before;
-                return Err(internal(error));
-            }
-            let shown_before = |id: &str| before.zenlayer.server(id).and_then(faults::record);
-            let aftermath = faults::aftermath(&mut store, &call, Outcome::Acted, &shown_before)
-                .map_err(internal)?;
-            Ok((serde_json::Map::new(), aftermath))
-        }
-        other => Err(ApiError::bad_request(
-            "INVALID_ACTION",
-            format!("the action `{other}` is not supported"),
-        )),
-    }
-}
-
-/// What the fault menu sees of a call: its kind and the instances it names.
-fn classify(action: &str, parameters: &Value) -> Call {
-    let strings = |value: Option<&Value>| -> Vec<String> {
-        match value {
-            Some(Value::String(id)) => vec![id.clone()],
-            Some(Value::Array(ids)) => ids
-                .iter()
-                .filter_map(|id| id.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
-    let (kind, ids) = match action {
-        "DescribeInstances" => (CallKind::Read, strings(parameters.get("instanceIds"))),
-        "ReinstallInstance" => (CallKind::Reinstall, strings(parameters.get("instanceId"))),
-        _ => (CallKind::Other, Vec::new()),
-    };
-    Call::new(ProviderType::ZenlayerBmc, kind, ids)
-}
-
-fn internal(error: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(error.to_string())
-}
-
-fn save(store: &super::world::WorldStore) -> Result<(), ApiError> {
-    store
-        .save()
-        .map_err(|error| ApiError::internal(error.to_string()))
-}
-
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|value| value.to_str().ok())
-}
-
-/// Checks the caller per brief §3: a bearer token from the inventory, or a ZC2-HMAC-SHA256
-/// signature recomputed from the received `Content-Type` and `Host` values and the raw body.
-fn authenticate(
-    inventory: &Inventory,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: Timestamp,
-) -> Result<(), ApiError> {
-    let authorization = header_text(headers, "authorization").ok_or_else(|| {
-        ApiError::unauthorized("AUTH_FAILED", "the Authorization header is missing")
-    })?;
-    if let Some(token) = authorization.strip_prefix("Bearer ") {
-        let known = inventory
-            .zenlayer
-            .tokens
-            .iter()
-            .any(|accepted| zc2::signatures_match(accepted, token.trim()));
-        return if known {
-            Ok(())
-        } else {
-            Err(ApiError::unauthorized(
-                "AUTH_FAILED",
-                "the bearer token is not valid",
-            ))
-        };
-    }
-    let method = header_text(headers, "x-zc-signature-method").unwrap_or_default();
-    if method != zc2::ALGORITHM {
-        return Err(ApiError::unauthorized(
-            "SIGNATURE_METHOD_UNSUPPORTED",
-            format!(
-                "X-ZC-Signature-Method must be `{}`, not `{method}`",
-                zc2::ALGORITHM
-            ),
-        ));
-    }
-    let timestamp = header_text(headers, "x-zc-timestamp").ok_or_else(|| {
-        ApiError::unauthorized("SIGNATURE_EXPIRED", "the X-ZC-Timestamp header is missing")
-    })?;
-    let seconds: i64 = timestamp.parse().map_err(|_| {
-        ApiError::unauthorized(
-            "SIGNATURE_EXPIRED",
-            format!("X-ZC-Timestamp `{timestamp}` is not a number of Unix seconds"),
-        )
-    })?;
-    let skew = now.as_second().saturating_sub(seconds);
-    if skew.abs() > TIMESTAMP_SKEW_SECONDS {
-        return Err(ApiError::unauthorized(
-            "SIGNATURE_EXPIRED",
-            format!(
-                "X-ZC-Timestamp is {skew} s away from the emulator's clock (at most \
-                 {TIMESTAMP_SKEW_SECONDS} s allowed)"
-            ),
-        ));
-    }
-    let parsed = zc2::parse_authorization(authorization).ok_or_else(|| {
-        ApiError::unauthorized(
-            "AUTH_FAILED",
-            "the Authorization header is not `ZC2-HMAC-SHA256 Credential=…, \
-             SignedHeaders=content-type;host, Signature=…`",
-        )
-    })?;
-    if parsed.signed_headers != zc2::SIGNED_HEADERS {
-        return Err(ApiError::unauthorized(
-            "AUTH_FAILED",
-            format!(
-                "SignedHeaders must be `{}`, not `{}`",
-                zc2::SIGNED_HEADERS,
-                parsed.signed_headers
-            ),
-        ));
-    }
-    let credential = inventory
-        .zenlayer
-        .credentials
-        .iter()
-        .find(|credential| credential.access_key_id == parsed.access_key_id)
-        .ok_or_else(|| {
-            ApiError::unauthorized(
-                "AUTH_FAILED",
-                format!("the access key id `{}` is not known", parsed.access_key_id),
-            )
-        })?;
-    let content_type = header_text(headers, "content-type").ok_or_else(|| {
-        ApiError::unauthorized("AUTH_FAILED", "the Content-Type header is missing")
-    })?;
-    let host = header_text(headers, "host")
-        .ok_or_else(|| ApiError::unauthorized("AUTH_FAILED", "the Host header is missing"))?;
-    let canonical = zc2::canonical_request(content_type, host, body);
-    let expected = zc2::signature(
-        &credential.access_key_password,
-        &zc2::string_to_sign(timestamp, &canonical),
-    );
-    if !zc2::signatures_match(&expected, &parsed.signature) {
-        return Err(ApiError::unauthorized(
-            "SIGNATURE_MISMATCH",
-            format!(
-                "the signature does not match (signed as content-type `{content_type}`, host \
-                 `{host}`, {} body bytes)",
-                body.len()
-            ),
-        ));
-    }
-    Ok(())
-}
 
 /// The body is the action's parameters: a JSON object (an empty body reads as `{}`).
-fn parse_parameters(body: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn parse_parameters(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(serde_json::Map::new()));
     }
@@ -394,7 +75,7 @@ struct DescribeInstancesRequest {
     page_size: Option<i64>,
 }
 
-fn describe_instances(
+pub(super) fn describe_instances(
     inventory: &Inventory,
     world: &World,
     parameters: Value,
@@ -546,7 +227,7 @@ struct DescribeImagesRequest {
     instance_type_id: Option<String>,
 }
 
-fn describe_images(
+pub(super) fn describe_images(
     inventory: &Inventory,
     parameters: Value,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
@@ -621,7 +302,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.is_empty())
 }
 
-fn reinstall_instance(
+pub(super) fn reinstall_instance(
     shared: &Shared,
     world: &mut World,
     parameters: Value,
@@ -808,32 +489,6 @@ fn check_hostname(hostname: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-fn success_response(request_id: &str, mut fields: serde_json::Map<String, Value>) -> Response {
-    fields.insert("requestId".into(), json!(request_id));
-    let body = json!({"requestId": request_id, "response": Value::Object(fields)});
-    with_request_id(StatusCode::OK, request_id, body)
-}
-
-fn error_response(request_id: &str, error: ApiError) -> Response {
-    let body = json!({"requestId": request_id, "code": error.code, "message": error.message});
-    let mut response = with_request_id(error.status, request_id, body);
-    if error.status == StatusCode::TOO_MANY_REQUESTS {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(error.retry_after.unwrap_or(1)),
-        );
-    }
-    response
-}
-
-fn with_request_id(status: StatusCode, request_id: &str, body: Value) -> Response {
-    let mut response = (status, axum::Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
-    response
 }
 
 #[cfg(test)]
