@@ -25,6 +25,7 @@ pub mod emulator;
 pub mod error;
 pub mod files;
 pub mod manifest;
+pub mod model;
 pub mod ops;
 pub mod output;
 pub mod plan;

@@ -11,7 +11,7 @@ use super::inputs::{
 use super::model::{ActionKind, Change, Reason, ServerPlan};
 use crate::digest::sha256_hex;
 use crate::manifest::{DesiredAccess, DesiredServer, ProviderType};
-use crate::provider::{Observation, Observed, ReinstallReview, ServerStatus};
+use crate::model::{Observation, Observed, ReinstallReview, ServerStatus};
 use crate::state::journal::Step;
 use crate::state::{Outcome, ServerRecord};
 
@@ -507,8 +507,8 @@ fn changes(
 mod tests {
     use super::*;
     use crate::manifest::SecretRef;
+    use crate::model::ServerStatus;
     use crate::plan::inputs::input_digests;
-    use crate::provider::ServerStatus;
     use crate::state::{OperationKind, OperationRecord, Outcome};
     use proptest::prelude::*;
 

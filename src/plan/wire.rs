@@ -26,7 +26,7 @@ use crate::manifest::{
     DesiredAccess, DesiredProvider, DesiredServer, EmbeddedEmulator, ProviderType, RemoteBackend,
     RolloutPolicy,
 };
-use crate::provider::{Observation, Observed, ServerStatus};
+use crate::model::{Observation, Observed, ServerStatus};
 
 /// A text written in place, or as the index of a text in the plan's shared `user_data`.
 #[derive(Debug, Serialize, Deserialize)]

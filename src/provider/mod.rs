@@ -21,9 +21,12 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType};
+
+pub use crate::model::{
+    Observation, Observed, Operation, OperationStatus, ReinstallReview, ServerStatus,
+};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -57,61 +60,6 @@ pub struct Capabilities {
 pub const DEFAULT_START_GRACE: Duration = Duration::from_secs(120);
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// A server's status, normalised across providers. The provider's own word is kept in
-/// [`Observed::raw_status`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServerStatus {
-    Running,
-    Stopped,
-    /// An install is under way.
-    Installing,
-    /// The last install failed; the provider needs manual action.
-    InstallFailed,
-    /// Busy with something else (creating, stopping, recycling, locked…): no reinstall now.
-    Busy,
-    /// Gone or being deleted.
-    Gone,
-    Unknown,
-}
-
-impl ServerStatus {
-    /// Whether a reinstall may be started from this status.
-    pub fn allows_reinstall(self) -> bool {
-        matches!(self, Self::Running | Self::Stopped)
-    }
-}
-
-/// What the provider reports about one server now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Observed {
-    pub cloud_id: String,
-    pub status: ServerStatus,
-    /// The provider's own status word, e.g. `RUNNING`.
-    pub raw_status: String,
-    /// The installed image id; `None` when the provider cannot tell.
-    pub image: Option<String>,
-    /// A human name for the image, when the provider gives one.
-    pub image_name: Option<String>,
-    pub hostname: Option<String>,
-    /// The address health checks reach (`{address}`), where the provider reports one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
-    /// Provider-specific facts the plan depends on (e.g. `locked`, `task_state`, `raid_type_id`).
-    /// Part of the fingerprint: a saved plan is refused when any of them moved.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, String>,
-}
-
-/// The result of observing one id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Observation {
-    Found(Observed),
-    /// The provider does not know this id (for this account and region).
-    NotFound,
-}
-
 /// Access resolved for one provider call. The password never leaves this struct except into
 /// the request body.
 #[derive(Debug, Clone)]
@@ -135,44 +83,6 @@ pub struct ReinstallRequest {
     pub token: String,
     /// The image observed at plan time, when the provider reports one.
     pub previous_image: Option<String>,
-}
-
-/// One provider-side reinstall, tracked until it ends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Operation {
-    pub server: String,
-    pub cloud_id: String,
-    /// The image the install must end with.
-    pub image: String,
-    /// The provider's job/task id, where it gives one.
-    pub job_id: Option<String>,
-    /// The provider's request id of the reinstall call, for support tickets.
-    pub request_id: Option<String>,
-    /// Unix milliseconds when the call was accepted.
-    pub started_at_ms: i64,
-    /// The image before the reinstall (from the plan), so completion can tell a finished
-    /// install from one that has not started yet.
-    #[serde(default)]
-    pub previous_image: Option<String>,
-}
-
-/// Where an operation stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum OperationStatus {
-    InProgress {
-        detail: String,
-    },
-    Succeeded {
-        image: String,
-        /// Set where success cannot be confirmed by the provider (e.g. "not verifiable").
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        note: Option<String>,
-    },
-    Failed {
-        message: String,
-        request_id: Option<String>,
-    },
 }
 
 /// A provider error, with the provider's code and request id where it gave them.
@@ -264,19 +174,6 @@ impl ProviderError {
             Self::Config { .. } => false,
         }
     }
-}
-
-/// A provider's judgement of a reinstall the diff wants, from what was observed (no I/O).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReinstallReview {
-    /// The server must be stopped first, and the manifest allows it: `stop-and-reinstall`.
-    pub stop_first: bool,
-    /// The reinstall cannot be done now, and why (e.g. locked, must be stopped, not allowed).
-    pub blocked: Option<String>,
-    /// Wiped besides the system disk (e.g. "DATA DISKS").
-    pub extra_wipes: Vec<String>,
-    /// Lines the plan shows, e.g. "the server is stopped before its OS is changed".
-    pub notes: Vec<String>,
 }
 
 /// One configured provider (an account/region of one provider type).
