@@ -98,13 +98,7 @@ impl ManifestArgs {
     /// Loads the manifest as `plan` needs it: with every provider set up as far as it can be
     /// without network (see [`LoadOptions::provider_setup`]).
     pub fn load(&self, secrets: SecretCheck, printer: &Printer) -> Result<Loaded> {
-        self.load_with(
-            &LoadOptions {
-                secrets,
-                provider_setup: true,
-            },
-            printer,
-        )
+        self.load_with(&crate::ops::manifest::load_options(secrets, true), printer)
     }
 
     pub fn load_with(&self, options: &LoadOptions, printer: &Printer) -> Result<Loaded> {

@@ -9,7 +9,7 @@ use super::{
     lock_state, open_state,
 };
 use crate::error::{Error, Result};
-use crate::manifest::{LoadOptions, Manifest, SecretCheck};
+use crate::manifest::{Manifest, SecretCheck};
 use crate::ops::backend::Backend;
 use crate::ops::records;
 use crate::ops::state::{AdoptRequest, adopt as adopt_server};
@@ -20,10 +20,7 @@ use crate::state::{OperationKind, OperationRecord, Outcome, StateStore};
 pub async fn adopt(args: StateAdoptArgs, printer: &Printer) -> Result<ExitCode> {
     // Secrets are read: the record holds keyed digests of the install inputs, password included.
     // No provider is called, so none needs to be set up (credentials may be absent here).
-    let options = LoadOptions {
-        secrets: SecretCheck::Required,
-        provider_setup: false,
-    };
+    let options = crate::ops::manifest::load_options(SecretCheck::Required, false);
     let manifest = args.manifest.load_with(&options, printer)?.manifest;
     let backend = Backend::choose(
         manifest.backend.as_ref(),
@@ -92,10 +89,7 @@ pub(super) async fn located(
     {
         return Ok((Box::new(LocalStateStore::new(path)), None));
     }
-    let options = LoadOptions {
-        secrets: SecretCheck::BestEffort,
-        provider_setup: false,
-    };
+    let options = crate::ops::manifest::load_options(SecretCheck::BestEffort, false);
     let manifest = crate::manifest::load(&location.manifest.paths()?, &options)?.manifest;
     let backend = Backend::choose(
         manifest.backend.as_ref(),

@@ -5,6 +5,7 @@ pub mod drift;
 pub mod fleet;
 pub mod git;
 pub mod history;
+pub mod manifest;
 pub mod plan;
 pub mod push;
 pub mod records;

@@ -10,6 +10,7 @@ pub mod http;
 pub mod huaweicloud;
 pub mod jdcloud;
 pub mod limits;
+pub mod registry;
 pub mod response;
 pub mod rules;
 pub mod sign;
@@ -25,7 +26,7 @@ use secrecy::SecretString;
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType};
 
 pub use crate::model::{
-    Observation, Observed, Operation, OperationStatus, ReinstallReview, ServerStatus,
+    FieldIssue, Observation, Observed, Operation, OperationStatus, ReinstallReview, ServerStatus,
 };
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -295,26 +296,11 @@ pub fn unique_ids(ids: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// A provider-specific problem with one server's desired inputs, found without network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldIssue {
-    /// JSON pointer of the offending field inside the server entry, e.g. `/access/password`.
-    pub pointer: String,
-    pub message: String,
-    pub help: Option<String>,
-}
-
 /// Checks one server's inputs against its provider type's documented rules (no network).
 /// `password` is the resolved password when it could be read, so policy can be checked.
 pub fn validate_server(server: &DesiredServer, password: Option<&SecretString>) -> Vec<FieldIssue> {
-    match server.provider_type {
-        ProviderType::ZenlayerBmc => zenlayer::validate_server(server, password),
-        ProviderType::HuaweicloudEcs | ProviderType::HuaweicloudClouddc => {
-            huaweicloud::validate_server(server, password)
-        }
-        ProviderType::EdisKvm => edis::validate_server(server, password),
-        ProviderType::JdcloudCps => jdcloud::validate_server(server, password),
-    }
+    use crate::manifest::ProviderRules;
+    registry::RULES.check_server(server, password)
 }
 
 /// Checks a provider's manifest entry against its type's rules, without network or
@@ -322,41 +308,15 @@ pub fn validate_server(server: &DesiredServer, password: Option<&SecretString>) 
 /// Pointers are relative to the entry (e.g. `/credentials/acess_key`). Construction refuses
 /// the same issues, so `validate` and `plan` cannot disagree.
 pub fn check_config(config: &crate::manifest::model::ProviderConfig) -> Vec<FieldIssue> {
-    let mut issues = self::config::common_issues(config);
-    issues.extend(match config.provider_type {
-        ProviderType::ZenlayerBmc => zenlayer::settings::check_config(config),
-        ProviderType::HuaweicloudEcs | ProviderType::HuaweicloudClouddc => {
-            huaweicloud::settings::check_config(config)
-        }
-        ProviderType::EdisKvm => edis::settings::check_config(config),
-        ProviderType::JdcloudCps => jdcloud::settings::check_config(config),
-    });
-    issues
+    use crate::manifest::ProviderRules;
+    registry::RULES.check_config(config)
 }
 
 /// Builds a live provider from its configuration. `endpoint_override` replaces the configured
-/// endpoint (used for the embedded emulator).
+/// endpoint (used for the embedded emulator). Dispatched by the [`registry`].
 pub fn build(
     config: &DesiredProvider,
     endpoint_override: Option<&str>,
 ) -> Result<Box<dyn Provider>, ProviderError> {
-    match config.config.provider_type {
-        ProviderType::ZenlayerBmc => Ok(Box::new(zenlayer::ZenlayerBmc::new(
-            config,
-            endpoint_override,
-        )?)),
-        ProviderType::HuaweicloudEcs => Ok(Box::new(huaweicloud::HuaweiEcs::new(
-            config,
-            endpoint_override,
-        )?)),
-        ProviderType::HuaweicloudClouddc => Ok(Box::new(huaweicloud::HuaweiClouddc::new(
-            config,
-            endpoint_override,
-        )?)),
-        ProviderType::EdisKvm => Ok(Box::new(edis::EdisKvm::new(config, endpoint_override)?)),
-        ProviderType::JdcloudCps => Ok(Box::new(jdcloud::JdcloudCps::new(
-            config,
-            endpoint_override,
-        )?)),
-    }
+    registry::build(config, endpoint_override)
 }
