@@ -28,8 +28,8 @@ pub use stale::check_not_stale;
 
 use crate::digest::sha256_hex;
 use crate::error::{Error, Result};
-use crate::ops::fleet::Fleet;
 use crate::plan::model::{ActionKind, Plan};
+use crate::provider::fleet::Fleet;
 use crate::state::journal::{Step, StepOutcome, StepState, fold, servers_in_flight};
 use crate::state::{State, StateLock, StateStore};
 

@@ -21,6 +21,7 @@ use crate::ops::plan::{PlanOptions, blocked_error, make_plan, read_or_init_state
 use crate::output::Printer;
 use crate::plan::signature::{PLAN_KEY_ENV, PlanKey, signature_path};
 use crate::plan::{Plan, file, render};
+use crate::provider::limits::WaitSink;
 use crate::state::history::ServerOutcome;
 use crate::state::journal::fold;
 use crate::state::{Outcome, State, StateStore};
@@ -157,7 +158,9 @@ async fn apply_saved_plan_locked(
         });
     };
     let state = progress.state.insert(state);
-    let fleet = Fleet::connect(&plan.providers, plan.emulator.as_ref()).await?;
+    let fleet =
+        crate::ops::fleet::connect(&plan.providers, plan.emulator.as_ref(), &WaitSink::new())
+            .await?;
     let reporter = reporter(args, printer, plan.summary.reinstall as u64);
     let context = Context {
         fleet: &fleet,
@@ -235,7 +238,12 @@ fn first_folder(files: &[std::path::PathBuf]) -> std::path::PathBuf {
 async fn plan_and_apply(args: ApplyArgs, printer: &Printer) -> Result<ExitCode> {
     let manifest = args.manifest.load(SecretCheck::Required, printer)?.manifest;
     // Providers are built first: a manifest they refuse leaves no state behind.
-    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
+    let fleet = crate::ops::fleet::connect(
+        &manifest.providers,
+        manifest.emulator.as_ref(),
+        &WaitSink::new(),
+    )
+    .await?;
     let backend = Backend::choose(
         manifest.backend.as_ref(),
         &manifest.state_path,
@@ -301,7 +309,7 @@ async fn plan_and_apply_locked(
         settings: Settings::default(),
     };
     progress.settled = reconcile(&context, state, printer).await?;
-    let waiting = super::waits::WaitLines::start(printer);
+    let waiting = super::waits::WaitLines::start(printer, fleet.waits());
     let mut plan = make_plan(manifest, state, store, fleet, &options).await?;
     drop(waiting);
     // `--state PATH` overrides the manifest's backend: the plan names the one it was made with.

@@ -6,11 +6,11 @@ use super::{PlanArgs, lock_state, open_state};
 use crate::error::Result;
 use crate::manifest::SecretCheck;
 use crate::ops::backend::Backend;
-use crate::ops::fleet::Fleet;
 use crate::ops::plan::{PlanOptions, blocked_error, make_plan, read_or_init_state};
 use crate::output::Printer;
 use crate::plan::signature::{PLAN_KEY_ENV, PlanKey};
 use crate::plan::{Plan, file, render};
+use crate::provider::limits::WaitSink;
 
 pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     if args.drift {
@@ -24,7 +24,12 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     let loaded = args.manifest.load(SecretCheck::Required, printer)?;
     let manifest = loaded.manifest;
     // Providers are built first: a manifest they refuse leaves no state behind.
-    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
+    let fleet = crate::ops::fleet::connect(
+        &manifest.providers,
+        manifest.emulator.as_ref(),
+        &WaitSink::new(),
+    )
+    .await?;
     let backend = Backend::choose(
         manifest.backend.as_ref(),
         &manifest.state_path,
@@ -47,7 +52,7 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         rollout: args.rollout.spec(),
         ttl: args.plan_ttl,
     };
-    let waiting = super::waits::WaitLines::start(printer);
+    let waiting = super::waits::WaitLines::start(printer, fleet.waits());
     let mut plan = make_plan(&manifest, &state, store.as_ref(), &fleet, &options).await?;
     drop(waiting);
     // `--state PATH` overrides the manifest's backend: the plan names the one it was made with.
@@ -123,7 +128,12 @@ pub(crate) fn print_plan(plan: &Plan, json: bool, markdown: bool, printer: &Prin
 async fn drift(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     let loaded = args.manifest.load(SecretCheck::Required, printer)?;
     let manifest = loaded.manifest;
-    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
+    let fleet = crate::ops::fleet::connect(
+        &manifest.providers,
+        manifest.emulator.as_ref(),
+        &WaitSink::new(),
+    )
+    .await?;
     let backend = Backend::choose(
         manifest.backend.as_ref(),
         &manifest.state_path,
@@ -137,7 +147,7 @@ async fn drift(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         rollout: args.rollout.spec(),
         ttl: args.plan_ttl,
     };
-    let waiting = super::waits::WaitLines::start(printer);
+    let waiting = super::waits::WaitLines::start(printer, fleet.waits());
     let plan = make_plan(&manifest, &state, store.as_ref(), &fleet, &options).await?;
     let report = crate::ops::drift::check(&manifest, &state, store.as_ref(), &fleet, &plan).await?;
     drop(waiting);

@@ -11,27 +11,80 @@
 //! backoff) and slows down to half its rate (once per few seconds, however many 429s a burst
 //! brings, and never below a quarter), recovering step by step while no 429 comes.
 //!
-//! Every wait caused by a limit or by a provider's throttling is announced on [`waits`], so
-//! progress displays can show why nothing moves.
+//! Every wait caused by a limit or by a provider's throttling is announced to the [`WaitSink`]
+//! the provider was built with, so progress displays can show why nothing moves.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use crate::model::limits::{ApiFamily, RateLimit, WaitCause, WaitNotice, Window};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
-static WAITS: LazyLock<broadcast::Sender<WaitNotice>> =
-    LazyLock::new(|| broadcast::channel(1024).0);
-
-/// Subscribes to every wait any provider in this process makes from now on.
-pub fn waits() -> broadcast::Receiver<WaitNotice> {
-    WAITS.subscribe()
+/// Where a provider's wait notices go: made by whoever runs the command (one per run), handed to
+/// the providers as they are built, and subscribed to by whoever displays progress. A sink
+/// nobody made ([`WaitSink::none`]) drops every notice.
+#[derive(Debug, Clone, Default)]
+pub struct WaitSink {
+    sender: Option<broadcast::Sender<WaitNotice>>,
 }
 
-pub(crate) fn announce(notice: WaitNotice) {
-    // No subscriber is fine: nobody is displaying progress.
-    let _ = WAITS.send(notice);
+impl WaitSink {
+    /// A sink whose notices reach every subscriber from then on.
+    pub fn new() -> Self {
+        WaitSink {
+            sender: Some(broadcast::channel(1024).0),
+        }
+    }
+
+    /// A sink that drops every notice (nobody displays progress).
+    pub fn none() -> Self {
+        WaitSink { sender: None }
+    }
+
+    /// Every notice announced from now on (none for [`WaitSink::none`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<WaitNotice> {
+        match &self.sender {
+            Some(sender) => sender.subscribe(),
+            // A closed channel: the receiver reports `Closed` at once.
+            None => broadcast::channel(1).1,
+        }
+    }
+
+    pub fn announce(&self, notice: WaitNotice) {
+        if let Some(sender) = &self.sender {
+            // No subscriber is fine: nobody is displaying progress right now.
+            let _ = sender.send(notice);
+        }
+    }
+}
+
+thread_local! {
+    /// The sink of the provider being built on this thread, for the span of its constructor
+    /// only (see [`building_with`]).
+    static BUILDING_WITH: RefCell<Option<WaitSink>> = const { RefCell::new(None) };
+}
+
+/// Runs a provider's constructor `build` with `waits` as the sink of every [`RateLimits`] it
+/// makes: the constructors of the provider types take their configuration only, so the sink
+/// reaches their limits this way, for the duration of this synchronous call and no longer.
+pub fn building_with<T>(waits: &WaitSink, build: impl FnOnce() -> T) -> T {
+    struct Restore(Option<WaitSink>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            BUILDING_WITH.with(|slot| *slot.borrow_mut() = previous);
+        }
+    }
+    let previous = BUILDING_WITH.with(|slot| slot.borrow_mut().replace(waits.clone()));
+    let _restore = Restore(previous);
+    build()
+}
+
+/// The sink of the provider under construction; none outside [`building_with`].
+fn sink_of_build() -> WaitSink {
+    BUILDING_WITH.with(|slot| slot.borrow().clone().unwrap_or_default())
 }
 
 /// After a 429 the rate is halved, down to this share of the configured one at most: a
@@ -158,6 +211,7 @@ fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
 pub struct RateLimits {
     provider: String,
     families: BTreeMap<ApiFamily, Family>,
+    waits: WaitSink,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -244,7 +298,19 @@ impl RateLimits {
         RateLimits {
             provider: provider.to_string(),
             families,
+            waits: sink_of_build(),
         }
+    }
+
+    /// Announces this provider's waits to `waits` (instead of the sink it was built with).
+    pub fn reporting_to(mut self, waits: WaitSink) -> Self {
+        self.waits = waits;
+        self
+    }
+
+    /// Announces one wait of this provider.
+    pub fn announce(&self, notice: WaitNotice) {
+        self.waits.announce(notice);
     }
 
     /// No limits at all (tests, emulators).
@@ -295,7 +361,7 @@ impl RateLimits {
         }
         let waited = started.elapsed();
         if waited >= ANNOUNCE_FROM {
-            announce(WaitNotice {
+            self.announce(WaitNotice {
                 provider: self.provider.clone(),
                 family,
                 cause: WaitCause::RateLimit,
@@ -318,7 +384,7 @@ impl RateLimits {
             .get(&family)
             .and_then(|state| state.slots.as_ref())
             .map(|slots| lock(slots).throttled(Instant::now(), pause));
-        announce(WaitNotice {
+        self.announce(WaitNotice {
             provider: self.provider.clone(),
             family,
             cause: WaitCause::Throttled,
@@ -419,13 +485,16 @@ mod tests {
 
     #[tokio::test]
     async fn calls_keep_to_the_window_and_waits_are_announced() {
-        let mut notices = waits();
-        // 600/min = 10 calls in any one second.
-        let limits = Arc::new(RateLimits::new(
-            "test-rate",
-            &[(ApiFamily::Reinstall, RateLimit::new(600.0, 100))],
-            &BTreeMap::new(),
-        ));
+        let sink = WaitSink::new();
+        let mut notices = sink.subscribe();
+        // 600/min = 10 calls in any one second. Made as a provider's constructor makes it.
+        let limits = Arc::new(building_with(&sink, || {
+            RateLimits::new(
+                "test-rate",
+                &[(ApiFamily::Reinstall, RateLimit::new(600.0, 100))],
+                &BTreeMap::new(),
+            )
+        }));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..25 {
             let limits = limits.clone();
@@ -455,12 +524,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_throttled_family_waits_and_says_how_slow_it_went() {
-        let mut notices = waits();
+        let sink = WaitSink::new();
+        let mut notices = sink.subscribe();
         let limits = RateLimits::new(
             "test-throttled",
             &[(ApiFamily::Read, RateLimit::new(1200.0, 8))],
             &BTreeMap::new(),
-        );
+        )
+        .reporting_to(sink.clone());
         limits.throttled(ApiFamily::Read, Duration::from_millis(300));
         let started = Instant::now();
         let _permit = limits.acquire(ApiFamily::Read).await;
@@ -472,6 +543,36 @@ mod tests {
             }
         }
         assert_eq!(slowed, Some(600.0));
+    }
+
+    /// Each run's sink hears its own providers only: two runs in one process (tests, the
+    /// emulator beside a plan) do not see each other's waits, and a provider built outside
+    /// [`building_with`] announces nowhere.
+    #[test]
+    fn waits_reach_the_sink_the_limits_were_built_with_and_no_other() {
+        let (first, second) = (WaitSink::new(), WaitSink::new());
+        let (mut first_hears, mut second_hears) = (first.subscribe(), second.subscribe());
+        let of_first = building_with(&first, || RateLimits::unlimited("first"));
+        let unattached = RateLimits::unlimited("unattached");
+        of_first.throttled(ApiFamily::Read, Duration::from_millis(1));
+        unattached.throttled(ApiFamily::Read, Duration::from_millis(1));
+        let heard = first_hears.try_recv().map(|notice| notice.provider);
+        assert_eq!(heard.as_deref(), Ok("first"));
+        assert!(
+            first_hears.try_recv().is_err(),
+            "the unattached limits reached a sink"
+        );
+        assert!(
+            second_hears.try_recv().is_err(),
+            "another run's sink heard a wait"
+        );
+        // Outside the constructor's span, the slot is empty again.
+        let later = RateLimits::unlimited("later");
+        later.throttled(ApiFamily::Read, Duration::from_millis(1));
+        assert!(
+            first_hears.try_recv().is_err(),
+            "the sink outlived the constructor"
+        );
     }
 
     /// A manifest may ask for any concurrency; more than a semaphore holds must not panic.

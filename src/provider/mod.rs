@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod edis;
+pub mod fleet;
 pub mod http;
 pub mod huaweicloud;
 pub mod jdcloud;
@@ -313,10 +314,11 @@ pub fn check_config(config: &crate::manifest::model::ProviderConfig) -> Vec<Fiel
 }
 
 /// Builds a live provider from its configuration. `endpoint_override` replaces the configured
-/// endpoint (used for the embedded emulator). Dispatched by the [`registry`].
+/// endpoint (used for the embedded emulator). Dispatched by the [`registry`]; its waits are
+/// announced nowhere (see [`registry::build`] for a provider whose waits are shown).
 pub fn build(
     config: &DesiredProvider,
     endpoint_override: Option<&str>,
 ) -> Result<Box<dyn Provider>, ProviderError> {
-    registry::build(config, endpoint_override)
+    registry::build(config, endpoint_override, &limits::WaitSink::none())
 }

@@ -5,6 +5,7 @@
 
 use secrecy::SecretString;
 
+use super::limits::{self, WaitSink};
 use super::{FieldIssue, Provider, ProviderError, edis, huaweicloud, jdcloud, zenlayer};
 use crate::manifest::model::ProviderConfig;
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderRules, ProviderType, SetupRefusal};
@@ -60,14 +61,15 @@ fn unregistered(provider_type: ProviderType) -> ProviderError {
     }
 }
 
-/// Builds a live provider from its configuration.
+/// Builds a live provider from its configuration; it announces its waits to `waits`.
 pub fn build(
     config: &DesiredProvider,
     endpoint_override: Option<&str>,
+    waits: &WaitSink,
 ) -> Result<Box<dyn Provider>, ProviderError> {
     let provider_type = config.config.provider_type;
     let kind = kind(provider_type).ok_or_else(|| unregistered(provider_type))?;
-    (kind.build)(config, endpoint_override)
+    limits::building_with(waits, || (kind.build)(config, endpoint_override))
 }
 
 /// The registry as the manifest checks see it (handed to them by the operations layer).
@@ -107,7 +109,7 @@ impl ProviderRules for Rules {
         provider: &DesiredProvider,
         endpoint_override: Option<&str>,
     ) -> Result<(), SetupRefusal> {
-        match build(provider, endpoint_override) {
+        match build(provider, endpoint_override, &WaitSink::none()) {
             Ok(_) => Ok(()),
             Err(ProviderError::Config { message, help, .. }) => Err(SetupRefusal { message, help }),
             Err(other) => Err(SetupRefusal {

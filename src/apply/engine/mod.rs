@@ -52,8 +52,8 @@ use crate::apply::gate::GateTarget;
 use crate::error::{Error, Result};
 use crate::manifest::ProviderType;
 use crate::manifest::health::HealthGate;
-use crate::ops::fleet::Fleet;
 use crate::plan::model::Plan;
+use crate::provider::fleet::Fleet;
 use crate::provider::limits::WaitCause;
 use crate::provider::{Observed, Operation, Provider, ReinstallRequest};
 use crate::state::history::{ServerTimings, WaveRecord};
@@ -379,7 +379,7 @@ impl<'a> Engine<'a> {
             last_flush: Instant::now(),
             last_heartbeat: Instant::now(),
             pending_count: 0,
-            waits: crate::provider::limits::waits(),
+            waits: context.fleet.waits(),
         }
     }
 
