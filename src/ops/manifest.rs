@@ -12,3 +12,11 @@ pub fn load_options(secrets: SecretCheck, provider_setup: bool) -> LoadOptions {
         rules: &crate::provider::registry::RULES,
     }
 }
+
+/// `validate`: every check that needs no network, provider rules included; an unreadable secret
+/// or a provider this environment cannot set up is a warning (CI may provide it later).
+pub fn validate(
+    paths: &[std::path::PathBuf],
+) -> Result<crate::manifest::Loaded, crate::manifest::ManifestErrors> {
+    crate::manifest::load(paths, &load_options(SecretCheck::BestEffort, true))
+}

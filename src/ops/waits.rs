@@ -12,7 +12,7 @@ use crate::provider::limits::{WaitCause, WaitNotice};
 const QUIET: Duration = Duration::from_secs(10);
 
 /// Prints wait notices until dropped.
-pub(crate) struct WaitLines(tokio::task::JoinHandle<()>);
+pub struct WaitLines(tokio::task::JoinHandle<()>);
 
 impl WaitLines {
     pub fn start(
