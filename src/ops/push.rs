@@ -194,7 +194,7 @@ pub fn push(
 mod tests {
     use super::*;
     use crate::state::State;
-    use crate::state::journal::{JournalEntry, Phase, Step, StepState};
+    use crate::state::journal::{JournalEntry, JournalPhase, StepCall, StepState};
 
     fn in_flight(entries: &[JournalEntry]) -> Vec<StepState> {
         fold(entries)
@@ -209,9 +209,9 @@ mod tests {
             server: server.into(),
             provider: "zl".into(),
             cloud_id: "1".into(),
-            step: Step::Reinstall,
+            step: StepCall::Reinstall,
             at: "2026-01-01T00:00:00Z".into(),
-            phase: Phase::Intent {
+            phase: JournalPhase::Intent {
                 token: "t".into(),
                 image: None,
                 previous_image: None,

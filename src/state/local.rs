@@ -301,9 +301,9 @@ mod tests {
             server: "web".into(),
             provider: "zl".into(),
             cloud_id: "1".into(),
-            step: super::super::journal::Step::Reinstall,
+            step: super::super::journal::StepCall::Reinstall,
             at: "2026-01-01T00:00:00Z".into(),
-            phase: super::super::journal::Phase::Intent {
+            phase: super::super::journal::JournalPhase::Intent {
                 token: "t".into(),
                 image: None,
                 previous_image: None,
