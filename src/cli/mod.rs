@@ -1,5 +1,6 @@
 //! Command-line interface: argument structs (their doc comments are the `--help` text) and one
-//! module per command. No business logic here: commands call `ops`, `apply` and `plan::render`.
+//! module per command. No business logic here: each command turns its arguments into a request,
+//! calls `ops` and prints (rendering through `plan::render` and `ops::*::render`).
 
 pub(crate) mod apply;
 mod args;

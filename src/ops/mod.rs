@@ -1,4 +1,5 @@
-//! Operations behind the commands: each command in `cli/` is a thin wrapper over these.
+//! Operations behind the commands: each command in `cli/` is a thin wrapper over these. Every
+//! command that reads or changes the state sets up through [`session::Session`].
 
 pub mod apply;
 pub mod backend;
