@@ -299,7 +299,7 @@ async fn plan_and_apply_locked(
     let options = PlanOptions {
         targets: request.targets.clone(),
         replace: request.replace.clone(),
-        rollout: request.rollout.clone(),
+        rollout: request.rollout,
         ..PlanOptions::default()
     };
     // Before the plan exists (reconciling an interrupted apply), events are plain lines: bars

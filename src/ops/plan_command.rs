@@ -33,7 +33,7 @@ impl PlanRequest {
         PlanOptions {
             targets: self.targets.clone(),
             replace: self.replace.clone(),
-            rollout: self.rollout.clone(),
+            rollout: self.rollout,
             ttl: self.ttl,
         }
     }
