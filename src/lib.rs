@@ -19,7 +19,7 @@
 //! → Plan → render | file; apply(Plan) → provider reinstall/poll → state.
 
 // Layers, each importing only those above it (see ARCHITECTURE.md; checked by
-// `shared/tools/check_layers.py`): model, manifest, state, plan, provider, apply, ops, cli;
+// `../shared/tools/check_layers.py`): model, manifest, state, plan, provider, apply, ops, cli;
 // the emulator beside them.
 
 /// The apply engine: waves, calls, watching, reconciliation; the journal protocol of a step.
