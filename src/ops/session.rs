@@ -249,3 +249,48 @@ pub fn first_folder(files: &[PathBuf]) -> PathBuf {
         .filter(|parent| !parent.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--state PATH` alone opens that local file and reads no manifest (none may exist).
+    #[tokio::test]
+    async fn a_state_path_alone_needs_no_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let session = Session::for_state(
+            || panic!("no manifest is looked for"),
+            Some(&path),
+            false,
+            &Printer::from_environment().without_color(),
+        )
+        .await
+        .unwrap();
+        assert!(session.manifest().is_none());
+        assert_eq!(session.backend(), &Backend::Local(path.clone()));
+        assert!(session.store().location().contains("state.json"));
+    }
+
+    /// The lock is there only between `lock` and `unlock`; while one session holds it, another
+    /// cannot take it (the default `-lock-timeout` of zero fails at once).
+    #[tokio::test]
+    async fn the_lock_is_held_from_lock_to_unlock() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Backend::Local(dir.path().join("state.json"));
+        let printer = Printer::from_environment().without_color();
+        let mut first = Session::open(backend.clone(), None, &printer)
+            .await
+            .unwrap();
+        assert!(first.held_lock().is_err());
+        assert!(first.fleet().is_err());
+        first.lock("reimage plan", Duration::ZERO).await.unwrap();
+        assert!(first.held_lock().is_ok());
+        let mut second = Session::open(backend, None, &printer).await.unwrap();
+        let refused = second.lock("reimage apply", Duration::ZERO).await;
+        assert!(refused.is_err(), "a second session took a held lock");
+        first.unlock();
+        assert!(first.held_lock().is_err());
+        second.lock("reimage apply", Duration::ZERO).await.unwrap();
+    }
+}
