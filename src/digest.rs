@@ -33,6 +33,17 @@ pub fn keyed_input_bytes(key: &[u8], field: &str, value: &str) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// Constant-time comparison of two signatures.
+pub fn signatures_match(expected: &str, received: &str) -> bool {
+    let (expected, received) = (expected.as_bytes(), received.as_bytes());
+    expected.len() == received.len()
+        && expected
+            .iter()
+            .zip(received)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +64,12 @@ mod tests {
             sha256_hex(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn signatures_match_only_when_equal() {
+        assert!(signatures_match("abc", "abc"));
+        assert!(!signatures_match("abc", "abd"));
+        assert!(!signatures_match("abc", "ab"));
     }
 }

@@ -2,10 +2,14 @@
 //! inventories, the state): regular files only, and never more than a limit. A FIFO, a device
 //! such as `/dev/zero` or a directory is refused before it is opened for reading, so no path can
 //! make reimage wait forever or fill its memory.
+//!
+//! Writing files whole or not at all ([`write_atomically`]): the state, the journal and saved
+//! plans, each private to the owner.
 
 use std::fmt;
-use std::io::Read;
-use std::path::Path;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 /// Manifest files: far above any real fleet (100,000 servers take a few MB).
 pub const MANIFEST_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -146,6 +150,91 @@ pub fn read_limited_to_string(path: &Path, limit: u64) -> Result<String, ReadFil
         path: path.display().to_string(),
         error: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
     })
+}
+
+/// Writes `bytes` to `path` so that a reader sees either the old or the new file, whole, even
+/// after a crash: temp file in the same folder, fsync, keep a `.backup` of the previous file,
+/// rename over, fsync the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_atomically`] with the content written by `write` as it is made (a big plan file is
+/// never held in memory whole).
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    create_private_dir_all(&folder)?;
+    // A temporary file is created 0600 (owner only), and the rename keeps that.
+    let mut temp = tempfile::NamedTempFile::new_in(&folder)?;
+    write(temp.as_file_mut())?;
+    temp.as_file().sync_all()?;
+    if path.exists() {
+        let mut backup = path.as_os_str().to_os_string();
+        backup.push(".backup");
+        // The backup is a convenience for humans; a failure to copy must not block the write.
+        // A copy takes the mode of its source, which an older reimage may have left readable.
+        let backup = PathBuf::from(backup);
+        if std::fs::copy(path, &backup).is_ok() {
+            let _ = restrict_to_owner(&backup);
+        }
+    }
+    temp.persist(path).map_err(|error| error.error)?;
+    File::open(&folder)?.sync_all()?;
+    Ok(())
+}
+
+/// Creates `folder` and its missing parents readable by the owner only (0700): the state, the
+/// journal and the lock name every server and what was installed on it.
+pub fn create_private_dir_all(folder: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(folder).map_err(|error| {
+        std::io::Error::new(error.kind(), format!("{}: {error}", folder.display()))
+    })?;
+    // reimage's own folder may exist already (made by the embedded emulator's data dir, or by
+    // an older reimage): it is reimage's, so it is tightened too. Other folders are the user's.
+    if folder.file_name().is_some_and(|name| name == ".reimage") {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// Options that create a file readable and writable by the owner only (0600).
+pub fn private_open_options() -> std::fs::OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+pub(crate) fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ mod common;
 
 use common::postgres::{TestDatabase, database};
 use reimage::state::history::{HistoryEntry, ServerOutcome, ServerTimings, WaveRecord};
-use reimage::state::journal::{JournalEntry, Phase, Step, StepOutcome, fold};
+use reimage::state::journal::{JournalEntry, JournalPhase, StepCall, StepOutcome, fold};
 use reimage::state::postgres::PostgresStateStore;
 use reimage::state::postgres::schema::MIGRATIONS;
 use reimage::state::{State, StateError, StateStore, Unlocked};
@@ -18,13 +18,13 @@ fn store(db: &TestDatabase, name: &str) -> PostgresStateStore {
         .unwrap_or_else(|error| panic!("connect: {error}"))
 }
 
-fn entry(server: &str, phase: Phase) -> JournalEntry {
+fn entry(server: &str, phase: JournalPhase) -> JournalEntry {
     JournalEntry {
         plan_id: "plan-1".into(),
         server: server.into(),
         provider: "zl".into(),
         cloud_id: format!("id-{server}"),
-        step: Step::Reinstall,
+        step: StepCall::Reinstall,
         at: "2026-01-01T00:00:00Z".into(),
         phase,
     }
@@ -33,7 +33,7 @@ fn entry(server: &str, phase: Phase) -> JournalEntry {
 fn intent(server: &str) -> JournalEntry {
     entry(
         server,
-        Phase::Intent {
+        JournalPhase::Intent {
             token: format!("t-{server}"),
             image: Some("img-new".into()),
             previous_image: Some("img-old".into()),
@@ -46,7 +46,7 @@ fn intent(server: &str) -> JournalEntry {
 fn outcome(server: &str) -> JournalEntry {
     entry(
         server,
-        Phase::Outcome {
+        JournalPhase::Outcome {
             outcome: StepOutcome::Succeeded,
             message: None,
             record: None,

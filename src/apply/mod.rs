@@ -28,9 +28,9 @@ pub use stale::check_not_stale;
 
 use crate::digest::sha256_hex;
 use crate::error::{Error, Result};
-use crate::ops::fleet::Fleet;
 use crate::plan::model::{ActionKind, Plan};
-use crate::state::journal::{Step, StepOutcome, StepState, fold, servers_in_flight};
+use crate::provider::fleet::Fleet;
+use crate::state::journal::{StepCall, StepOutcome, StepState, fold, servers_in_flight};
 use crate::state::{State, StateLock, StateStore};
 
 /// Deterministic per (plan, server, step), so a retried or resumed step reuses its token.
@@ -249,12 +249,12 @@ pub async fn reconcile_journal(
 pub fn stopped_by(plan: &Plan, steps: &[StepState]) -> BTreeSet<String> {
     let reinstalling: BTreeSet<&str> = steps
         .iter()
-        .filter(|step| step.plan_id == plan.plan_id && step.step == Step::Reinstall)
+        .filter(|step| step.plan_id == plan.plan_id && step.step == StepCall::Reinstall)
         .map(|step| step.server.as_str())
         .collect();
     steps
         .iter()
-        .filter(|step| step.plan_id == plan.plan_id && step.step == Step::Stop)
+        .filter(|step| step.plan_id == plan.plan_id && step.step == StepCall::Stop)
         .filter(|step| {
             step.in_flight() || matches!(step.outcome, Some((StepOutcome::Succeeded, _)))
         })

@@ -14,7 +14,9 @@
 use crate::error::{Error, Result};
 use crate::provider::Operation;
 use crate::state::ServerRecord;
-use crate::state::journal::{Baseline, Journal, JournalEntry, Phase, Step, StepOutcome, StepState};
+use crate::state::journal::{
+    Baseline, Journal, JournalEntry, JournalPhase, StepCall, StepOutcome, StepState,
+};
 
 use super::records::now_text;
 
@@ -25,7 +27,7 @@ pub struct StepKey {
     pub server: String,
     pub provider: String,
     pub cloud_id: String,
-    pub step: Step,
+    pub step: StepCall,
 }
 
 /// What the intent entry records before the first call.
@@ -75,7 +77,7 @@ impl OpenStep {
         &self.key
     }
 
-    pub fn step(&self) -> Step {
+    pub fn step(&self) -> StepCall {
         self.key.step
     }
 
@@ -132,7 +134,7 @@ impl<'a> Protocol<'a> {
         Ok(())
     }
 
-    fn entry(key: &StepKey, phase: Phase) -> JournalEntry {
+    fn entry(key: &StepKey, phase: JournalPhase) -> JournalEntry {
         JournalEntry {
             plan_id: key.plan_id.clone(),
             server: key.server.clone(),
@@ -155,7 +157,7 @@ impl<'a> Protocol<'a> {
             .map(|(key, intent)| {
                 Self::entry(
                     key,
-                    Phase::Intent {
+                    JournalPhase::Intent {
                         token: intent.token.clone(),
                         image: intent.image.clone(),
                         previous_image: intent.previous_image.clone(),
@@ -190,7 +192,7 @@ impl<'a> Protocol<'a> {
         let attempt = step.sends + 1;
         self.append(vec![Self::entry(
             &step.key,
-            Phase::Resend {
+            JournalPhase::Resend {
                 attempt,
                 reason: reason.to_string(),
             },
@@ -206,7 +208,7 @@ impl<'a> Protocol<'a> {
     pub fn accept(&self, step: &mut OpenStep, operation: &Operation) -> Result<()> {
         self.append(vec![Self::entry(
             &step.key,
-            Phase::Called {
+            JournalPhase::Called {
                 operation: operation.clone(),
             },
         )])?;
@@ -224,7 +226,7 @@ impl<'a> Protocol<'a> {
     ) -> Result<()> {
         self.append(vec![Self::entry(
             &step.key,
-            Phase::Outcome {
+            JournalPhase::Outcome {
                 outcome,
                 message,
                 record: record.map(Box::new),
@@ -273,7 +275,7 @@ mod tests {
             server: server.into(),
             provider: "zl".into(),
             cloud_id: format!("id-{server}"),
-            step: Step::Reinstall,
+            step: StepCall::Reinstall,
         }
     }
 

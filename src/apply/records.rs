@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::manifest::{DesiredAccess, ProviderType};
-use crate::ops::plan::{digests_of, password_of};
+use crate::plan::inputs::{digests_of, password_of};
 use crate::plan::model::{Plan, ServerPlan};
 use crate::provider::{Operation, ReinstallRequest, ResolvedAccess};
 use crate::state::{

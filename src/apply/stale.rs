@@ -3,12 +3,12 @@
 
 use crate::apply::ResumeScope;
 use crate::error::{Error, Result};
-use crate::ops::fleet::Fleet;
-use crate::ops::plan::digests_of;
 use crate::plan::diff::{fingerprint, record_fingerprint};
 use crate::plan::inputs::FIELD_ACCESS;
+use crate::plan::inputs::digests_of;
 use crate::plan::model::{ActionKind, Plan, ServerPlan};
 use crate::provider::Observation;
+use crate::provider::fleet::Fleet;
 use crate::state::State;
 
 /// Checks that nothing moved since the plan was made; names every difference.

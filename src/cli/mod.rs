@@ -1,5 +1,6 @@
 //! Command-line interface: argument structs (their doc comments are the `--help` text) and one
-//! module per command. No business logic here: commands call `ops`, `apply` and `plan::render`.
+//! module per command. No business logic here: each command turns its arguments into a request,
+//! calls `ops` and prints (rendering through `plan::render` and `ops::*::render`).
 
 pub(crate) mod apply;
 mod args;
@@ -12,7 +13,6 @@ mod state;
 mod unlock;
 mod validate;
 mod version;
-mod waits;
 
 pub use args::terraform_style_args;
 
@@ -23,10 +23,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, Result};
-use crate::manifest::{LoadOptions, Loaded, SecretCheck};
-use crate::ops::backend::{Backend, open_store};
+
 use crate::output::Printer;
-use crate::state::{StateLock, StateStore};
 
 /// Declarative OS reinstalls for fleets of servers: plan what would change, apply exactly that.
 #[derive(Debug, Parser)]
@@ -93,26 +91,6 @@ impl ManifestArgs {
                  `reimage.yaml` is; `examples/quickstart/reimage.yaml` is a place to start",
             ))
         }
-    }
-
-    /// Loads the manifest as `plan` needs it: with every provider set up as far as it can be
-    /// without network (see [`LoadOptions::provider_setup`]).
-    pub fn load(&self, secrets: SecretCheck, printer: &Printer) -> Result<Loaded> {
-        self.load_with(
-            &LoadOptions {
-                secrets,
-                provider_setup: true,
-            },
-            printer,
-        )
-    }
-
-    pub fn load_with(&self, options: &LoadOptions, printer: &Printer) -> Result<Loaded> {
-        let loaded = crate::manifest::load(&self.paths()?, options)?;
-        for warning in &loaded.warnings {
-            printer.report(warning.to_report());
-        }
-        Ok(loaded)
     }
 }
 
@@ -468,30 +446,6 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Opens the state store of `backend`.
-pub(crate) async fn open_state(backend: &Backend) -> Result<Box<dyn StateStore>> {
-    open_store(backend).await
-}
-
-/// Takes the state lock, waiting up to `timeout` (`-lock-timeout`) and saying once on stderr
-/// who holds it.
-pub(crate) async fn lock_state(
-    store: &dyn StateStore,
-    command: &str,
-    timeout: Duration,
-    printer: &Printer,
-) -> Result<Box<dyn StateLock>> {
-    let lock = crate::state::lock::acquire(store, command, timeout, |holder| {
-        printer.status(&format!(
-            "Waiting up to {} for the state lock, held by {}",
-            crate::state::lock::format_duration(timeout),
-            holder.describe()
-        ));
-    })
-    .await?;
-    Ok(lock)
 }
 
 pub(crate) fn io_error(error: impl std::fmt::Display) -> Error {

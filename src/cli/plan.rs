@@ -1,16 +1,32 @@
-//! `reimage plan`: show what would change, optionally save it for `apply`.
+//! `reimage plan`: show what would change, optionally save it for `apply`. The arguments become
+//! a [`PlanRequest`]; the plan (or drift report) is printed here.
 
 use std::process::ExitCode;
 
-use super::{PlanArgs, lock_state, open_state};
+use super::PlanArgs;
 use crate::error::Result;
 use crate::manifest::SecretCheck;
-use crate::ops::backend::Backend;
-use crate::ops::fleet::Fleet;
-use crate::ops::plan::{PlanOptions, blocked_error, make_plan, read_or_init_state};
+use crate::ops::plan_command::{self, PlanRequest};
+use crate::ops::session::ManifestSource;
 use crate::output::Printer;
 use crate::plan::signature::{PLAN_KEY_ENV, PlanKey};
-use crate::plan::{Plan, file, render};
+use crate::plan::{Plan, render};
+
+fn request(args: &PlanArgs) -> Result<PlanRequest> {
+    Ok(PlanRequest {
+        manifest: ManifestSource {
+            paths: args.manifest.paths()?,
+            secrets: SecretCheck::Required,
+            provider_setup: true,
+        },
+        state: args.state.clone(),
+        lock_timeout: args.lock.lock_timeout,
+        targets: args.target.clone(),
+        replace: args.replace.clone(),
+        rollout: args.rollout.spec(),
+        ttl: args.plan_ttl,
+    })
+}
 
 pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
     if args.drift {
@@ -21,80 +37,32 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
         Some(_) => PlanKey::from_env()?,
         None => None,
     };
-    let loaded = args.manifest.load(SecretCheck::Required, printer)?;
-    let manifest = loaded.manifest;
-    // Providers are built first: a manifest they refuse leaves no state behind.
-    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
-    let backend = Backend::choose(
-        manifest.backend.as_ref(),
-        &manifest.state_path,
-        args.state.as_ref(),
-    );
-    let store = open_state(&backend).await?;
-    let lock = lock_state(
-        store.as_ref(),
-        "reimage plan",
-        args.lock.lock_timeout,
-        printer,
-    )
-    .await?;
-    let (mut state, created) = read_or_init_state(store.as_ref())?;
-    super::apply::reconcile_for_plan(&fleet, store.as_ref(), lock.as_ref(), &mut state, printer)
-        .await?;
-    let options = PlanOptions {
-        targets: args.target.clone(),
-        replace: args.replace.clone(),
-        rollout: args.rollout.spec(),
-        ttl: args.plan_ttl,
-    };
-    let waiting = super::waits::WaitLines::start(printer);
-    let mut plan = make_plan(&manifest, &state, store.as_ref(), &fleet, &options).await?;
-    drop(waiting);
-    // `--state PATH` overrides the manifest's backend: the plan names the one it was made with.
-    plan.backend = backend.remote();
-    if created {
-        // Only now: a plan that could not be made leaves no state behind.
-        store.write(lock.as_ref(), &mut state)?;
-        plan.state.serial = state.serial;
-        printer.status(&format!(
-            "Initialized a new state at `{}`.",
-            store.location()
-        ));
-    }
-    drop(lock);
-
+    let plan = plan_command::make(&request(&args)?, printer).await?;
     print_plan(&plan, args.json, args.markdown, printer);
     append_step_summary(&plan, printer);
-    if let Some(error) = blocked_error(&plan) {
-        if args.out.is_some() {
-            printer
-                .status("The plan was not saved: a plan with blocked servers cannot be applied.");
-        }
-        return Err(error);
-    }
-    if let Some(path) = &args.out {
-        let signature = file::save(&plan, path, key.as_ref())?;
-        if !args.json {
-            let signed = match &signature {
-                Some(signature) => format!(
-                    "\nSigned it (HMAC-SHA256 with `{PLAN_KEY_ENV}`): {}",
-                    signature.display()
-                ),
+    let signature = plan_command::finish(&plan, args.out.as_deref(), key.as_ref(), printer)?;
+    if let Some(path) = &args.out
+        && !args.json
+    {
+        let signed = match &signature {
+            Some(signature) => format!(
+                "\nSigned it (HMAC-SHA256 with `{PLAN_KEY_ENV}`): {}",
+                signature.display()
+            ),
+            None => String::new(),
+        };
+        printer.status(&format!(
+            "\nSaved the plan to: {}{signed}\nPlan {}{}, valid until {}.\n\nTo perform \
+             exactly these actions, run:\n  reimage apply {}",
+            path.display(),
+            plan.plan_id,
+            match &plan.commit {
+                Some(commit) => format!(" made at commit {commit}"),
                 None => String::new(),
-            };
-            printer.status(&format!(
-                "\nSaved the plan to: {}{signed}\nPlan {}{}, valid until {}.\n\nTo perform \
-                 exactly these actions, run:\n  reimage apply {}",
-                path.display(),
-                plan.plan_id,
-                match &plan.commit {
-                    Some(commit) => format!(" made at commit {commit}"),
-                    None => String::new(),
-                },
-                plan.expires_at,
-                path.display()
-            ));
-        }
+            },
+            plan.expires_at,
+            path.display()
+        ));
     }
     if args.detailed_exitcode && plan.has_changes() {
         return Ok(ExitCode::from(2));
@@ -121,26 +89,7 @@ pub(crate) fn print_plan(plan: &Plan, json: bool, markdown: bool, printer: &Prin
 /// `plan --drift`: reads the fleet once and compares it with the state (read without the lock;
 /// nothing is written). Exit 2 on drift.
 async fn drift(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
-    let loaded = args.manifest.load(SecretCheck::Required, printer)?;
-    let manifest = loaded.manifest;
-    let fleet = Fleet::connect(&manifest.providers, manifest.emulator.as_ref()).await?;
-    let backend = Backend::choose(
-        manifest.backend.as_ref(),
-        &manifest.state_path,
-        args.state.as_ref(),
-    );
-    let store = open_state(&backend).await?;
-    let (state, _) = read_or_init_state(store.as_ref())?;
-    let options = PlanOptions {
-        targets: args.target.clone(),
-        replace: Vec::new(),
-        rollout: args.rollout.spec(),
-        ttl: args.plan_ttl,
-    };
-    let waiting = super::waits::WaitLines::start(printer);
-    let plan = make_plan(&manifest, &state, store.as_ref(), &fleet, &options).await?;
-    let report = crate::ops::drift::check(&manifest, &state, store.as_ref(), &fleet, &plan).await?;
-    drop(waiting);
+    let report = plan_command::drift(&request(&args)?, printer).await?;
     let rendered = if args.json {
         format!("{}\n", crate::ops::drift::render::json(&report))
     } else if args.markdown {

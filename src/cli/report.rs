@@ -9,8 +9,9 @@ use crate::ops::report;
 use crate::output::Printer;
 
 pub async fn run(args: ReportArgs, printer: &Printer) -> Result<ExitCode> {
-    let (store, _) = super::state::located(&args.location).await?;
-    let report = report::load(store.as_ref(), args.apply.as_deref())?;
+    let session = super::state::located(&args.location, printer).await?;
+    let store = session.store();
+    let report = report::load(store, args.apply.as_deref())?;
     if args.json {
         let text = serde_json::to_string_pretty(&report).map_err(super::io_error)?;
         printer.out(&format!("{text}\n"));

@@ -6,48 +6,34 @@ use std::process::ExitCode;
 
 use super::{
     StateAdoptArgs, StateListArgs, StateLocationArgs, StatePushArgs, StateRmArgs, StateShowArgs,
-    lock_state, open_state,
 };
-use crate::error::{Error, Result};
-use crate::manifest::{LoadOptions, Manifest, SecretCheck};
-use crate::ops::backend::Backend;
+use crate::error::Result;
+use crate::manifest::SecretCheck;
 use crate::ops::records;
-use crate::ops::state::{AdoptRequest, adopt as adopt_server};
+use crate::ops::session::{ManifestSource, Session};
+use crate::ops::state::{AdoptRequest, adopt_in_session};
 use crate::output::Printer;
-use crate::state::local::LocalStateStore;
-use crate::state::{OperationKind, OperationRecord, Outcome, StateStore};
+use crate::state::{OperationKind, OperationRecord, Outcome};
 
 pub async fn adopt(args: StateAdoptArgs, printer: &Printer) -> Result<ExitCode> {
     // Secrets are read: the record holds keyed digests of the install inputs, password included.
-    // No provider is called, so none needs to be set up (credentials may be absent here).
-    let options = LoadOptions {
+    let manifest = ManifestSource {
+        paths: args.manifest.paths()?,
         secrets: SecretCheck::Required,
         provider_setup: false,
     };
-    let manifest = args.manifest.load_with(&options, printer)?.manifest;
-    let backend = Backend::choose(
-        manifest.backend.as_ref(),
-        &manifest.state_path,
-        args.state.as_ref(),
-    );
-    let store = open_state(&backend).await?;
-    let lock = lock_state(
-        store.as_ref(),
-        "reimage state adopt",
-        args.lock.lock_timeout,
-        printer,
-    )
-    .await?;
-    let adopted = adopt_server(
+    let adopted = adopt_in_session(
         &manifest,
-        store.as_ref(),
-        lock.as_ref(),
+        args.state.as_ref(),
+        args.lock.lock_timeout,
         &AdoptRequest {
             server: args.name,
             image: args.image,
             force: args.force,
         },
-    )?;
+        printer,
+    )
+    .await?;
     let record = &adopted.record;
     if let Some(previous) = &adopted.replaced {
         let what = if previous.cloud_id == record.cloud_id {
@@ -82,28 +68,15 @@ pub async fn adopt(args: StateAdoptArgs, printer: &Printer) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// The state store the arguments name, and the manifest when one was read. With `--state PATH`
-/// alone no manifest is needed; secrets are never read (no record view needs them).
-pub(super) async fn located(
-    location: &StateLocationArgs,
-) -> Result<(Box<dyn StateStore>, Option<Manifest>)> {
-    if let Some(path) = &location.state
-        && location.manifest.files.is_empty()
-    {
-        return Ok((Box::new(LocalStateStore::new(path)), None));
-    }
-    let options = LoadOptions {
-        secrets: SecretCheck::BestEffort,
-        provider_setup: false,
-    };
-    let manifest = crate::manifest::load(&location.manifest.paths()?, &options)?.manifest;
-    let backend = Backend::choose(
-        manifest.backend.as_ref(),
-        &manifest.state_path,
+/// The session of the state the arguments name (with the manifest when one was read).
+pub(super) async fn located(location: &StateLocationArgs, printer: &Printer) -> Result<Session> {
+    Session::for_state(
+        || location.manifest.paths(),
         location.state.as_ref(),
-    );
-    let store = open_state(&backend).await?;
-    Ok((store, Some(manifest)))
+        !location.manifest.files.is_empty(),
+        printer,
+    )
+    .await
 }
 
 fn json_line(value: &impl serde::Serialize) -> Result<String> {
@@ -134,8 +107,9 @@ fn last_outcome(operation: Option<&OperationRecord>) -> String {
 }
 
 pub async fn list(args: StateListArgs, printer: &Printer) -> Result<ExitCode> {
-    let (store, _) = located(&args.location).await?;
-    let listing = records::list(store.as_ref())?;
+    let session = located(&args.location, printer).await?;
+    let store = session.store();
+    let listing = records::list(store)?;
     if args.json {
         printer.out(&json_line(&listing)?);
         return Ok(ExitCode::SUCCESS);
@@ -193,8 +167,9 @@ pub async fn list(args: StateListArgs, printer: &Printer) -> Result<ExitCode> {
 }
 
 pub async fn show(args: StateShowArgs, printer: &Printer) -> Result<ExitCode> {
-    let (store, _) = located(&args.location).await?;
-    let shown = records::show(store.as_ref(), &args.name)?;
+    let session = located(&args.location, printer).await?;
+    let store = session.store();
+    let shown = records::show(store, &args.name)?;
     if args.json {
         printer.out(&json_line(&shown)?);
         return Ok(ExitCode::SUCCESS);
@@ -254,8 +229,9 @@ pub async fn show(args: StateShowArgs, printer: &Printer) -> Result<ExitCode> {
 }
 
 pub async fn rm(args: StateRmArgs, printer: &Printer) -> Result<ExitCode> {
-    let (store, manifest) = located(&args.location).await?;
-    let forgotten = records::forget(store.as_ref(), &args.names)?;
+    let session = located(&args.location, printer).await?;
+    let (store, manifest) = (session.store(), session.manifest());
+    let forgotten = records::forget(store, &args.names)?;
     let in_manifest: std::collections::HashSet<&str> = manifest
         .iter()
         .flat_map(|manifest| manifest.servers.iter().map(|server| server.name.as_str()))
@@ -283,30 +259,19 @@ pub async fn rm(args: StateRmArgs, printer: &Printer) -> Result<ExitCode> {
 
 pub async fn push(args: StatePushArgs, printer: &Printer) -> Result<ExitCode> {
     // The backend's URL is the only secret needed; servers' secrets are not read.
-    let manifest = args
-        .manifest
-        .load(SecretCheck::BestEffort, printer)?
-        .manifest;
-    let Some(remote) = manifest.backend.clone() else {
-        return Err(Error::usage(
-            "the manifest's backend is the local state file: there is nowhere to push to",
-            "set `backend: {type: postgres, url: {env: NAME}}` in the manifest, then push",
-        ));
+    let manifest = ManifestSource {
+        paths: args.manifest.paths()?,
+        secrets: SecretCheck::BestEffort,
+        provider_setup: true,
     };
-    let source_path = args.from.clone().unwrap_or(manifest.state_path.clone());
-    let source = LocalStateStore::new(&source_path);
-    let target = open_state(&Backend::Remote(remote)).await?;
-    let command = "reimage state push";
-    let timeout = args.lock.lock_timeout;
-    let source_lock = lock_state(&source, command, timeout, printer).await?;
-    let target_lock = lock_state(target.as_ref(), command, timeout, printer).await?;
-    let pushed = crate::ops::push::push(
-        &source,
-        source_lock.as_ref(),
-        target.as_ref(),
-        target_lock.as_ref(),
+    let pushed = crate::ops::push::push_to_backend(
+        &manifest,
+        args.from.as_ref(),
+        args.lock.lock_timeout,
         args.force,
-    )?;
+        printer,
+    )
+    .await?;
     if args.json {
         let text = serde_json::to_string_pretty(&pushed).map_err(super::io_error)?;
         printer.out(&format!("{text}\n"));

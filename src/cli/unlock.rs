@@ -6,11 +6,12 @@
 
 use std::process::ExitCode;
 
-use super::{ForceUnlockArgs, open_state};
+use super::ForceUnlockArgs;
 use crate::apply::confirm;
 use crate::error::{Error, Result};
 use crate::manifest::SecretCheck;
 use crate::ops::backend::{Backend, force_unlock};
+use crate::ops::session::{ManifestSource, Session, load_manifest};
 use crate::output::Printer;
 use crate::state::Unlocked;
 
@@ -19,10 +20,14 @@ pub async fn run(args: ForceUnlockArgs, printer: &Printer) -> Result<ExitCode> {
     let backend = match &args.state {
         Some(path) if args.manifest.files.is_empty() => Backend::Local(path.clone()),
         _ => {
-            let manifest = args
-                .manifest
-                .load(SecretCheck::BestEffort, printer)?
-                .manifest;
+            let manifest = load_manifest(
+                &ManifestSource {
+                    paths: args.manifest.paths()?,
+                    secrets: SecretCheck::BestEffort,
+                    provider_setup: true,
+                },
+                printer,
+            )?;
             Backend::choose(
                 manifest.backend.as_ref(),
                 &manifest.state_path,
@@ -31,7 +36,8 @@ pub async fn run(args: ForceUnlockArgs, printer: &Printer) -> Result<ExitCode> {
         }
     };
     let local = matches!(backend, Backend::Local(_));
-    let store = open_state(&backend).await?;
+    let session = Session::open(backend, None, printer).await?;
+    let store = session.store();
     if !args.force {
         if !confirm::can_ask() {
             return Err(Error::usage(
@@ -51,7 +57,7 @@ pub async fn run(args: ForceUnlockArgs, printer: &Printer) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    let done = force_unlock(store.as_ref(), local, &args.id)?;
+    let done = force_unlock(store, local, &args.id)?;
     let lock_kind = if done.local {
         "A local state lock is the operating system's lock on `state.json.lock` and dies with \
          its process: there was no lock to break."

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use super::ValidateArgs;
 use crate::error::Result;
-use crate::manifest::{LoadOptions, ManifestDiagnostic, SecretCheck};
+use crate::manifest::ManifestDiagnostic;
 use crate::output::Printer;
 
 /// `validate --json` (`schemas/validate.schema.json`).
@@ -18,11 +18,7 @@ struct JsonReport<'a> {
 }
 
 pub fn run(args: ValidateArgs, printer: &Printer) -> Result<ExitCode> {
-    let options = LoadOptions {
-        secrets: SecretCheck::BestEffort,
-        provider_setup: true,
-    };
-    let result = crate::manifest::load(&args.manifest.paths()?, &options);
+    let result = crate::ops::manifest::validate(&args.manifest.paths()?);
     if args.json {
         let (valid, diagnostics) = match &result {
             Ok(loaded) => (true, &loaded.warnings),

@@ -590,6 +590,7 @@ mod tests {
             &crate::manifest::LoadOptions {
                 secrets: crate::manifest::SecretCheck::BestEffort,
                 provider_setup: false,
+                rules: &crate::provider::registry::RULES,
             },
         )
     }

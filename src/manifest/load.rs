@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::desired::Manifest;
 use super::diagnostics::{ManifestDiagnostic, ManifestErrors, SourceFile};
 use super::model::ManifestFile;
+use super::provider_checks::ProviderRules;
 use super::schema;
 use super::semantic::{self, TypedFile};
 use super::yaml::{self, ByteSpan, YamlError};
@@ -28,6 +29,8 @@ pub struct LoadOptions {
     /// `plan` will: what that finds depends on the environment (variables, files), so it is
     /// treated like an unreadable secret (see [`SecretCheck`]).
     pub provider_setup: bool,
+    /// The provider types' own rules (the provider registry, handed in by the operations layer).
+    pub rules: &'static dyn ProviderRules,
 }
 
 /// A manifest that loaded, with the warnings found on the way.
@@ -333,6 +336,7 @@ servers:
                 &LoadOptions {
                     secrets,
                     provider_setup: false,
+                    rules: &crate::provider::registry::RULES,
                 },
             )
         }
@@ -1187,7 +1191,7 @@ servers:
         let (document, spans) = yaml::parse_document(source).unwrap();
         let model: ManifestFile = serde_json::from_value(document).unwrap();
         let file = TypedFile::new(SourceFile::new(&path, source, spans), model);
-        let (in_entry, in_defaults, fallback) = semantic::locate_for_test(&file);
+        let (in_entry, in_defaults, fallback) = semantic::checks::locate_for_test(&file);
         assert_eq!(in_entry, "/servers/0/hostname");
         assert_eq!(in_defaults, "/defaults/os/image");
         assert_eq!(fallback, "/servers/0");

@@ -7,7 +7,7 @@ pub mod diagnostics;
 pub mod health;
 pub mod load;
 pub mod model;
-mod provider_checks;
+pub mod provider_checks;
 pub mod schema;
 pub mod secrets;
 mod semantic;
@@ -21,3 +21,4 @@ pub use desired::{
 pub use diagnostics::{ManifestDiagnostic, ManifestErrors, Severity};
 pub use load::{LoadOptions, Loaded, SecretCheck, load};
 pub use model::{ProviderType, SecretRef};
+pub use provider_checks::{ProviderRules, SetupRefusal};

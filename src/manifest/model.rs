@@ -141,7 +141,7 @@ pub struct ProviderConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install_estimate: Option<f64>,
     /// Seconds a reinstall or stop may take to show after its call; see
-    /// [`crate::provider::Capabilities::start_grace`].
+    /// the provider capability `start_grace`.
     #[serde(default)]
     pub start_grace: Option<f64>,
     /// Give up waiting for a requested stop after this many seconds.
@@ -155,8 +155,7 @@ pub struct ProviderConfig {
     pub options: serde_json::Map<String, serde_json::Value>,
     /// Overrides of the provider's default rate limits, per API family.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub rate_limits:
-        BTreeMap<crate::provider::limits::ApiFamily, crate::provider::limits::RateLimit>,
+    pub rate_limits: BTreeMap<crate::model::limits::ApiFamily, crate::model::limits::RateLimit>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]

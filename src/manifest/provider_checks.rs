@@ -1,17 +1,53 @@
 //! Each configured provider checked the way `plan` builds it, so that `validate` knows what
 //! `plan` knows:
-//! 1. its type's rules ([`crate::provider::check_config`]): errors, at the offending field;
+//! 1. its type's rules ([`ProviderRules::check_config`]): errors, at the offending field;
 //! 2. its credential references: one that cannot be read is a warning for `validate` (CI may
 //!    set it later) and an error for `plan`, at the reference;
 //! 3. a dry construction, without network: what it still refuses depends on the environment
 //!    (the variables the clouds' SDKs read), reported at the provider like an unreadable
 //!    secret.
 
+use super::DesiredServer;
 use super::desired::DesiredProvider;
 use super::diagnostics::{ManifestDiagnostic, SourceFile, child_pointer};
 use super::load::{LoadOptions, SecretCheck};
+use super::model::ProviderConfig;
 use super::secrets;
-use crate::provider::ProviderError;
+use crate::model::FieldIssue;
+use secrecy::SecretString;
+
+/// The rules of the provider types, as the manifest checks need them. The provider layer
+/// implements it (its registry) and the operations layer hands it in through [`LoadOptions`], so
+/// the manifest names no provider.
+pub trait ProviderRules: Send + Sync + std::fmt::Debug {
+    /// Checks a provider's manifest entry against its type's rules, without network or
+    /// environment. Pointers are relative to the entry (e.g. `/credentials/acess_key`).
+    fn check_config(&self, config: &ProviderConfig) -> Vec<FieldIssue>;
+
+    /// Checks one server's inputs against its provider type's documented rules (no network).
+    /// `password` is the resolved password when it could be read, so policy can be checked.
+    fn check_server(
+        &self,
+        server: &DesiredServer,
+        password: Option<&SecretString>,
+    ) -> Vec<FieldIssue>;
+
+    /// Builds the provider without network (`endpoint_override` replaces its endpoint) and
+    /// says what it refuses in this environment.
+    fn check_setup(
+        &self,
+        provider: &DesiredProvider,
+        endpoint_override: Option<&str>,
+    ) -> Result<(), SetupRefusal>;
+}
+
+/// Why a provider could not be built as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupRefusal {
+    pub message: String,
+    /// Empty when there is nothing better to say than the message.
+    pub help: String,
+}
 
 /// The endpoint value that means "the emulator started inside this process".
 const EMBEDDED_ENDPOINT: &str = "emulator";
@@ -28,7 +64,7 @@ pub(crate) fn check_provider(
 ) {
     let entry = child_pointer("/providers", &desired.name);
     let type_name = desired.config.provider_type.as_str();
-    let issues = crate::provider::check_config(&desired.config);
+    let issues = options.rules.check_config(&desired.config);
     for issue in &issues {
         let pointer = format!("{entry}{}", issue.pointer);
         let mut diagnostic = ManifestDiagnostic::error("provider-config", issue.message.clone());
@@ -72,11 +108,9 @@ pub(crate) fn check_provider(
 
     let endpoint_override =
         (desired.config.endpoint.as_deref() == Some(EMBEDDED_ENDPOINT)).then_some(DRY_RUN_ENDPOINT);
-    if let Err(error) = crate::provider::build(desired, endpoint_override) {
-        let (message, help) = match &error {
-            ProviderError::Config { message, help, .. } => (message.clone(), help.clone()),
-            other => (other.to_string(), String::new()),
-        };
+    if let Err(SetupRefusal { message, help }) =
+        options.rules.check_setup(desired, endpoint_override)
+    {
         let diagnostic = needed_now_or_later(
             options,
             "provider-setup",

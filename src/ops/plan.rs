@@ -2,15 +2,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use secrecy::SecretString;
+pub use crate::plan::inputs::{digests_of, password_of};
 
 use super::fleet::Fleet;
 use crate::error::{Error, Result};
-use crate::manifest::{DesiredAccess, DesiredServer, Manifest, secrets};
+use crate::manifest::{DesiredServer, Manifest};
 use crate::output::escape_control;
 use crate::plan::diff::{DiffInput, diff};
 use crate::plan::gates;
-use crate::plan::inputs::input_digests;
 use crate::plan::model::{
     ActionKind, PLAN_FORMAT_VERSION, Plan, Reason, ServerPlan, StateRef, Summary,
 };
@@ -68,27 +67,6 @@ fn refused_inputs(problems: Vec<(String, crate::provider::FieldIssue)>) -> Resul
             "fix the manifest; nothing was planned or changed",
         ))
     }
-}
-
-/// Reads the password of a server whose access is a password reference.
-pub fn password_of(server: &DesiredServer) -> Result<Option<SecretString>> {
-    match &server.access {
-        DesiredAccess::Password { secret } => Ok(Some(secrets::resolve(secret)?)),
-        _ => Ok(None),
-    }
-}
-
-/// Keyed digests of one server's install inputs with the state's key.
-pub fn digests_of(
-    state: &State,
-    server: &DesiredServer,
-) -> Result<crate::plan::inputs::InputDigests> {
-    let password = password_of(server)?;
-    Ok(input_digests(
-        &state.digest_key_bytes(),
-        server,
-        password.as_ref(),
-    ))
 }
 
 fn check_names(manifest: &Manifest, names: &[String], flag: &str) -> Result<()> {

@@ -28,6 +28,39 @@ pub struct Pushed {
     pub renamed: Vec<PathBuf>,
 }
 
+/// `state push` with its stores: the manifest's local state (or `from`) pushed into the
+/// manifest's remote backend, both locked for `timeout`. Only the backend's URL is read of the
+/// manifest's secrets.
+pub async fn push_to_backend(
+    manifest: &super::session::ManifestSource,
+    from: Option<&PathBuf>,
+    timeout: std::time::Duration,
+    force: bool,
+    printer: &crate::output::Printer,
+) -> Result<Pushed> {
+    let manifest = super::session::load_manifest(manifest, printer)?;
+    let Some(remote) = manifest.backend.clone() else {
+        return Err(Error::usage(
+            "the manifest's backend is the local state file: there is nowhere to push to",
+            "set `backend: {type: postgres, url: {env: NAME}}` in the manifest, then push",
+        ));
+    };
+    let source_path = from.cloned().unwrap_or(manifest.state_path.clone());
+    let source = LocalStateStore::new(&source_path);
+    let target = super::backend::open_store(&super::backend::Backend::Remote(remote)).await?;
+    let command = "reimage state push";
+    let take_lock = super::session::take_lock;
+    let source_lock = take_lock(&source, command, timeout, printer).await?;
+    let target_lock = take_lock(target.as_ref(), command, timeout, printer).await?;
+    push(
+        &source,
+        source_lock.as_ref(),
+        target.as_ref(),
+        target_lock.as_ref(),
+        force,
+    )
+}
+
 /// Moves the state of `source` into `target`. Refuses, changing nothing, when the target holds
 /// a state of another lineage or a newer serial of the same one (unless `force`), or has apply
 /// steps of its own in flight (always: they would be lost track of).
@@ -161,7 +194,7 @@ pub fn push(
 mod tests {
     use super::*;
     use crate::state::State;
-    use crate::state::journal::{JournalEntry, Phase, Step, StepState};
+    use crate::state::journal::{JournalEntry, JournalPhase, StepCall, StepState};
 
     fn in_flight(entries: &[JournalEntry]) -> Vec<StepState> {
         fold(entries)
@@ -176,9 +209,9 @@ mod tests {
             server: server.into(),
             provider: "zl".into(),
             cloud_id: "1".into(),
-            step: Step::Reinstall,
+            step: StepCall::Reinstall,
             at: "2026-01-01T00:00:00Z".into(),
-            phase: Phase::Intent {
+            phase: JournalPhase::Intent {
                 token: "t".into(),
                 image: None,
                 previous_image: None,

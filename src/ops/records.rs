@@ -212,7 +212,7 @@ fn unknown_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::journal::{JournalEntry, Phase, Step};
+    use crate::state::journal::{JournalEntry, JournalPhase, StepCall};
     use crate::state::local::LocalStateStore;
     use crate::state::{OperationKind, Outcome};
 
@@ -315,9 +315,9 @@ mod tests {
                 server: "web".into(),
                 provider: "zl".into(),
                 cloud_id: "id-web".into(),
-                step: Step::Reinstall,
+                step: StepCall::Reinstall,
                 at: "t".into(),
-                phase: Phase::Intent {
+                phase: JournalPhase::Intent {
                     token: "t".into(),
                     image: None,
                     previous_image: None,

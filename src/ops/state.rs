@@ -31,6 +31,24 @@ pub struct Adopted {
     pub serial: u64,
 }
 
+/// `state adopt` in its session: the manifest (secrets read, for the record's digests; no
+/// provider is called, so none is set up), its state locked for `timeout`, the record written.
+pub async fn adopt_in_session(
+    manifest: &super::session::ManifestSource,
+    state: Option<&std::path::PathBuf>,
+    timeout: std::time::Duration,
+    request: &AdoptRequest,
+    printer: &crate::output::Printer,
+) -> Result<Adopted> {
+    let mut session =
+        super::session::Session::for_manifest(manifest, state, false, printer).await?;
+    session.lock("reimage state adopt", timeout).await?;
+    let manifest = session.manifest().ok_or_else(|| Error::Io {
+        message: "internal: adopt needs the manifest".to_string(),
+    })?;
+    adopt(manifest, session.store(), session.held_lock()?, request)
+}
+
 /// Records `request.server` as running `request.image`, with the manifest's current install
 /// inputs as the baseline (a later change to them plans a reinstall). Needs the state lock
 /// (the caller takes it, waiting as `-lock-timeout` says) and writes the state atomically;

@@ -11,8 +11,8 @@ use super::inputs::{
 use super::model::{ActionKind, Change, Reason, ServerPlan};
 use crate::digest::sha256_hex;
 use crate::manifest::{DesiredAccess, DesiredServer, ProviderType};
-use crate::provider::{Observation, Observed, ReinstallReview, ServerStatus};
-use crate::state::journal::Step;
+use crate::model::{Observation, Observed, ReinstallReview, ServerStatus};
+use crate::state::journal::StepCall;
 use crate::state::{Outcome, ServerRecord};
 
 /// Everything the diff looks at, besides what it takes over (see [`diff`]).
@@ -33,7 +33,7 @@ pub struct DiffInput<'a> {
     /// `servers` is the whole manifest (not with `--target`).
     pub forget_removed: bool,
     /// Servers with a journaled step still in flight (an install may be running unwatched).
-    pub in_flight: &'a BTreeMap<String, Step>,
+    pub in_flight: &'a BTreeMap<String, StepCall>,
 }
 
 /// Hex SHA-256 of what was observed; a saved plan is refused when this moved.
@@ -89,7 +89,7 @@ pub fn diff(
 
 /// A server the manifest no longer has: its record is removed, the machine is never touched.
 /// `desired` repeats the record, since the manifest has nothing for it.
-fn plan_forget(name: &str, record: &ServerRecord, in_flight: Option<Step>) -> ServerPlan {
+fn plan_forget(name: &str, record: &ServerRecord, in_flight: Option<StepCall>) -> ServerPlan {
     let (action, reason) = match in_flight {
         Some(step) => (
             ActionKind::Blocked,
@@ -507,8 +507,8 @@ fn changes(
 mod tests {
     use super::*;
     use crate::manifest::SecretRef;
+    use crate::model::ServerStatus;
     use crate::plan::inputs::input_digests;
-    use crate::provider::ServerStatus;
     use crate::state::{OperationKind, OperationRecord, Outcome};
     use proptest::prelude::*;
 
@@ -583,7 +583,7 @@ mod tests {
         recorded: BTreeMap<String, ServerRecord>,
         replace: BTreeSet<String>,
         forget_removed: bool,
-        in_flight: BTreeMap<String, Step>,
+        in_flight: BTreeMap<String, StepCall>,
     }
 
     impl World {
@@ -1109,7 +1109,7 @@ mod tests {
 
         // A step still in flight for it: blocked, never silently dropped.
         world.forget_removed = true;
-        world.in_flight.insert("gone".into(), Step::Reinstall);
+        world.in_flight.insert("gone".into(), StepCall::Reinstall);
         let blocked = world.plan().remove(1);
         assert_eq!(blocked.action, ActionKind::Blocked);
         assert_eq!(

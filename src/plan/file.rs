@@ -86,7 +86,7 @@ pub fn save(
     }
     // Written (and signed) as it is made: the bytes of the whole plan are never held at once.
     let mut signer = key.map(PlanKey::signer);
-    crate::state::local::write_atomically_with(path, |file| {
+    crate::files::write_atomically_with(path, |file| {
         let mut writer = std::io::BufWriter::with_capacity(
             64 * 1024,
             Signing {
@@ -109,7 +109,7 @@ pub fn save(
             message: error.to_string(),
         })?;
     text.push('\n');
-    crate::state::local::write_atomically(&signature_path, text.as_bytes())
+    crate::files::write_atomically(&signature_path, text.as_bytes())
         .map_err(|error| write_error(&signature_path, error))?;
     Ok(Some(signature_path))
 }

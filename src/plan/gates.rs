@@ -6,7 +6,7 @@
 
 use crate::manifest::DesiredServer;
 use crate::manifest::health::{DesiredHealth, HealthGate};
-use crate::provider::Observed;
+use crate::model::Observed;
 
 /// The gate of one server, filled in; `Err` says why it cannot be run (no address).
 pub fn resolve(
@@ -47,7 +47,7 @@ mod tests {
     use super::*;
     use crate::manifest::health::HealthCheck;
     use crate::manifest::{DesiredAccess, ProviderType};
-    use crate::provider::ServerStatus;
+    use crate::model::ServerStatus;
 
     fn gate(address: &str, source: &str) -> HealthGate {
         HealthGate {

@@ -10,7 +10,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::digest::keyed_input_bytes;
-use crate::manifest::{DesiredAccess, DesiredServer};
+use crate::error::Result;
+use crate::manifest::{DesiredAccess, DesiredServer, secrets};
+use crate::state::State;
 
 pub const FIELD_ACCESS: &str = "access";
 pub const FIELD_HOSTNAME: &str = "hostname";
@@ -162,6 +164,24 @@ pub fn canonical_json(value: &Value) -> String {
         }
     }
     sorted(value).to_string()
+}
+
+/// Reads the password of a server whose access is a password reference.
+pub fn password_of(server: &DesiredServer) -> Result<Option<SecretString>> {
+    match &server.access {
+        DesiredAccess::Password { secret } => Ok(Some(secrets::resolve(secret)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Keyed digests of one server's install inputs with the state's key.
+pub fn digests_of(state: &State, server: &DesiredServer) -> Result<InputDigests> {
+    let password = password_of(server)?;
+    Ok(input_digests(
+        &state.digest_key_bytes(),
+        server,
+        password.as_ref(),
+    ))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::rollout::Wave;
 use crate::manifest::{
     DesiredProvider, DesiredServer, EmbeddedEmulator, ProviderType, RemoteBackend, RolloutPolicy,
 };
-use crate::provider::Observed;
+use crate::model::Observed;
 
 /// Version 2 added the artifact bindings (`expires_at`, `commit`, `state.name`), the
 /// `update-record` and `forget` actions and their summary counts; version 3 is compact (what a

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{ActionKind, ServerPlan};
 use super::rollout::Wave;
-use crate::provider::limits::Window;
+use crate::model::limits::Window;
 
 /// What the pace of one provider depends on.
 #[derive(Debug, Clone, PartialEq)]

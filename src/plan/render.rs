@@ -560,9 +560,9 @@ mod tests {
 
     use super::*;
     use crate::manifest::{DesiredAccess, DesiredServer, ProviderType, RolloutPolicy, SecretRef};
+    use crate::model::{Observed, ServerStatus};
     use crate::plan::model::{Reason, StateRef, Summary};
     use crate::plan::rollout::Wave;
-    use crate::provider::{Observed, ServerStatus};
 
     fn change(field: &str, before: Option<&str>, after: Option<&str>, changed: bool) -> Change {
         Change {

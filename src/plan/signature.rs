@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::digest::signatures_match;
 use crate::digest::{hmac_sha256, sha256_hex};
-use crate::provider::sign::signatures_match;
 
 /// The environment variable holding the signing key.
 pub const PLAN_KEY_ENV: &str = "REIMAGE_PLAN_KEY";

@@ -13,7 +13,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
 use reqwest::{Request, StatusCode};
 
 use super::ProviderError;
-use super::limits::{ApiFamily, RateLimits, WaitCause, WaitNotice, announce};
+use super::limits::{ApiFamily, RateLimits, WaitCause, WaitNotice};
 
 /// Longest wait for a TCP/TLS connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -325,7 +325,7 @@ impl ProviderHttp {
                 // Every call of the family waits and slows down, not only this one.
                 self.limits.throttled(family, delay);
             } else {
-                announce(WaitNotice {
+                self.limits.announce(WaitNotice {
                     provider: self.provider.clone(),
                     family,
                     cause: WaitCause::Retrying,

@@ -11,143 +11,80 @@
 //! backoff) and slows down to half its rate (once per few seconds, however many 429s a burst
 //! brings, and never below a quarter), recovering step by step while no 429 comes.
 //!
-//! Every wait caused by a limit or by a provider's throttling is announced on [`waits`], so
-//! progress displays can show why nothing moves.
+//! Every wait caused by a limit or by a provider's throttling is announced to the [`WaitSink`]
+//! the provider was built with, so progress displays can show why nothing moves.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+pub use crate::model::limits::{ApiFamily, RateLimit, WaitCause, WaitNotice, Window};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
-/// The kinds of calls a provider makes, each limited on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApiFamily {
-    /// Describe/list calls made while planning.
-    Read,
-    /// Reinstall / change-OS calls.
-    Reinstall,
-    /// Status polls (job or instance reads) while waiting for installs.
-    Status,
-    /// Stop calls before a reinstall.
-    Stop,
-    /// Authentication calls (token or ticket issue).
-    Auth,
-    /// Catalogue look-ups while planning (JD's OS list per device type, EDIS's turnkey
-    /// images): other APIs than the server reads, limited on their own so that a look-up that
-    /// needs the reads' answers does not wait behind them.
-    Catalogue,
+/// Where a provider's wait notices go: made by whoever runs the command (one per run), handed to
+/// the providers as they are built, and subscribed to by whoever displays progress. A sink
+/// nobody made ([`WaitSink::none`]) drops every notice.
+#[derive(Debug, Clone, Default)]
+pub struct WaitSink {
+    sender: Option<broadcast::Sender<WaitNotice>>,
 }
 
-impl ApiFamily {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::Reinstall => "reinstall",
-            Self::Status => "status",
-            Self::Stop => "stop",
-            Self::Auth => "auth",
-            Self::Catalogue => "catalogue",
+impl WaitSink {
+    /// A sink whose notices reach every subscriber from then on.
+    pub fn new() -> Self {
+        WaitSink {
+            sender: Some(broadcast::channel(1024).0),
+        }
+    }
+
+    /// A sink that drops every notice (nobody displays progress).
+    pub fn none() -> Self {
+        WaitSink { sender: None }
+    }
+
+    /// Every notice announced from now on (none for [`WaitSink::none`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<WaitNotice> {
+        match &self.sender {
+            Some(sender) => sender.subscribe(),
+            // A closed channel: the receiver reports `Closed` at once.
+            None => broadcast::channel(1).1,
+        }
+    }
+
+    pub fn announce(&self, notice: WaitNotice) {
+        if let Some(sender) = &self.sender {
+            // No subscriber is fine: nobody is displaying progress right now.
+            let _ = sender.send(notice);
         }
     }
 }
 
-/// One family's limit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    /// Calls per minute (sustained).
-    pub per_minute: f64,
-    /// Calls in flight at once.
-    pub concurrency: usize,
+thread_local! {
+    /// The sink of the provider being built on this thread, for the span of its constructor
+    /// only (see [`building_with`]).
+    static BUILDING_WITH: RefCell<Option<WaitSink>> = const { RefCell::new(None) };
 }
 
-impl RateLimit {
-    pub const fn new(per_minute: f64, concurrency: usize) -> Self {
-        RateLimit {
-            per_minute,
-            concurrency,
+/// Runs a provider's constructor `build` with `waits` as the sink of every [`RateLimits`] it
+/// makes: the constructors of the provider types take their configuration only, so the sink
+/// reaches their limits this way, for the duration of this synchronous call and no longer.
+pub fn building_with<T>(waits: &WaitSink, build: impl FnOnce() -> T) -> T {
+    struct Restore(Option<WaitSink>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            BUILDING_WITH.with(|slot| *slot.borrow_mut() = previous);
         }
     }
-
-    /// Whether the rate bounds anything (a rate of zero, or none, means no limit).
-    pub fn is_limited(self) -> bool {
-        self.per_minute.is_finite() && self.per_minute > 0.0
-    }
+    let previous = BUILDING_WITH.with(|slot| slot.borrow_mut().replace(waits.clone()));
+    let _restore = Restore(previous);
+    build()
 }
 
-/// The sliding window a rate allows: `calls` per `span`. At one call a second or more, the
-/// whole calls that fit in one second (so any one-second window holds at most the rate); below
-/// that, one call per `60 / per_minute` seconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Window {
-    pub calls: usize,
-    pub span: Duration,
-}
-
-impl Window {
-    /// `None` when the rate limits nothing.
-    pub fn of(per_minute: f64) -> Option<Window> {
-        if !(per_minute.is_finite() && per_minute > 0.0) {
-            return None;
-        }
-        let per_second = per_minute / 60.0;
-        if per_second >= 1.0 {
-            Some(Window {
-                // A window of many calls costs memory per call: beyond a million a second
-                // nothing on a network is limited anyway.
-                calls: per_second.floor().min(1_000_000.0) as usize,
-                span: Duration::from_secs(1),
-            })
-        } else {
-            Some(Window {
-                calls: 1,
-                span: Duration::from_secs_f64(1.0 / per_second),
-            })
-        }
-    }
-
-    /// Calls per second this window lets through at most.
-    pub fn per_second(self) -> f64 {
-        self.calls as f64 / self.span.as_secs_f64()
-    }
-}
-
-/// Why a call waited.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WaitCause {
-    /// reimage's own limit for this family.
-    RateLimit,
-    /// The provider said to slow down (429 or a throttling code), with its `Retry-After`.
-    Throttled,
-    /// A server or transport error is being retried.
-    Retrying,
-}
-
-/// One wait, announced on [`waits`].
-#[derive(Debug, Clone)]
-pub struct WaitNotice {
-    pub provider: String,
-    pub family: ApiFamily,
-    pub cause: WaitCause,
-    pub wait: Duration,
-    /// After a 429: the rate (calls per minute) the family slowed down to.
-    pub slowed_to_per_minute: Option<f64>,
-}
-
-static WAITS: LazyLock<broadcast::Sender<WaitNotice>> =
-    LazyLock::new(|| broadcast::channel(1024).0);
-
-/// Subscribes to every wait any provider in this process makes from now on.
-pub fn waits() -> broadcast::Receiver<WaitNotice> {
-    WAITS.subscribe()
-}
-
-pub(crate) fn announce(notice: WaitNotice) {
-    // No subscriber is fine: nobody is displaying progress.
-    let _ = WAITS.send(notice);
+/// The sink of the provider under construction; none outside [`building_with`].
+fn sink_of_build() -> WaitSink {
+    BUILDING_WITH.with(|slot| slot.borrow().clone().unwrap_or_default())
 }
 
 /// After a 429 the rate is halved, down to this share of the configured one at most: a
@@ -274,6 +211,7 @@ fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
 pub struct RateLimits {
     provider: String,
     families: BTreeMap<ApiFamily, Family>,
+    waits: WaitSink,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -360,7 +298,19 @@ impl RateLimits {
         RateLimits {
             provider: provider.to_string(),
             families,
+            waits: sink_of_build(),
         }
+    }
+
+    /// Announces this provider's waits to `waits` (instead of the sink it was built with).
+    pub fn reporting_to(mut self, waits: WaitSink) -> Self {
+        self.waits = waits;
+        self
+    }
+
+    /// Announces one wait of this provider.
+    pub fn announce(&self, notice: WaitNotice) {
+        self.waits.announce(notice);
     }
 
     /// No limits at all (tests, emulators).
@@ -411,7 +361,7 @@ impl RateLimits {
         }
         let waited = started.elapsed();
         if waited >= ANNOUNCE_FROM {
-            announce(WaitNotice {
+            self.announce(WaitNotice {
                 provider: self.provider.clone(),
                 family,
                 cause: WaitCause::RateLimit,
@@ -434,7 +384,7 @@ impl RateLimits {
             .get(&family)
             .and_then(|state| state.slots.as_ref())
             .map(|slots| lock(slots).throttled(Instant::now(), pause));
-        announce(WaitNotice {
+        self.announce(WaitNotice {
             provider: self.provider.clone(),
             family,
             cause: WaitCause::Throttled,
@@ -535,13 +485,16 @@ mod tests {
 
     #[tokio::test]
     async fn calls_keep_to_the_window_and_waits_are_announced() {
-        let mut notices = waits();
-        // 600/min = 10 calls in any one second.
-        let limits = Arc::new(RateLimits::new(
-            "test-rate",
-            &[(ApiFamily::Reinstall, RateLimit::new(600.0, 100))],
-            &BTreeMap::new(),
-        ));
+        let sink = WaitSink::new();
+        let mut notices = sink.subscribe();
+        // 600/min = 10 calls in any one second. Made as a provider's constructor makes it.
+        let limits = Arc::new(building_with(&sink, || {
+            RateLimits::new(
+                "test-rate",
+                &[(ApiFamily::Reinstall, RateLimit::new(600.0, 100))],
+                &BTreeMap::new(),
+            )
+        }));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..25 {
             let limits = limits.clone();
@@ -571,12 +524,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_throttled_family_waits_and_says_how_slow_it_went() {
-        let mut notices = waits();
+        let sink = WaitSink::new();
+        let mut notices = sink.subscribe();
         let limits = RateLimits::new(
             "test-throttled",
             &[(ApiFamily::Read, RateLimit::new(1200.0, 8))],
             &BTreeMap::new(),
-        );
+        )
+        .reporting_to(sink.clone());
         limits.throttled(ApiFamily::Read, Duration::from_millis(300));
         let started = Instant::now();
         let _permit = limits.acquire(ApiFamily::Read).await;
@@ -588,6 +543,36 @@ mod tests {
             }
         }
         assert_eq!(slowed, Some(600.0));
+    }
+
+    /// Each run's sink hears its own providers only: two runs in one process (tests, the
+    /// emulator beside a plan) do not see each other's waits, and a provider built outside
+    /// [`building_with`] announces nowhere.
+    #[test]
+    fn waits_reach_the_sink_the_limits_were_built_with_and_no_other() {
+        let (first, second) = (WaitSink::new(), WaitSink::new());
+        let (mut first_hears, mut second_hears) = (first.subscribe(), second.subscribe());
+        let of_first = building_with(&first, || RateLimits::unlimited("first"));
+        let unattached = RateLimits::unlimited("unattached");
+        of_first.throttled(ApiFamily::Read, Duration::from_millis(1));
+        unattached.throttled(ApiFamily::Read, Duration::from_millis(1));
+        let heard = first_hears.try_recv().map(|notice| notice.provider);
+        assert_eq!(heard.as_deref(), Ok("first"));
+        assert!(
+            first_hears.try_recv().is_err(),
+            "the unattached limits reached a sink"
+        );
+        assert!(
+            second_hears.try_recv().is_err(),
+            "another run's sink heard a wait"
+        );
+        // Outside the constructor's span, the slot is empty again.
+        let later = RateLimits::unlimited("later");
+        later.throttled(ApiFamily::Read, Duration::from_millis(1));
+        assert!(
+            first_hears.try_recv().is_err(),
+            "the sink outlived the constructor"
+        );
     }
 
     /// A manifest may ask for any concurrency; more than a semaphore holds must not panic.

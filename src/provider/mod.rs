@@ -7,10 +7,12 @@
 pub(crate) mod completion;
 pub mod config;
 pub mod edis;
+pub mod fleet;
 pub mod http;
 pub mod huaweicloud;
 pub mod jdcloud;
 pub mod limits;
+pub mod registry;
 pub mod response;
 pub mod rules;
 pub mod sign;
@@ -22,9 +24,12 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderType};
+
+pub use crate::model::{
+    FieldIssue, Observation, Observed, Operation, OperationStatus, ReinstallReview, ServerStatus,
+};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -58,61 +63,6 @@ pub struct Capabilities {
 pub const DEFAULT_START_GRACE: Duration = Duration::from_secs(120);
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// A server's status, normalised across providers. The provider's own word is kept in
-/// [`Observed::raw_status`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServerStatus {
-    Running,
-    Stopped,
-    /// An install is under way.
-    Installing,
-    /// The last install failed; the provider needs manual action.
-    InstallFailed,
-    /// Busy with something else (creating, stopping, recycling, locked…): no reinstall now.
-    Busy,
-    /// Gone or being deleted.
-    Gone,
-    Unknown,
-}
-
-impl ServerStatus {
-    /// Whether a reinstall may be started from this status.
-    pub fn allows_reinstall(self) -> bool {
-        matches!(self, Self::Running | Self::Stopped)
-    }
-}
-
-/// What the provider reports about one server now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Observed {
-    pub cloud_id: String,
-    pub status: ServerStatus,
-    /// The provider's own status word, e.g. `RUNNING`.
-    pub raw_status: String,
-    /// The installed image id; `None` when the provider cannot tell.
-    pub image: Option<String>,
-    /// A human name for the image, when the provider gives one.
-    pub image_name: Option<String>,
-    pub hostname: Option<String>,
-    /// The address health checks reach (`{address}`), where the provider reports one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
-    /// Provider-specific facts the plan depends on (e.g. `locked`, `task_state`, `raid_type_id`).
-    /// Part of the fingerprint: a saved plan is refused when any of them moved.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, String>,
-}
-
-/// The result of observing one id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Observation {
-    Found(Observed),
-    /// The provider does not know this id (for this account and region).
-    NotFound,
-}
-
 /// Access resolved for one provider call. The password never leaves this struct except into
 /// the request body.
 #[derive(Debug, Clone)]
@@ -136,44 +86,6 @@ pub struct ReinstallRequest {
     pub token: String,
     /// The image observed at plan time, when the provider reports one.
     pub previous_image: Option<String>,
-}
-
-/// One provider-side reinstall, tracked until it ends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Operation {
-    pub server: String,
-    pub cloud_id: String,
-    /// The image the install must end with.
-    pub image: String,
-    /// The provider's job/task id, where it gives one.
-    pub job_id: Option<String>,
-    /// The provider's request id of the reinstall call, for support tickets.
-    pub request_id: Option<String>,
-    /// Unix milliseconds when the call was accepted.
-    pub started_at_ms: i64,
-    /// The image before the reinstall (from the plan), so completion can tell a finished
-    /// install from one that has not started yet.
-    #[serde(default)]
-    pub previous_image: Option<String>,
-}
-
-/// Where an operation stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum OperationStatus {
-    InProgress {
-        detail: String,
-    },
-    Succeeded {
-        image: String,
-        /// Set where success cannot be confirmed by the provider (e.g. "not verifiable").
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        note: Option<String>,
-    },
-    Failed {
-        message: String,
-        request_id: Option<String>,
-    },
 }
 
 /// A provider error, with the provider's code and request id where it gave them.
@@ -265,19 +177,6 @@ impl ProviderError {
             Self::Config { .. } => false,
         }
     }
-}
-
-/// A provider's judgement of a reinstall the diff wants, from what was observed (no I/O).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReinstallReview {
-    /// The server must be stopped first, and the manifest allows it: `stop-and-reinstall`.
-    pub stop_first: bool,
-    /// The reinstall cannot be done now, and why (e.g. locked, must be stopped, not allowed).
-    pub blocked: Option<String>,
-    /// Wiped besides the system disk (e.g. "DATA DISKS").
-    pub extra_wipes: Vec<String>,
-    /// Lines the plan shows, e.g. "the server is stopped before its OS is changed".
-    pub notes: Vec<String>,
 }
 
 /// One configured provider (an account/region of one provider type).
@@ -399,26 +298,11 @@ pub fn unique_ids(ids: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// A provider-specific problem with one server's desired inputs, found without network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldIssue {
-    /// JSON pointer of the offending field inside the server entry, e.g. `/access/password`.
-    pub pointer: String,
-    pub message: String,
-    pub help: Option<String>,
-}
-
 /// Checks one server's inputs against its provider type's documented rules (no network).
 /// `password` is the resolved password when it could be read, so policy can be checked.
 pub fn validate_server(server: &DesiredServer, password: Option<&SecretString>) -> Vec<FieldIssue> {
-    match server.provider_type {
-        ProviderType::ZenlayerBmc => zenlayer::validate_server(server, password),
-        ProviderType::HuaweicloudEcs | ProviderType::HuaweicloudClouddc => {
-            huaweicloud::validate_server(server, password)
-        }
-        ProviderType::EdisKvm => edis::validate_server(server, password),
-        ProviderType::JdcloudCps => jdcloud::validate_server(server, password),
-    }
+    use crate::manifest::ProviderRules;
+    registry::RULES.check_server(server, password)
 }
 
 /// Checks a provider's manifest entry against its type's rules, without network or
@@ -426,41 +310,16 @@ pub fn validate_server(server: &DesiredServer, password: Option<&SecretString>) 
 /// Pointers are relative to the entry (e.g. `/credentials/acess_key`). Construction refuses
 /// the same issues, so `validate` and `plan` cannot disagree.
 pub fn check_config(config: &crate::manifest::model::ProviderConfig) -> Vec<FieldIssue> {
-    let mut issues = self::config::common_issues(config);
-    issues.extend(match config.provider_type {
-        ProviderType::ZenlayerBmc => zenlayer::settings::check_config(config),
-        ProviderType::HuaweicloudEcs | ProviderType::HuaweicloudClouddc => {
-            huaweicloud::settings::check_config(config)
-        }
-        ProviderType::EdisKvm => edis::settings::check_config(config),
-        ProviderType::JdcloudCps => jdcloud::settings::check_config(config),
-    });
-    issues
+    use crate::manifest::ProviderRules;
+    registry::RULES.check_config(config)
 }
 
 /// Builds a live provider from its configuration. `endpoint_override` replaces the configured
-/// endpoint (used for the embedded emulator).
+/// endpoint (used for the embedded emulator). Dispatched by the [`registry`]; its waits are
+/// announced nowhere (see [`registry::build`] for a provider whose waits are shown).
 pub fn build(
     config: &DesiredProvider,
     endpoint_override: Option<&str>,
 ) -> Result<Box<dyn Provider>, ProviderError> {
-    match config.config.provider_type {
-        ProviderType::ZenlayerBmc => Ok(Box::new(zenlayer::ZenlayerBmc::new(
-            config,
-            endpoint_override,
-        )?)),
-        ProviderType::HuaweicloudEcs => Ok(Box::new(huaweicloud::HuaweiEcs::new(
-            config,
-            endpoint_override,
-        )?)),
-        ProviderType::HuaweicloudClouddc => Ok(Box::new(huaweicloud::HuaweiClouddc::new(
-            config,
-            endpoint_override,
-        )?)),
-        ProviderType::EdisKvm => Ok(Box::new(edis::EdisKvm::new(config, endpoint_override)?)),
-        ProviderType::JdcloudCps => Ok(Box::new(jdcloud::JdcloudCps::new(
-            config,
-            endpoint_override,
-        )?)),
-    }
+    registry::build(config, endpoint_override, &limits::WaitSink::none())
 }

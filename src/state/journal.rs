@@ -17,17 +17,19 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::{Operation, ServerStatus};
+use crate::model::{Operation, ServerStatus};
 use crate::state::ServerRecord;
 
+/// Which call a step makes (one of the three axes of a step; the others are its
+/// [`JournalPhase`] and, while the engine watches it, its watch stage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Step {
+pub enum StepCall {
     Stop,
     Reinstall,
 }
 
-impl Step {
+impl StepCall {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Stop => "stop",
@@ -36,9 +38,10 @@ impl Step {
     }
 }
 
+/// Which journal entry of a step this is: intent, resend, called, outcome (in that order only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
-pub enum Phase {
+pub enum JournalPhase {
     /// About to call the provider. Written and synced before the call.
     Intent {
         token: String,
@@ -100,11 +103,11 @@ pub struct JournalEntry {
     pub server: String,
     pub provider: String,
     pub cloud_id: String,
-    pub step: Step,
+    pub step: StepCall,
     /// RFC 3339.
     pub at: String,
     #[serde(flatten)]
-    pub phase: Phase,
+    pub phase: JournalPhase,
 }
 
 /// Where one step stands after folding every entry of the journal.
@@ -114,7 +117,7 @@ pub struct StepState {
     pub server: String,
     pub provider: String,
     pub cloud_id: String,
-    pub step: Step,
+    pub step: StepCall,
     pub token: Option<String>,
     pub image: Option<String>,
     pub previous_image: Option<String>,
@@ -140,8 +143,8 @@ impl StepState {
 
 /// Folds entries into one state per (plan, server, step), in first-seen order.
 pub fn fold(entries: &[JournalEntry]) -> Vec<StepState> {
-    let mut order: Vec<(String, String, Step)> = Vec::new();
-    let mut states: BTreeMap<(String, String, Step), StepState> = BTreeMap::new();
+    let mut order: Vec<(String, String, StepCall)> = Vec::new();
+    let mut states: BTreeMap<(String, String, StepCall), StepState> = BTreeMap::new();
     for entry in entries {
         let key = (entry.plan_id.clone(), entry.server.clone(), entry.step);
         let state = states.entry(key.clone()).or_insert_with(|| {
@@ -166,7 +169,7 @@ pub fn fold(entries: &[JournalEntry]) -> Vec<StepState> {
             }
         });
         match &entry.phase {
-            Phase::Intent {
+            JournalPhase::Intent {
                 token,
                 image,
                 previous_image,
@@ -182,12 +185,12 @@ pub fn fold(entries: &[JournalEntry]) -> Vec<StepState> {
                 state.sends = 1;
                 state.last_send_at = Some(entry.at.clone());
             }
-            Phase::Resend { attempt, .. } => {
+            JournalPhase::Resend { attempt, .. } => {
                 state.sends = state.sends.max(*attempt);
                 state.last_send_at = Some(entry.at.clone());
             }
-            Phase::Called { operation } => state.operation = Some(operation.clone()),
-            Phase::Outcome {
+            JournalPhase::Called { operation } => state.operation = Some(operation.clone()),
+            JournalPhase::Outcome {
                 outcome,
                 message,
                 record,
@@ -205,7 +208,7 @@ pub fn fold(entries: &[JournalEntry]) -> Vec<StepState> {
 
 /// The servers with a step in flight (an intent and no outcome): their records must not be
 /// forgotten, since an install may be running that nobody watches.
-pub fn servers_in_flight(entries: &[JournalEntry]) -> BTreeMap<String, Step> {
+pub fn servers_in_flight(entries: &[JournalEntry]) -> BTreeMap<String, StepCall> {
     fold(entries)
         .into_iter()
         .filter(StepState::in_flight)
@@ -313,7 +316,7 @@ impl Journal for LocalJournal {
     /// been recorded in the state.
     fn compact(&self) -> Result<(), JournalError> {
         let entries = self.read()?;
-        let open: std::collections::HashSet<(String, String, Step)> = fold(&entries)
+        let open: std::collections::HashSet<(String, String, StepCall)> = fold(&entries)
             .into_iter()
             .filter(StepState::in_flight)
             .map(|state| (state.plan_id, state.server, state.step))
@@ -343,8 +346,8 @@ impl Journal for LocalJournal {
 mod tests {
     use super::*;
 
-    fn intent(token: &str) -> Phase {
-        Phase::Intent {
+    fn intent(token: &str) -> JournalPhase {
+        JournalPhase::Intent {
             token: token.into(),
             image: None,
             previous_image: None,
@@ -353,7 +356,7 @@ mod tests {
         }
     }
 
-    fn entry(server: &str, step: Step, phase: Phase) -> JournalEntry {
+    fn entry(server: &str, step: StepCall, phase: JournalPhase) -> JournalEntry {
         JournalEntry {
             plan_id: "p1".into(),
             server: server.into(),
@@ -371,12 +374,12 @@ mod tests {
         let journal = LocalJournal::new(dir.path().join("journal.jsonl"));
         journal
             .append(&[
-                entry("a", Step::Reinstall, intent("t-a")),
-                entry("b", Step::Reinstall, intent("t-b")),
+                entry("a", StepCall::Reinstall, intent("t-a")),
+                entry("b", StepCall::Reinstall, intent("t-b")),
                 entry(
                     "a",
-                    Step::Reinstall,
-                    Phase::Outcome {
+                    StepCall::Reinstall,
+                    JournalPhase::Outcome {
                         outcome: StepOutcome::Succeeded,
                         message: None,
                         record: None,
@@ -398,7 +401,7 @@ mod tests {
         let in_flight = servers_in_flight(&journal.read().unwrap());
         assert_eq!(
             in_flight.into_iter().collect::<Vec<_>>(),
-            vec![("b".to_string(), Step::Reinstall)]
+            vec![("b".to_string(), StepCall::Reinstall)]
         );
     }
 
@@ -408,17 +411,17 @@ mod tests {
         let journal = LocalJournal::new(dir.path().join("journal.jsonl"));
         journal
             .append(&[
-                entry("a", Step::Reinstall, intent("t")),
+                entry("a", StepCall::Reinstall, intent("t")),
                 entry(
                     "a",
-                    Step::Reinstall,
-                    Phase::Outcome {
+                    StepCall::Reinstall,
+                    JournalPhase::Outcome {
                         outcome: StepOutcome::Failed,
                         message: Some("x".into()),
                         record: None,
                     },
                 ),
-                entry("b", Step::Stop, intent("s")),
+                entry("b", StepCall::Stop, intent("s")),
             ])
             .unwrap();
         journal.compact().unwrap();
@@ -427,7 +430,7 @@ mod tests {
         assert_eq!(left[0].server, "b");
         // Appending after compaction still works.
         journal
-            .append(&[entry("c", Step::Reinstall, intent("u"))])
+            .append(&[entry("c", StepCall::Reinstall, intent("u"))])
             .unwrap();
         assert_eq!(journal.read().unwrap().len(), 2);
     }

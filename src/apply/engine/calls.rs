@@ -1,21 +1,20 @@
-//! Calls: the re-read right before a server's first call (compare before you wipe), opening
-//! its journaled step, the stop and reinstall calls, and what each result leads to.
+//! Calls: opening a server's journaled step, the stop and reinstall calls, and what each
+//! result leads to. The re-read right before the first call is in [`super::check`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::evidence::moved_since_plan;
-use super::{Engine, Item, MAX_CHECKS, MAX_SENDS, Stage, backoff};
+use super::{Engine, Item, MAX_SENDS, WatchStage, backoff};
 use crate::apply::events::Event;
 use crate::apply::protocol::{Intent, SendPermit, StepKey};
 use crate::apply::{records, step_token};
 use crate::error::Result;
-use crate::plan::model::{ActionKind, Plan};
 use crate::provider::{
     CallFate, Observation, Observed, Operation, Provider, ProviderError, ReinstallRequest,
 };
-use crate::state::journal::{Baseline, Step, StepOutcome};
+use crate::state::journal::{Baseline, StepCall, StepOutcome};
 
 /// Results of provider calls made in tasks.
 pub(super) enum CallDone {
@@ -28,15 +27,6 @@ pub(super) enum CallDone {
     },
 }
 
-/// (server name, cloud id)
-type ServerId = (String, String);
-
-/// The re-read of servers about to get their first call.
-pub(super) struct CheckDone {
-    servers: Vec<ServerId>,
-    observations: std::result::Result<BTreeMap<String, Observation>, String>,
-}
-
 fn baseline_of(observed: &Observed) -> Baseline {
     Baseline {
         status: observed.status,
@@ -46,205 +36,7 @@ fn baseline_of(observed: &Observed) -> Baseline {
 }
 
 impl Engine<'_> {
-    fn new_item(
-        &self,
-        plan: &Plan,
-        index: usize,
-        canary: bool,
-        wave: Option<usize>,
-    ) -> Result<Item> {
-        let server = &plan.servers[index];
-        let now = Instant::now();
-        Ok(Item {
-            plan_id: plan.plan_id.clone(),
-            server: server.name.clone(),
-            provider: self.fleet.provider(&server.provider)?,
-            provider_name: server.provider.clone(),
-            provider_type: server.provider_type,
-            cloud_id: server.cloud_id.clone(),
-            image: server.desired.image.clone(),
-            previous_image: server.observed.as_ref().and_then(|o| o.image.clone()),
-            planned_observed: server.observed.clone(),
-            success_record: Some(records::success_record(plan, server, self.state)?),
-            canary,
-            planned: Some(index),
-            stop_first: server.action == ActionKind::StopAndReinstall,
-            step: None,
-            stage: Stage::Checking,
-            stage_since: now,
-            sent_at: now,
-            last_read: now,
-            longest_gap: std::time::Duration::ZERO,
-            started: now,
-            queued: std::time::Duration::ZERO,
-            install_began: None,
-            install_took: None,
-            baseline: None,
-            request: None,
-            last_detail: String::new(),
-            reconciled: false,
-            checks: 0,
-            gate: server.health.clone(),
-            gate_target: crate::apply::gate::GateTarget {
-                name: server.name.clone(),
-                cloud_id: server.cloud_id.clone(),
-                address: server
-                    .desired
-                    .address
-                    .clone()
-                    .or_else(|| server.observed.as_ref().and_then(|o| o.address.clone())),
-            },
-            gate_attempts: 0,
-            install_note: None,
-            timings: crate::state::history::ServerTimings {
-                wave,
-                queued_at: Some(
-                    self.queued_at
-                        .get(&server.name)
-                        .cloned()
-                        .unwrap_or_else(records::now_text),
-                ),
-                started_at: Some(records::now_text()),
-                ..Default::default()
-            },
-        })
-    }
-
-    /// Starts the given planned servers: each is re-read (batched per provider) before its
-    /// first call.
-    pub(super) fn start(
-        &mut self,
-        plan: &Plan,
-        indexes: Vec<usize>,
-        canary: bool,
-        wave: usize,
-    ) -> Result<()> {
-        let mut names = Vec::new();
-        for index in indexes {
-            let server = &plan.servers[index];
-            match self.new_item(plan, index, canary, Some(wave)) {
-                Ok(item) if self.resume_gates.contains(&server.name) => {
-                    // Installed by an earlier run of this plan: only its gate is left.
-                    self.resume_gate(item);
-                }
-                Ok(item) => {
-                    self.items.insert(server.name.clone(), item);
-                    names.push(server.name.clone());
-                }
-                Err(error) => {
-                    self.not_started(&server.name, format!("cannot start: {error}"));
-                }
-            }
-        }
-        self.recheck(names);
-        Ok(())
-    }
-
-    /// Re-reads the given servers (one read per batch of the provider's `observe_batch`).
-    fn recheck(&mut self, names: Vec<String>) {
-        let mut by_provider: BTreeMap<String, (Arc<dyn Provider>, Vec<ServerId>)> = BTreeMap::new();
-        for name in names {
-            let Some(item) = self.items.get_mut(&name) else {
-                continue;
-            };
-            item.checks += 1;
-            item.enter(Stage::Checking);
-            by_provider
-                .entry(item.provider_name.clone())
-                .or_insert_with(|| (item.provider.clone(), Vec::new()))
-                .1
-                .push((name.clone(), item.cloud_id.clone()));
-        }
-        // One task per provider: its reads (one per `observe_batch` ids) come back together,
-        // so the servers started together are batched together for their calls.
-        for (_, (provider, servers)) in by_provider {
-            self.checks.spawn(async move {
-                let batch = provider.capabilities().observe_batch.max(1);
-                let ids: Vec<String> = servers.iter().map(|(_, id)| id.clone()).collect();
-                let mut found = BTreeMap::new();
-                for chunk in ids.chunks(batch) {
-                    match provider.observe(chunk).await {
-                        Ok(observations) => found.extend(observations),
-                        Err(error) => {
-                            return CheckDone {
-                                servers,
-                                observations: Err(error.to_string()),
-                            };
-                        }
-                    }
-                }
-                CheckDone {
-                    servers,
-                    observations: Ok(found),
-                }
-            });
-        }
-    }
-
-    /// The re-read is back: servers that moved are skipped, the rest get their step opened and
-    /// their first call made.
-    pub(super) fn handle_check(&mut self, done: CheckDone) -> Result<()> {
-        let observations = match done.observations {
-            Ok(observations) => observations,
-            Err(message) => {
-                for (server, _) in done.servers {
-                    let Some(item) = self.items.get_mut(&server) else {
-                        continue;
-                    };
-                    if item.checks >= MAX_CHECKS {
-                        self.items.remove(&server);
-                        self.not_started(
-                            &server,
-                            format!(
-                                "could not re-read the server before its call ({message}); \
-                                 nothing was sent"
-                            ),
-                        );
-                    } else {
-                        let at = Instant::now() + backoff(item.checks);
-                        item.enter(Stage::Backoff(at));
-                        self.status(&server, format!("re-read failed, will retry: {message}"));
-                    }
-                }
-                return Ok(());
-            }
-        };
-        let mut stops = Vec::new();
-        let mut reinstalls = Vec::new();
-        for (server, cloud_id) in done.servers {
-            let Some(item) = self.items.get(&server) else {
-                continue;
-            };
-            let now = observations
-                .get(&cloud_id)
-                .cloned()
-                .unwrap_or(Observation::NotFound);
-            // A server planned to be stopped may already be (by an earlier run of this plan):
-            // its power state and what moves with it are expected to differ.
-            if let Some(reason) = moved_since_plan(
-                item.planned_observed.as_ref(),
-                &now,
-                &item.image,
-                item.stop_first,
-            ) {
-                self.skip(&server, format!("moved since the plan: skipped ({reason})"));
-                continue;
-            }
-            let Observation::Found(observed) = now else {
-                continue;
-            };
-            let stopped = observed.status == crate::provider::ServerStatus::Stopped;
-            if item.stop_first && !stopped {
-                stops.push((server, observed));
-            } else {
-                reinstalls.push((server, observed));
-            }
-        }
-        self.open_stops(stops)?;
-        self.open_reinstalls(reinstalls)
-    }
-
-    fn key(item: &Item, step: Step) -> StepKey {
+    fn key(item: &Item, step: StepCall) -> StepKey {
         StepKey {
             plan_id: item.plan_id.clone(),
             server: item.server.clone(),
@@ -254,7 +46,7 @@ impl Engine<'_> {
         }
     }
 
-    fn open_stops(&mut self, servers: Vec<(String, Observed)>) -> Result<()> {
+    pub(super) fn open_stops(&mut self, servers: Vec<(String, Observed)>) -> Result<()> {
         let mut steps = Vec::new();
         for (server, observed) in servers {
             let Some(item) = self.items.get_mut(&server) else {
@@ -262,7 +54,7 @@ impl Engine<'_> {
             };
             item.baseline = Some(baseline_of(&observed));
             steps.push((
-                Self::key(item, Step::Stop),
+                Self::key(item, StepCall::Stop),
                 Intent {
                     token: step_token(&item.plan_id, &item.server, "stop"),
                     image: None,
@@ -337,7 +129,7 @@ impl Engine<'_> {
                             continue;
                         };
                         steps.push((
-                            Self::key(item, Step::Reinstall),
+                            Self::key(item, StepCall::Reinstall),
                             Intent {
                                 token: request.token.clone(),
                                 image: Some(request.image.clone()),
@@ -423,7 +215,7 @@ impl Engine<'_> {
             CallDone::Stop { server, result } => match result {
                 Ok(()) => {
                     if let Some(item) = self.items.get_mut(&server) {
-                        item.enter(Stage::Stopping);
+                        item.enter(WatchStage::Stopping);
                     }
                     self.poll_soon(&server);
                     Ok(())
@@ -457,7 +249,7 @@ impl Engine<'_> {
             request_id: operation.request_id.clone(),
             job_id: operation.job_id.clone(),
         });
-        item.enter(Stage::Installing(operation));
+        item.enter(WatchStage::Installing(operation));
         self.poll_soon(server);
         Ok(())
     }
@@ -468,7 +260,7 @@ impl Engine<'_> {
         let Some(item) = self.items.get_mut(server) else {
             return Ok(());
         };
-        let what = item.step_kind().unwrap_or(Step::Reinstall).as_str();
+        let what = item.step_kind().unwrap_or(StepCall::Reinstall).as_str();
         let sends = item.step.as_ref().map_or(1, |step| step.sends());
         match error.call_fate() {
             CallFate::Refused => self.close(
@@ -488,7 +280,7 @@ impl Engine<'_> {
                     );
                 }
                 let wait = backoff(sends);
-                item.enter(Stage::Backoff(Instant::now() + wait));
+                item.enter(WatchStage::Backoff(Instant::now() + wait));
                 self.status(
                     server,
                     format!(
@@ -508,7 +300,7 @@ impl Engine<'_> {
                     self.status(server, format!("{what}: {reason}; sending it again"));
                     return self.resend(server, &reason);
                 }
-                item.enter(Stage::Verifying);
+                item.enter(WatchStage::Verifying);
                 self.status(
                     server,
                     format!("{what} answer lost ({error}); checking the server before deciding"),
@@ -529,7 +321,7 @@ impl Engine<'_> {
             return Ok(());
         };
         let kind = step.step();
-        if kind == Step::Reinstall && item.request.is_none() {
+        if kind == StepCall::Reinstall && item.request.is_none() {
             // Taken over from a journal: the request is not here to repeat. Nothing acted, so
             // the next plan includes the server again.
             return self.close(
@@ -546,8 +338,8 @@ impl Engine<'_> {
             "sending a call again"
         );
         match kind {
-            Step::Stop => self.send_stop(permit),
-            Step::Reinstall => {
+            StepCall::Stop => self.send_stop(permit),
+            StepCall::Reinstall => {
                 let provider = item.provider.clone();
                 self.send_reinstalls(provider, vec![permit]);
             }
@@ -561,7 +353,7 @@ impl Engine<'_> {
         let due: Vec<(String, bool)> = self
             .items
             .values()
-            .filter(|item| matches!(item.stage, Stage::Backoff(at) if at <= now))
+            .filter(|item| matches!(item.stage, WatchStage::Backoff(at) if at <= now))
             .map(|item| (item.server.clone(), item.step.is_some()))
             .collect();
         let mut rechecks = Vec::new();

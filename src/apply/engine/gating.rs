@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Engine, Item, Stage};
+use super::{Engine, Item, WatchStage};
 use crate::apply::events::{Event, FailedServer};
 use crate::apply::gate;
 use crate::apply::records::now_text;
@@ -27,7 +27,7 @@ impl Engine<'_> {
         };
         item.timings.gate_started_at = Some(now_text());
         item.gate_attempts = 0;
-        item.enter(Stage::Gating(Some(Instant::now())));
+        item.enter(WatchStage::Gating(Some(Instant::now())));
         self.reporter.report(Event::GateStarted {
             server: item.server.clone(),
             check: gate.check.describe(),
@@ -41,7 +41,7 @@ impl Engine<'_> {
     pub(super) fn start_due_gates(&mut self) {
         let now = Instant::now();
         for item in self.items.values_mut() {
-            let (Stage::Gating(Some(at)), Some(gate)) = (&item.stage, &item.gate) else {
+            let (WatchStage::Gating(Some(at)), Some(gate)) = (&item.stage, &item.gate) else {
                 continue;
             };
             if *at > now {
@@ -53,7 +53,7 @@ impl Engine<'_> {
             let server = item.server.clone();
             item.gate_attempts += 1;
             // Not `enter`: the gate's stage began with its first attempt.
-            item.stage = Stage::Gating(None);
+            item.stage = WatchStage::Gating(None);
             self.gates.spawn(async move {
                 let result = gate::attempt(&check, timeout, &target).await;
                 GateDone { server, result }
@@ -66,7 +66,7 @@ impl Engine<'_> {
         let Some(item) = self.items.get_mut(&done.server) else {
             return Ok(());
         };
-        let (Stage::Gating(None), Some(gate)) = (&item.stage, &item.gate) else {
+        let (WatchStage::Gating(None), Some(gate)) = (&item.stage, &item.gate) else {
             return Ok(());
         };
         let attempt = item.gate_attempts;
@@ -94,7 +94,7 @@ impl Engine<'_> {
             }
             Err(_) => {
                 if let Some(item) = self.items.get_mut(&done.server) {
-                    item.stage = Stage::Gating(Some(Instant::now() + interval));
+                    item.stage = WatchStage::Gating(Some(Instant::now() + interval));
                 }
                 Ok(())
             }

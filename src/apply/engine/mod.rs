@@ -31,8 +31,10 @@
 //! - nothing starts after a canary failure, after `max_failures`, or after Ctrl-C.
 
 mod calls;
+mod check;
 pub mod evidence;
 mod gating;
+mod item;
 mod reconcile;
 mod watch;
 mod waves;
@@ -45,6 +47,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use self::item::{Item, WatchStage};
 use super::events::{Event, FailedServer, NotStartedServer, Reporter, SkippedServer};
 use super::protocol::{OpenStep, Protocol};
 use super::records::{self, Target};
@@ -52,12 +55,12 @@ use crate::apply::gate::GateTarget;
 use crate::error::{Error, Result};
 use crate::manifest::ProviderType;
 use crate::manifest::health::HealthGate;
-use crate::ops::fleet::Fleet;
 use crate::plan::model::Plan;
+use crate::provider::fleet::Fleet;
 use crate::provider::limits::WaitCause;
 use crate::provider::{Observed, Operation, Provider, ReinstallRequest};
 use crate::state::history::{ServerTimings, WaveRecord};
-use crate::state::journal::{Baseline, Step, StepOutcome};
+use crate::state::journal::{Baseline, StepCall, StepOutcome};
 use crate::state::{Outcome, ServerRecord, State, StateLock, StateStore};
 
 /// Calls made under one step at most (the first included). A call shown not to have acted is
@@ -188,140 +191,6 @@ impl Default for Settings {
     }
 }
 
-/// One server being worked on.
-struct Item {
-    plan_id: String,
-    server: String,
-    provider: Arc<dyn Provider>,
-    provider_name: String,
-    provider_type: ProviderType,
-    cloud_id: String,
-    /// The image the reinstall installs.
-    image: String,
-    /// The image seen at plan time.
-    previous_image: Option<String>,
-    /// The server as the plan saw it.
-    planned_observed: Option<Observed>,
-    success_record: Option<ServerRecord>,
-    /// Canary items halt the rollout when they do not succeed.
-    canary: bool,
-    /// The planned server (absent for steps taken over from an earlier run's journal).
-    planned: Option<usize>,
-    /// Planned as `stop-and-reinstall`: a stop comes first unless the server reads stopped.
-    stop_first: bool,
-    /// The journaled step under way; `None` before the first call (the re-read).
-    step: Option<OpenStep>,
-    stage: Stage,
-    /// When the current stage began (watch deadlines).
-    stage_since: Instant,
-    /// When the step's last call was sent (the grace for signs of it starts here).
-    sent_at: Instant,
-    /// The last successful read of the server since then, and the longest time between two
-    /// (the call counting as the first): an install that shows for at least the provider's
-    /// grace cannot hide in gaps no longer than it.
-    last_read: Instant,
-    longest_gap: Duration,
-    /// When work on this server began (elapsed times).
-    started: Instant,
-    /// Time spent waiting to get a call through before the install began: the re-read, the
-    /// queue behind the provider's rate limits, the calls themselves and their backoffs.
-    queued: Duration,
-    /// When the install was seen to begin (its call accepted, or the install showing).
-    install_began: Option<Instant>,
-    /// How long the install took, once it succeeded (a health gate's time is not in it).
-    install_took: Option<Duration>,
-    /// The server as read right before the step's first call.
-    baseline: Option<Baseline>,
-    /// The reinstall request as sent, kept for resends.
-    request: Option<ReinstallRequest>,
-    last_detail: String,
-    /// Taken over from a journal: nobody watched it while the earlier process was gone.
-    reconciled: bool,
-    /// Re-reads before the call tried so far.
-    checks: u32,
-    /// The health gate to pass after the install (from the plan).
-    gate: Option<HealthGate>,
-    /// The server as a gate's command sees it.
-    gate_target: GateTarget,
-    /// Gate attempts made so far.
-    gate_attempts: u32,
-    /// The provider's note on the install's success, kept for the end of the gate.
-    install_note: Option<String>,
-    timings: ServerTimings,
-}
-
-#[derive(Debug, Clone)]
-enum Stage {
-    /// The re-read before the call is in flight.
-    Checking,
-    /// A provider call is in flight.
-    Calling,
-    /// Waiting until the given time to send again (or re-read, before the first call).
-    Backoff(Instant),
-    /// The stop was accepted: watched until the server reads stopped.
-    Stopping,
-    /// The call's answer was lost: watched for signs of it.
-    Verifying,
-    /// The install runs; polled through its operation.
-    Installing(Operation),
-    /// The install succeeded; the health gate runs. The next attempt is due at the given time
-    /// (`None` while one runs).
-    Gating(Option<Instant>),
-}
-
-impl Item {
-    fn target(&self) -> Target<'_> {
-        Target {
-            plan_id: &self.plan_id,
-            server: &self.server,
-            provider: &self.provider_name,
-            provider_type: self.provider_type,
-            cloud_id: &self.cloud_id,
-            previous_image: self.previous_image.as_deref(),
-        }
-    }
-
-    fn enter(&mut self, stage: Stage) {
-        let now = Instant::now();
-        if self.install_began.is_none() {
-            if matches!(
-                self.stage,
-                Stage::Checking | Stage::Calling | Stage::Backoff(_)
-            ) {
-                self.queued += now.saturating_duration_since(self.stage_since);
-            }
-            if matches!(stage, Stage::Installing(_)) {
-                self.install_began = Some(now);
-            }
-        }
-        self.stage = stage;
-        self.stage_since = now;
-    }
-
-    /// The step's call goes out now.
-    fn sending(&mut self) {
-        let now = Instant::now();
-        self.sent_at = now;
-        self.last_read = now;
-        self.longest_gap = Duration::ZERO;
-        self.enter(Stage::Calling);
-    }
-
-    /// The server was read by a read begun at `started` and ending now. Between two reads the
-    /// server went unseen for at most the time from the earlier one's start to this one's end.
-    fn read_at(&mut self, started: Instant) {
-        let now = Instant::now();
-        self.longest_gap = self
-            .longest_gap
-            .max(now.saturating_duration_since(self.last_read));
-        self.last_read = started.max(self.last_read);
-    }
-
-    fn step_kind(&self) -> Option<Step> {
-        self.step.as_ref().map(OpenStep::step)
-    }
-}
-
 pub struct Engine<'a> {
     plan: Option<&'a Plan>,
     fleet: &'a Fleet,
@@ -333,7 +202,7 @@ pub struct Engine<'a> {
     settings: Settings,
     items: BTreeMap<String, Item>,
     calls: JoinSet<calls::CallDone>,
-    checks: JoinSet<calls::CheckDone>,
+    checks: JoinSet<check::CheckDone>,
     polls: JoinSet<watch::PollDone>,
     gates: JoinSet<gating::GateDone>,
     /// When each server's wave began (it is queued from then on).
@@ -379,7 +248,7 @@ impl<'a> Engine<'a> {
             last_flush: Instant::now(),
             last_heartbeat: Instant::now(),
             pending_count: 0,
-            waits: crate::provider::limits::waits(),
+            waits: context.fleet.waits(),
         }
     }
 
@@ -477,7 +346,10 @@ impl<'a> Engine<'a> {
             self.reporter.report(Event::Reconciled {
                 server: item.server.clone(),
                 plan_id: item.plan_id.clone(),
-                step: step_kind.unwrap_or(Step::Reinstall).as_str().to_string(),
+                step: step_kind
+                    .unwrap_or(StepCall::Reinstall)
+                    .as_str()
+                    .to_string(),
                 outcome: outcome_word(outcome).to_string(),
                 message,
             });
@@ -590,7 +462,7 @@ impl<'a> Engine<'a> {
             wake = wake.min(at);
         }
         for item in self.items.values() {
-            if let Stage::Backoff(at) | Stage::Gating(Some(at)) = item.stage {
+            if let WatchStage::Backoff(at) | WatchStage::Gating(Some(at)) = item.stage {
                 wake = wake.min(at);
             }
         }

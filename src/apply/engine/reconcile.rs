@@ -5,11 +5,11 @@
 
 use std::time::Instant;
 
-use super::{Engine, Item, Stage, age_of};
+use super::{Engine, Item, WatchStage, age_of};
 use crate::apply::events::Event;
 use crate::apply::protocol::OpenStep;
 use crate::error::{Error, Result};
-use crate::state::journal::{Step, StepState};
+use crate::state::journal::{StepCall, StepState};
 
 impl Engine<'_> {
     /// Takes over the steps an earlier, interrupted apply left in flight. With `wait`, watches
@@ -38,8 +38,8 @@ impl Engine<'_> {
             };
             let sent_at = since(step.last_send_at.as_deref().or(step.intent_at.as_deref()));
             let stage = match (step.step, &step.operation) {
-                (Step::Reinstall, Some(operation)) => Stage::Installing(operation.clone()),
-                _ => Stage::Verifying,
+                (StepCall::Reinstall, Some(operation)) => WatchStage::Installing(operation.clone()),
+                _ => WatchStage::Verifying,
             };
             self.reporter.report(Event::Reconciled {
                 server: step.server.clone(),
@@ -127,7 +127,7 @@ impl Engine<'_> {
 
     /// Records outcomes an earlier run wrote to the journal but not yet to the state.
     pub fn replay_finished(&mut self, steps: &[StepState]) -> Result<()> {
-        for step in steps.iter().filter(|step| step.step == Step::Reinstall) {
+        for step in steps.iter().filter(|step| step.step == StepCall::Reinstall) {
             let (Some(_), Some(record)) = (&step.outcome, &step.outcome_record) else {
                 continue;
             };

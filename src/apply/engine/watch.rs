@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::evidence::{self, Evidence};
-use super::{Engine, MAX_SENDS, Stage, backoff};
+use super::{Engine, MAX_SENDS, WatchStage, backoff};
 use crate::apply::events::Event;
 use crate::error::Result;
 use crate::provider::{Observation, Operation, OperationStatus, Provider};
-use crate::state::journal::{Step, StepOutcome};
+use crate::state::journal::{StepCall, StepOutcome};
 
 /// A poll round's results. Status polls of installs and reads of servers (being stopped, or
 /// checked after a lost answer) run as separate rounds, so a slow status poll never holds up
@@ -40,8 +40,8 @@ impl Engine<'_> {
         let mut rounds: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
         for item in self.items.values() {
             let reads = match item.stage {
-                Stage::Installing(_) => false,
-                Stage::Stopping | Stage::Verifying => true,
+                WatchStage::Installing(_) => false,
+                WatchStage::Stopping | WatchStage::Verifying => true,
                 _ => continue,
             };
             rounds
@@ -99,7 +99,7 @@ impl Engine<'_> {
                     continue;
                 };
                 match &item.stage {
-                    Stage::Installing(operation) => {
+                    WatchStage::Installing(operation) => {
                         operations.push((name.clone(), operation.clone()))
                     }
                     _ => to_read.push((name.clone(), item.cloud_id.clone())),
@@ -152,7 +152,7 @@ impl Engine<'_> {
         for (server, status) in statuses {
             if !matches!(
                 self.items.get(&server).map(|item| &item.stage),
-                Some(Stage::Installing(_))
+                Some(WatchStage::Installing(_))
             ) {
                 continue;
             }
@@ -225,8 +225,8 @@ impl Engine<'_> {
         let Some(step) = item.step_kind() else {
             return Ok(None);
         };
-        let verifying = matches!(item.stage, Stage::Verifying);
-        if !verifying && !matches!(item.stage, Stage::Stopping) {
+        let verifying = matches!(item.stage, WatchStage::Verifying);
+        if !verifying && !matches!(item.stage, WatchStage::Stopping) {
             return Ok(None);
         }
         // A read begun before the step's latest call says nothing about that call.
@@ -240,8 +240,8 @@ impl Engine<'_> {
         let baseline =
             evidence::baseline_or(item.baseline.as_ref(), item.previous_image.as_deref());
         let found = match step {
-            Step::Stop => evidence::of_stop(&baseline, observation),
-            Step::Reinstall => evidence::of_reinstall(&baseline, &item.image, observation),
+            StepCall::Stop => evidence::of_stop(&baseline, observation),
+            StepCall::Reinstall => evidence::of_reinstall(&baseline, &item.image, observation),
         };
         // What the read shows is at least as recent as when it began, no more.
         let past_grace = read_started.duration_since(item.sent_at) > item.provider.start_grace();
@@ -253,22 +253,22 @@ impl Engine<'_> {
                     Some("the server disappeared at the provider".to_string()),
                 )?;
             }
-            (Step::Stop, Evidence::Done) => {
+            (StepCall::Stop, Evidence::Done) => {
                 let Observation::Found(observed) = observation else {
                     return Ok(None);
                 };
                 self.stopped(server)?;
                 return Ok(Some(observed.clone()));
             }
-            (Step::Stop, Evidence::Underway(detail)) => {
+            (StepCall::Stop, Evidence::Underway(detail)) => {
                 if let Some(item) = self.items.get_mut(server)
                     && verifying
                 {
-                    item.enter(Stage::Stopping);
+                    item.enter(WatchStage::Stopping);
                 }
                 self.status(server, format!("stopping ({detail})"));
             }
-            (Step::Reinstall, Evidence::Underway(detail)) => {
+            (StepCall::Reinstall, Evidence::Underway(detail)) => {
                 // The install shows: it is tracked from the server from now on.
                 let operation = Operation {
                     server: item.server.clone(),
@@ -283,7 +283,7 @@ impl Engine<'_> {
                 self.status(server, format!("the install shows ({detail})"));
                 self.accepted(server, operation)?;
             }
-            (Step::Reinstall, Evidence::Done) => {
+            (StepCall::Reinstall, Evidence::Done) => {
                 self.close(
                     server,
                     StepOutcome::Succeeded,
@@ -326,7 +326,7 @@ impl Engine<'_> {
         let Some(item) = self.items.get_mut(server) else {
             return Ok(());
         };
-        let step = item.step_kind().unwrap_or(Step::Reinstall);
+        let step = item.step_kind().unwrap_or(StepCall::Reinstall);
         let sends = item.step.as_ref().map_or(1, |step| step.sends());
         let grace = item.provider.start_grace();
         let image_proves = item.provider.capabilities().reports_image
@@ -334,7 +334,7 @@ impl Engine<'_> {
                 baseline.image.is_some() && baseline.image.as_deref() != Some(item.image.as_str())
             });
         let watched_closely = item.longest_gap <= grace;
-        if step == Step::Reinstall && !image_proves && !watched_closely {
+        if step == StepCall::Reinstall && !image_proves && !watched_closely {
             let message = format!(
                 "the answer to the reinstall call was lost, and the server was not read for {}s \
                  at a stretch (more than the {}s an install takes to show), so an install that \
@@ -368,7 +368,7 @@ impl Engine<'_> {
             return self.close(server, StepOutcome::NotSent, Some(message));
         }
         let wait = backoff(sends);
-        item.enter(Stage::Backoff(Instant::now() + wait));
+        item.enter(WatchStage::Backoff(Instant::now() + wait));
         self.status(
             server,
             format!(
@@ -414,9 +414,11 @@ impl Engine<'_> {
         for item in self.items.values() {
             let capabilities = item.provider.capabilities();
             let (limit, since, what) = match &item.stage {
-                Stage::Stopping => (capabilities.stop_timeout, item.stage_since, "stop"),
-                Stage::Verifying => (capabilities.install_timeout, item.sent_at, "call"),
-                Stage::Installing(_) => (capabilities.install_timeout, item.sent_at, "install"),
+                WatchStage::Stopping => (capabilities.stop_timeout, item.stage_since, "stop"),
+                WatchStage::Verifying => (capabilities.install_timeout, item.sent_at, "call"),
+                WatchStage::Installing(_) => {
+                    (capabilities.install_timeout, item.sent_at, "install")
+                }
                 _ => continue,
             };
             if since.elapsed() <= limit {
@@ -438,7 +440,7 @@ impl Engine<'_> {
                     "after {}s it is still unclear whether the {} call acted ({last}); it was \
                      not sent again. Check `{}` at the provider, then plan again",
                     limit.as_secs(),
-                    item.step_kind().unwrap_or(Step::Reinstall).as_str(),
+                    item.step_kind().unwrap_or(StepCall::Reinstall).as_str(),
                     item.cloud_id
                 ),
                 _ => format!(

@@ -175,7 +175,7 @@ impl<'a> Engine<'a> {
         let gating: Vec<String> = self
             .items
             .values()
-            .filter(|item| matches!(item.stage, super::Stage::Gating(_)))
+            .filter(|item| matches!(item.stage, super::WatchStage::Gating(_)))
             .map(|item| item.server.clone())
             .collect();
         for server in gating {

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::{Phase, Report, ServerRow};
+use super::{Report, ServerRow, TimelinePhase};
 
 /// Left column (names) and chart width of the timeline, in SVG units.
 const LABEL_WIDTH: f64 = 180.0;
@@ -203,12 +203,12 @@ fn figures(out: &mut String, report: &Report) {
     let _ = writeln!(out, "</section>");
 }
 
-fn class_of(phase: Phase) -> &'static str {
+fn class_of(phase: TimelinePhase) -> &'static str {
     match phase {
-        Phase::Queued => "queued",
-        Phase::Stopping => "stopping",
-        Phase::Installing => "installing",
-        Phase::Gate => "gate",
+        TimelinePhase::Queued => "queued",
+        TimelinePhase::Stopping => "stopping",
+        TimelinePhase::Installing => "installing",
+        TimelinePhase::Gate => "gate",
     }
 }
 
@@ -378,7 +378,7 @@ fn servers(out: &mut String, report: &Report) {
          <th>stopping</th><th>installing</th><th>health gate</th><th>note</th></tr>"
     );
     for row in &report.servers {
-        let length = |phase: Phase| {
+        let length = |phase: TimelinePhase| {
             row.segments
                 .iter()
                 .find(|segment| segment.phase == phase)
@@ -398,10 +398,10 @@ fn servers(out: &mut String, report: &Report) {
                 .map(|wave| wave.to_string())
                 .unwrap_or_else(|| "—".into()),
             escape(&row.outcome.replace('_', " ")),
-            length(Phase::Queued),
-            length(Phase::Stopping),
-            length(Phase::Installing),
-            length(Phase::Gate),
+            length(TimelinePhase::Queued),
+            length(TimelinePhase::Stopping),
+            length(TimelinePhase::Installing),
+            length(TimelinePhase::Gate),
             escape(row.message.as_deref().unwrap_or(""))
         );
     }

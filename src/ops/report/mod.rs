@@ -93,14 +93,14 @@ impl ServerRow {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+pub enum TimelinePhase {
     Queued,
     Stopping,
     Installing,
     Gate,
 }
 
-impl Phase {
+impl TimelinePhase {
     pub fn label(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -113,7 +113,7 @@ impl Phase {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Segment {
-    pub phase: Phase,
+    pub phase: TimelinePhase,
     pub start_s: f64,
     pub end_s: f64,
 }
@@ -213,8 +213,8 @@ pub fn build(entry: &HistoryEntry) -> Report {
             for segment in &segments {
                 let length = segment.end_s - segment.start_s;
                 match segment.phase {
-                    Phase::Installing => installs.push(length),
-                    Phase::Queued => queues.push(length),
+                    TimelinePhase::Installing => installs.push(length),
+                    TimelinePhase::Queued => queues.push(length),
                     _ => {}
                 }
             }
@@ -302,22 +302,22 @@ fn segments(timings: &ServerTimings, at: &dyn Fn(Option<&String>) -> Option<f64>
         }
     };
     push(
-        Phase::Queued,
+        TimelinePhase::Queued,
         at(timings.queued_at.as_ref()),
         at(work_began),
     );
     push(
-        Phase::Stopping,
+        TimelinePhase::Stopping,
         at(timings.stop_started_at.as_ref()),
         at(timings.stop_ended_at.as_ref()),
     );
     push(
-        Phase::Installing,
+        TimelinePhase::Installing,
         at(timings.install_started_at.as_ref()),
         at(timings.install_ended_at.as_ref()),
     );
     push(
-        Phase::Gate,
+        TimelinePhase::Gate,
         at(timings.gate_started_at.as_ref()),
         at(timings.gate_ended_at.as_ref()),
     );
@@ -382,7 +382,7 @@ mod tests {
         assert_eq!(report.figures.install_median_s, Some(30.0));
         let web = &report.servers[0];
         assert_eq!(web.server, "web-1");
-        let phases: Vec<(Phase, f64, f64)> = web
+        let phases: Vec<(TimelinePhase, f64, f64)> = web
             .segments
             .iter()
             .map(|s| (s.phase, s.start_s, s.end_s))
@@ -390,9 +390,9 @@ mod tests {
         assert_eq!(
             phases,
             [
-                (Phase::Queued, 1.0, 2.0),
-                (Phase::Installing, 2.0, 32.0),
-                (Phase::Gate, 32.0, 40.0)
+                (TimelinePhase::Queued, 1.0, 2.0),
+                (TimelinePhase::Installing, 2.0, 32.0),
+                (TimelinePhase::Gate, 32.0, 40.0)
             ]
         );
         let db = &report.servers[1];

@@ -6,18 +6,20 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::output::Printer;
-use crate::provider::limits::{WaitCause, waits};
+use crate::provider::limits::{WaitCause, WaitNotice};
 
 /// Between two lines about the same provider, family and cause.
 const QUIET: Duration = Duration::from_secs(10);
 
 /// Prints wait notices until dropped.
-pub(crate) struct WaitLines(tokio::task::JoinHandle<()>);
+pub struct WaitLines(tokio::task::JoinHandle<()>);
 
 impl WaitLines {
-    pub fn start(printer: &Printer) -> Self {
+    pub fn start(
+        printer: &Printer,
+        mut notices: tokio::sync::broadcast::Receiver<WaitNotice>,
+    ) -> Self {
         let printer = printer.clone();
-        let mut notices = waits();
         WaitLines(tokio::spawn(async move {
             let mut last: HashMap<(String, &'static str, &'static str), Instant> = HashMap::new();
             loop {
