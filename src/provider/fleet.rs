@@ -184,6 +184,8 @@ mod tests {
             &self.capabilities
         }
 
+        fn report_waits_to(&self, _waits: &crate::provider::limits::WaitSink) {}
+
         fn observe<'a>(
             &'a self,
             ids: &'a [String],

@@ -154,6 +154,11 @@ impl ProviderHttp {
         self
     }
 
+    /// Announces this client's waits to `waits` from now on.
+    pub fn report_waits_to(&self, waits: &super::limits::WaitSink) {
+        self.limits.report_waits_to(waits);
+    }
+
     /// The rate limit of each limited API family.
     pub fn limits(&self) -> std::collections::BTreeMap<ApiFamily, super::limits::RateLimit> {
         self.limits.limits()

@@ -14,7 +14,6 @@
 //! Every wait caused by a limit or by a provider's throttling is announced to the [`WaitSink`]
 //! the provider was built with, so progress displays can show why nothing moves.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -58,33 +57,6 @@ impl WaitSink {
             let _ = sender.send(notice);
         }
     }
-}
-
-thread_local! {
-    /// The sink of the provider being built on this thread, for the span of its constructor
-    /// only (see [`building_with`]).
-    static BUILDING_WITH: RefCell<Option<WaitSink>> = const { RefCell::new(None) };
-}
-
-/// Runs a provider's constructor `build` with `waits` as the sink of every [`RateLimits`] it
-/// makes: the constructors of the provider types take their configuration only, so the sink
-/// reaches their limits this way, for the duration of this synchronous call and no longer.
-pub fn building_with<T>(waits: &WaitSink, build: impl FnOnce() -> T) -> T {
-    struct Restore(Option<WaitSink>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            BUILDING_WITH.with(|slot| *slot.borrow_mut() = previous);
-        }
-    }
-    let previous = BUILDING_WITH.with(|slot| slot.borrow_mut().replace(waits.clone()));
-    let _restore = Restore(previous);
-    build()
-}
-
-/// The sink of the provider under construction; none outside [`building_with`].
-fn sink_of_build() -> WaitSink {
-    BUILDING_WITH.with(|slot| slot.borrow().clone().unwrap_or_default())
 }
 
 /// After a 429 the rate is halved, down to this share of the configured one at most: a
@@ -211,7 +183,8 @@ fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
 pub struct RateLimits {
     provider: String,
     families: BTreeMap<ApiFamily, Family>,
-    waits: WaitSink,
+    /// Where waits are announced: nowhere until [`RateLimits::report_waits_to`] says.
+    waits: std::sync::Mutex<WaitSink>,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -298,19 +271,27 @@ impl RateLimits {
         RateLimits {
             provider: provider.to_string(),
             families,
-            waits: sink_of_build(),
+            waits: std::sync::Mutex::new(WaitSink::none()),
         }
     }
 
-    /// Announces this provider's waits to `waits` (instead of the sink it was built with).
-    pub fn reporting_to(mut self, waits: WaitSink) -> Self {
-        self.waits = waits;
-        self
+    /// Announces this provider's waits to `waits` from now on (the run that built the provider
+    /// hands in its sink; until then waits are announced nowhere).
+    pub fn report_waits_to(&self, waits: &WaitSink) {
+        *self
+            .waits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = waits.clone();
     }
 
     /// Announces one wait of this provider.
     pub fn announce(&self, notice: WaitNotice) {
-        self.waits.announce(notice);
+        let waits = self
+            .waits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        waits.announce(notice);
     }
 
     /// No limits at all (tests, emulators).
@@ -487,14 +468,13 @@ mod tests {
     async fn calls_keep_to_the_window_and_waits_are_announced() {
         let sink = WaitSink::new();
         let mut notices = sink.subscribe();
-        // 600/min = 10 calls in any one second. Made as a provider's constructor makes it.
-        let limits = Arc::new(building_with(&sink, || {
-            RateLimits::new(
-                "test-rate",
-                &[(ApiFamily::Reinstall, RateLimit::new(600.0, 100))],
-                &BTreeMap::new(),
-            )
-        }));
+        // 600/min = 10 calls in any one second.
+        let limits = Arc::new(RateLimits::new(
+            "test-rate",
+            &[(ApiFamily::Reinstall, RateLimit::new(600.0, 100))],
+            &BTreeMap::new(),
+        ));
+        limits.report_waits_to(&sink);
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..25 {
             let limits = limits.clone();
@@ -530,8 +510,8 @@ mod tests {
             "test-throttled",
             &[(ApiFamily::Read, RateLimit::new(1200.0, 8))],
             &BTreeMap::new(),
-        )
-        .reporting_to(sink.clone());
+        );
+        limits.report_waits_to(&sink);
         limits.throttled(ApiFamily::Read, Duration::from_millis(300));
         let started = Instant::now();
         let _permit = limits.acquire(ApiFamily::Read).await;
@@ -546,13 +526,14 @@ mod tests {
     }
 
     /// Each run's sink hears its own providers only: two runs in one process (tests, the
-    /// emulator beside a plan) do not see each other's waits, and a provider built outside
-    /// [`building_with`] announces nowhere.
+    /// emulator beside a plan) do not see each other's waits, and limits no run attached to a
+    /// sink announce nowhere.
     #[test]
-    fn waits_reach_the_sink_the_limits_were_built_with_and_no_other() {
+    fn waits_reach_the_sink_the_limits_report_to_and_no_other() {
         let (first, second) = (WaitSink::new(), WaitSink::new());
         let (mut first_hears, mut second_hears) = (first.subscribe(), second.subscribe());
-        let of_first = building_with(&first, || RateLimits::unlimited("first"));
+        let of_first = RateLimits::unlimited("first");
+        of_first.report_waits_to(&first);
         let unattached = RateLimits::unlimited("unattached");
         of_first.throttled(ApiFamily::Read, Duration::from_millis(1));
         unattached.throttled(ApiFamily::Read, Duration::from_millis(1));
@@ -566,12 +547,12 @@ mod tests {
             second_hears.try_recv().is_err(),
             "another run's sink heard a wait"
         );
-        // Outside the constructor's span, the slot is empty again.
+        // Limits made later, in the same thread, are not attached to anything by that.
         let later = RateLimits::unlimited("later");
         later.throttled(ApiFamily::Read, Duration::from_millis(1));
         assert!(
             first_hears.try_recv().is_err(),
-            "the sink outlived the constructor"
+            "limits made later reached the first run's sink"
         );
     }
 

@@ -4,6 +4,8 @@
 //! [`Capabilities::observe_batch`], calls [`Provider::reinstall`] once per planned server and
 //! polls the returned [`Operation`]s until they end.
 
+#[cfg(test)]
+mod captured_logs;
 pub(crate) mod completion;
 pub mod config;
 pub mod edis;
@@ -274,6 +276,10 @@ pub trait Provider: Send + Sync {
             })
         })
     }
+
+    /// Announces this provider's waits (rate limits, throttling) to `waits` from now on: the
+    /// run that builds the provider hands in the sink its progress display listens to.
+    fn report_waits_to(&self, waits: &limits::WaitSink);
 
     /// The rate limits this provider runs with, per API family (the plan's pace is worked out
     /// from them).

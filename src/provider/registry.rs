@@ -5,7 +5,7 @@
 
 use secrecy::SecretString;
 
-use super::limits::{self, WaitSink};
+use super::limits::WaitSink;
 use super::{FieldIssue, Provider, ProviderError, edis, huaweicloud, jdcloud, zenlayer};
 use crate::manifest::model::ProviderConfig;
 use crate::manifest::{DesiredProvider, DesiredServer, ProviderRules, ProviderType, SetupRefusal};
@@ -69,7 +69,9 @@ pub fn build(
 ) -> Result<Box<dyn Provider>, ProviderError> {
     let provider_type = config.config.provider_type;
     let kind = kind(provider_type).ok_or_else(|| unregistered(provider_type))?;
-    limits::building_with(waits, || (kind.build)(config, endpoint_override))
+    let provider = (kind.build)(config, endpoint_override)?;
+    provider.report_waits_to(waits);
+    Ok(provider)
 }
 
 /// The registry as the manifest checks see it (handed to them by the operations layer).

@@ -300,6 +300,7 @@ impl Engine<'_> {
                     self.status(server, format!("{what}: {reason}; sending it again"));
                     return self.resend(server, &reason);
                 }
+                item.answer_lost_at = Instant::now();
                 item.enter(WatchStage::Verifying);
                 self.status(
                     server,

@@ -49,6 +49,7 @@ impl Engine<'_> {
             stage: WatchStage::Checking,
             stage_since: now,
             sent_at: now,
+            answer_lost_at: now,
             last_read: now,
             longest_gap: std::time::Duration::ZERO,
             started: now,

@@ -29,8 +29,12 @@ pub(super) struct Item {
     pub(super) stage: WatchStage,
     /// When the current stage began (watch deadlines).
     pub(super) stage_since: Instant,
-    /// When the step's last call was sent (the grace for signs of it starts here).
+    /// When the step's last call was sent.
     pub(super) sent_at: Instant,
+    /// When that call ended without an answer (timeout, connection lost, 5xx): the provider may
+    /// have acted at any moment until then, however slowly it took the call in, so the grace
+    /// for signs of it starts here, not at the sending.
+    pub(super) answer_lost_at: Instant,
     /// The last successful read of the server since then, and the longest time between two
     /// (the call counting as the first): an install that shows for at least the provider's
     /// grace cannot hide in gaps no longer than it.
@@ -119,6 +123,7 @@ impl Item {
     pub(super) fn sending(&mut self) {
         let now = Instant::now();
         self.sent_at = now;
+        self.answer_lost_at = now;
         self.last_read = now;
         self.longest_gap = Duration::ZERO;
         self.enter(WatchStage::Calling);

@@ -68,6 +68,9 @@ impl Engine<'_> {
                     stage,
                     stage_since: sent_at,
                     sent_at,
+                    // The process that sent it is gone: when the call ended is not known, and
+                    // the time since then is what the grace is measured against.
+                    answer_lost_at: sent_at,
                     // The time since the last call counts as a gap: nobody read the server
                     // while the earlier process was gone.
                     last_read: sent_at,

@@ -243,8 +243,10 @@ impl Engine<'_> {
             StepCall::Stop => evidence::of_stop(&baseline, observation),
             StepCall::Reinstall => evidence::of_reinstall(&baseline, &item.image, observation),
         };
-        // What the read shows is at least as recent as when it began, no more.
-        let past_grace = read_started.duration_since(item.sent_at) > item.provider.start_grace();
+        // What the read shows is at least as recent as when it began, no more; and the call may
+        // have acted up to the moment its answer was lost.
+        let past_grace = read_started.saturating_duration_since(item.answer_lost_at)
+            > item.provider.start_grace();
         match (step, found) {
             (_, Evidence::Gone) => {
                 self.close(
@@ -300,7 +302,7 @@ impl Engine<'_> {
                 let wait = item
                     .provider
                     .start_grace()
-                    .saturating_sub(item.sent_at.elapsed());
+                    .saturating_sub(item.answer_lost_at.elapsed());
                 let what = step.as_str();
                 self.status(
                     server,

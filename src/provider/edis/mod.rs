@@ -226,6 +226,10 @@ impl Provider for EdisKvm {
         &self.capabilities
     }
 
+    fn report_waits_to(&self, waits: &crate::provider::limits::WaitSink) {
+        self.http.report_waits_to(waits);
+    }
+
     fn rate_limits(
         &self,
     ) -> BTreeMap<crate::provider::limits::ApiFamily, crate::provider::limits::RateLimit> {

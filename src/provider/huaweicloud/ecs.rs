@@ -550,6 +550,10 @@ impl Provider for HuaweiEcs {
         &self.capabilities
     }
 
+    fn report_waits_to(&self, waits: &crate::provider::limits::WaitSink) {
+        self.client.http().report_waits_to(waits);
+    }
+
     fn rate_limits(
         &self,
     ) -> BTreeMap<crate::provider::limits::ApiFamily, crate::provider::limits::RateLimit> {

@@ -2,7 +2,6 @@
 //! (snapshots), parsers, the plan's review, and calls against the built-in emulator on loopback.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -1568,31 +1567,9 @@ async fn clouddc_refusals_reach_every_request_of_the_call() {
     assert_eq!(failed.extra["operation_state"], "reinstall-failed");
 }
 
-/// Collects everything a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<StdMutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_and_errors_hold_no_secrets() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = crate::provider::captured_logs::CapturedLogs::start();
     let (running, _dir) = emulator(&inventory(2)).await;
     let ecs = emulated_ecs(&running, json!({"project_id": PROJECT}));
     let clouddc = emulated_clouddc(&running);
@@ -1629,7 +1606,7 @@ async fn logs_and_errors_hold_no_secrets() {
         .reinstall_batch(&[request("b", "dc-02", "dc-new", "dc-old", weak, json!({}))])
         .await;
     let error_text = format!("{:?}", error);
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(text.contains("retrying"), "{text}");
     for secret in [SK, PASSWORD, "weakcanary", "Signature="] {
         assert!(

@@ -1253,32 +1253,9 @@ async fn poll_reports_vanished_instances() {
     );
 }
 
-/// Collects everything a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<StdMutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_of_retries_and_reinstalls_hold_no_secrets() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    // The test runtime is single-threaded, so a thread-local subscriber sees every event.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = crate::provider::captured_logs::CapturedLogs::start();
 
     let (endpoint, _shared) = start_fake(FakeState {
         instances: BTreeMap::from([("i-1".to_string(), running("img-old"))]),
@@ -1297,7 +1274,7 @@ async fn logs_of_retries_and_reinstalls_hold_no_secrets() {
     request.cloud_id = "i-1".into();
     provider.reinstall(&request).await.unwrap();
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(text.contains("retrying"), "{text}");
     assert!(text.contains("authorization=<redacted>"), "{text}");
     for secret in [KEY_PASSWORD, "Passw0rd~ok", "Signature="] {
