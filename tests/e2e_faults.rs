@@ -133,6 +133,30 @@ fn answers_slower_than_the_request_timeout_are_resolved_not_guessed() {
     }
 }
 
+/// A provider that takes a call in slowly acts late: here 2.5 s after the sending, longer than
+/// the 1.5 s grace; then the answer is lost and the status shows 1.2 s late. The grace runs from
+/// when the answer was lost, so the install is seen and the call is not sent a second time.
+#[test]
+fn a_call_taken_in_slowly_then_lost_is_not_sent_again() {
+    for (kind, call) in [(Kind::Zenlayer, "reinstall"), (Kind::Ecs, "change_os")] {
+        let spec = Spec::new(kind, 2);
+        let (dir, emulator) = fleet::setup(&spec);
+        emulator.arm(json!({"clear": true, "rules": [
+            {"provider": kind.type_name(), "call": call, "fault": "latency", "seconds": 2.5},
+            {"provider": kind.type_name(), "call": call, "fault": "drop_after"},
+            {"provider": kind.type_name(), "call": call, "fault": "late_status", "seconds": 1.2},
+        ]}));
+        let output = apply(dir.path(), kind, &[]);
+        assert_eq!(output.status.code(), Some(0), "{kind:?}: {}", show(&output));
+        assert!(
+            !stderr_of(&output).contains("did not act:"),
+            "{kind:?}: {}",
+            show(&output)
+        );
+        assert_eq!(fleet::installs(&emulator, &spec), vec![1; 2], "{kind:?}");
+    }
+}
+
 /// Huawei ECS: every answer to changeos is lost, so no job id is ever known; the server itself
 /// tells when the install is done.
 #[test]
