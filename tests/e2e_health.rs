@@ -451,3 +451,52 @@ fn the_address_comes_from_the_provider_and_a_gate_without_one_blocks_the_plan() 
     );
     assert_eq!(emulator.reinstall_count("1"), 0);
 }
+
+/// JD Cloud: `{address}` is the server's `publicIp`, else its `privateIp`, as describeInstances
+/// reports them; with neither, a gate that needs one blocks the plan.
+#[test]
+fn jd_cloud_reports_the_address_a_gate_needs() {
+    use common::jdcloud::{JdServer, NEW_OS, OLD_OS, inventory, manifest, reimage as jd_reimage};
+    let dir = tempfile::tempdir().unwrap();
+    let servers = [
+        JdServer {
+            id: "cps-pub",
+            status: "stopped",
+            os: OLD_OS,
+            extra: ", public_ip: 127.0.0.4, private_ip: 10.0.0.4",
+        },
+        JdServer {
+            id: "cps-priv",
+            status: "stopped",
+            os: OLD_OS,
+            extra: ", private_ip: 127.0.0.5",
+        },
+        JdServer {
+            id: "cps-none",
+            status: "stopped",
+            os: OLD_OS,
+            extra: "",
+        },
+    ];
+    let emulator = Emulator::start(dir.path(), &inventory(&servers, 0.3));
+    let text = manifest(
+        &emulator,
+        &[
+            ("with-public", "cps-pub", NEW_OS, "{}"),
+            ("with-private", "cps-priv", NEW_OS, "{}"),
+            ("without-address", "cps-none", NEW_OS, "{}"),
+        ],
+    )
+    .replace("defaults:\n", "defaults:\n  health: {tcp: 22}\n");
+    std::fs::write(dir.path().join("reimage.yaml"), text).unwrap();
+    let plan = jd_reimage(dir.path()).args(["plan"]).output().unwrap();
+    assert_eq!(plan.status.code(), Some(1), "{}", stdout_of(&plan));
+    let shown = stdout_of(&plan);
+    assert!(shown.contains("health gate: tcp 127.0.0.4:22"), "{shown}");
+    assert!(shown.contains("health gate: tcp 127.0.0.5:22"), "{shown}");
+    let error = flat(&stderr_of(&plan));
+    assert!(
+        error.contains("without-address") && error.contains("add `address: HOST` to the server"),
+        "{error}"
+    );
+}

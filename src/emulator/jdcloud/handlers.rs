@@ -183,6 +183,8 @@ pub(super) fn instance_json(inventory: &Inventory, server: &JdcloudServer) -> Va
         "dataRaidTypeId": server.data_raid_type_id,
         "dataRaidType": server.data_raid_type_id.as_deref().map(raid_name),
         "networkType": "basic",
+        "privateIp": server.private_ip,
+        "publicIp": server.public_ip,
         "keypairId": server.keypair_id,
         "agentStatus": "running",
     })

@@ -72,6 +72,11 @@ pub struct JdcloudServerSpec {
     pub operation_protection: bool,
     #[serde(default)]
     pub install_seconds: Option<f64>,
+    /// The addresses describe answers give (`publicIp`, `privateIp`).
+    #[serde(default)]
+    pub public_ip: Option<String>,
+    #[serde(default)]
+    pub private_ip: Option<String>,
 }
 
 fn default_device_type() -> String {
@@ -174,6 +179,10 @@ pub struct JdcloudServer {
     pub fail_next_install: bool,
     pub operation_protection: bool,
     pub install_seconds: Option<f64>,
+    #[serde(default)]
+    pub public_ip: Option<String>,
+    #[serde(default)]
+    pub private_ip: Option<String>,
     pub stop_count: u64,
     pub reinstall_count: u64,
     /// Reinstalls sent with `keepData: no`.
@@ -255,6 +264,8 @@ impl JdcloudWorld {
                     fail_next_install: spec.fail_next_install,
                     operation_protection: spec.operation_protection,
                     install_seconds: spec.install_seconds,
+                    public_ip: spec.public_ip.clone(),
+                    private_ip: spec.private_ip.clone(),
                     stop_count: 0,
                     reinstall_count: 0,
                     data_wipe_count: 0,

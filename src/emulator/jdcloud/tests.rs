@@ -23,7 +23,7 @@ jdcloud:
     - {os_type_id: os-ubuntu-2204, os_name: "Ubuntu 22.04", os_type: ubuntu}
     - {os_type_id: os-gpu-only, os_name: "GPU OS", device_type: cps.gpu}
   servers:
-    - {id: cps-run, name: web, region: cn-east-1, az: cn-east-1a, os_type_id: os-centos-79, sys_raid_type_id: r-sys-raid1, data_raid_type_id: r-data-noraid}
+    - {id: cps-run, name: web, region: cn-east-1, az: cn-east-1a, os_type_id: os-centos-79, sys_raid_type_id: r-sys-raid1, data_raid_type_id: r-data-noraid, public_ip: 203.0.113.30, private_ip: 10.0.0.30}
     - {id: cps-off, name: db, region: cn-east-1, az: cn-east-1a, status: stopped, os_type_id: os-centos-79, sys_raid_type_id: r-sys-raid1, data_raid_type_id: r-data-noraid}
     - {id: cps-bad, name: bad, region: cn-east-1, az: cn-east-1b, status: stopped, os_type_id: os-centos-79, sys_raid_type_id: r-sys-raid1, fail_next_install: true}
     - {id: cps-mfa, name: mfa, region: cn-east-1, az: cn-east-1a, status: stopped, os_type_id: os-centos-79, sys_raid_type_id: r-sys-raid1, operation_protection: true}
@@ -277,6 +277,13 @@ async fn describe_filters_by_id_pages_and_keeps_regions_apart() {
     assert_eq!(first["sysRaidTypeId"], "r-sys-raid1");
     assert_eq!(first["dataRaidTypeId"], "r-data-noraid");
     assert_eq!(first["imageType"], "Standard");
+    assert_eq!(first["publicIp"], "203.0.113.30");
+    assert_eq!(first["privateIp"], "10.0.0.30");
+    assert_eq!(
+        result["instances"][1]["publicIp"],
+        Value::Null,
+        "cps-off has no address in the inventory"
+    );
     assert!(reply.body["requestId"].is_string());
 
     let page = harness.describe("pageNumber=2&pageSize=2").await;
