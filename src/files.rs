@@ -24,6 +24,15 @@ pub const STATE_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// A saved plan (a few KB per server) and its signature.
 pub const PLAN_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 pub const SIGNATURE_MAX_BYTES: u64 = 64 * 1024;
+/// The local journal (compacted after every apply) and history (one line per apply): far above
+/// what a fleet writes, and a bound on what a damaged or foreign file can make us hold.
+pub const JOURNAL_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+/// A lock file's holder description (a line of JSON).
+pub const LOCK_HOLDER_MAX_BYTES: u64 = 64 * 1024;
+/// The emulator's saved world (every server of the inventory, with its calls).
+pub const WORLD_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+/// A fault rules file for the emulator.
+pub const FAULTS_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Why a named file could not be read. Every message names the file.
 #[derive(Debug)]

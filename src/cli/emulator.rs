@@ -16,7 +16,7 @@ pub async fn serve(args: EmulatorServeArgs, printer: &Printer) -> Result<ExitCod
     })
     .await?;
     if let Some(path) = &args.faults {
-        let text = fs_err::read_to_string(path)
+        let text = crate::files::read_limited_to_string(path, crate::files::FAULTS_MAX_BYTES)
             .map_err(|error| emulator::EmulatorError(format!("cannot read the faults: {error}")))?;
         running
             .arm_faults(&text)

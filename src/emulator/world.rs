@@ -244,9 +244,9 @@ impl WorldStore {
         fs_err::create_dir_all(data_dir)
             .map_err(|error| EmulatorError(format!("cannot create the data directory: {error}")))?;
         let path = data_dir.join(WORLD_FILE_NAME);
-        let saved = match fs_err::read(&path) {
+        let saved = match crate::files::read_limited(&path, crate::files::WORLD_MAX_BYTES) {
             Ok(bytes) => Self::parse_saved(&bytes, &path)?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) if error.is_not_found() => None,
             Err(error) => {
                 return Err(EmulatorError(format!(
                     "cannot read the saved world: {error}"

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -188,18 +188,15 @@ impl History for LocalHistory {
 
     /// Every complete entry; a torn last line (a crash mid-append) is skipped.
     fn list(&self, limit: Option<usize>) -> Result<Vec<HistoryEntry>, HistoryError> {
-        let file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(self.error(error)),
+        let bytes = match crate::files::read_limited(&self.path, crate::files::JOURNAL_MAX_BYTES) {
+            Ok(bytes) => bytes,
+            Err(error) if error.is_not_found() => return Ok(Vec::new()),
+            Err(error) => return Err(self.error(error.reason())),
         };
-        let mut entries = Vec::new();
-        for line in BufReader::new(file).lines() {
-            let line = line.map_err(|error| self.error(error))?;
-            if let Ok(entry) = serde_json::from_str::<HistoryEntry>(&line) {
-                entries.push(entry);
-            }
-        }
+        let mut entries: Vec<HistoryEntry> = bytes
+            .split(|byte| *byte == b'\n')
+            .filter_map(|line| serde_json::from_slice::<HistoryEntry>(line).ok())
+            .collect();
         if let Some(limit) = limit {
             let skip = entries.len().saturating_sub(limit);
             entries.drain(..skip);

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -297,19 +297,15 @@ impl Journal for LocalJournal {
 
     /// Every complete entry; a torn or unreadable line is skipped (it was never synced whole).
     fn read(&self) -> Result<Vec<JournalEntry>, JournalError> {
-        let file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(self.error(error)),
+        let bytes = match crate::files::read_limited(&self.path, crate::files::JOURNAL_MAX_BYTES) {
+            Ok(bytes) => bytes,
+            Err(error) if error.is_not_found() => return Ok(Vec::new()),
+            Err(error) => return Err(self.error(error.reason())),
         };
-        let mut entries = Vec::new();
-        for line in BufReader::new(file).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(entry) = serde_json::from_str::<JournalEntry>(&line) {
-                entries.push(entry);
-            }
-        }
-        Ok(entries)
+        Ok(bytes
+            .split(|byte| *byte == b'\n')
+            .filter_map(|line| serde_json::from_slice::<JournalEntry>(line).ok())
+            .collect())
     }
 
     /// Keeps only the steps still in flight (rewritten atomically), once finished steps have
@@ -433,5 +429,37 @@ mod tests {
             .append(&[entry("c", StepCall::Reinstall, intent("u"))])
             .unwrap();
         assert_eq!(journal.read().unwrap().len(), 2);
+    }
+
+    /// Something else at the journal's path (here a FIFO, which a plain open would wait on
+    /// forever) is an error naming the file, never a hang; damaged lines are skipped.
+    #[test]
+    fn a_journal_that_is_not_a_regular_file_is_refused_and_damaged_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("journal.jsonl");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|status| status.success()), "mkfifo failed");
+        let error = LocalJournal::new(fifo.clone()).read().unwrap_err();
+        assert!(error.to_string().contains("journal.jsonl"), "{error}");
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+
+        let damaged = dir.path().join("damaged.jsonl");
+        let journal = LocalJournal::new(damaged.clone());
+        journal
+            .append(&[entry("a", StepCall::Reinstall, intent("t"))])
+            .unwrap();
+        let mut bytes = std::fs::read(&damaged).unwrap();
+        bytes.extend_from_slice(b"\xff\xfe not json\n");
+        std::fs::write(&damaged, &bytes).unwrap();
+        journal
+            .append(&[entry("b", StepCall::Reinstall, intent("u"))])
+            .unwrap();
+        let servers: Vec<String> = journal
+            .read()
+            .unwrap()
+            .into_iter()
+            .map(|entry| entry.server)
+            .collect();
+        assert_eq!(servers, ["a", "b"]);
     }
 }

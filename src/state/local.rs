@@ -109,7 +109,10 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 fn read_holder(file: &mut File) -> Option<LockInfo> {
     let mut text = String::new();
     file.seek(SeekFrom::Start(0)).ok()?;
-    file.read_to_string(&mut text).ok()?;
+    // A lock file holds one short line; a bigger one is not ours, and is not read whole.
+    file.take(crate::files::LOCK_HOLDER_MAX_BYTES)
+        .read_to_string(&mut text)
+        .ok()?;
     serde_json::from_str::<LockInfo>(&text).ok()
 }
 
