@@ -98,6 +98,12 @@ fn saved_plan_is_applied_exactly_and_refused_when_stale() {
         .output()
         .unwrap();
     assert!(saved.status.success(), "{}", stderr_of(&saved));
+    assert!(
+        stderr_of(&saved)
+            .contains("To perform exactly these actions, run:\n  reimage apply only-a.json"),
+        "{}",
+        stderr_of(&saved)
+    );
 
     // 1. The server `a` itself changes at the provider (reinstalled by someone else, who keeps
     //    their own state file): the fingerprint moved.
@@ -187,6 +193,31 @@ fn saved_plan_is_applied_exactly_and_refused_when_stale() {
     assert!(applied.status.success(), "{}", stderr_of(&applied));
     assert_eq!(emulator.reinstall_count("2"), 1);
     assert_eq!(emulator.reinstall_count("1"), 2);
+}
+
+/// A saved plan without changes says so, instead of offering to apply it.
+#[test]
+fn a_saved_plan_without_changes_says_there_is_nothing_to_apply() {
+    let (dir, emulator) = setup(&[server("1", "img-new")], 0.3);
+    write_manifest(
+        dir.path(),
+        &manifest(&emulator.zenlayer, &[("a", "1", "img-new")], ""),
+    );
+    let adopted = reimage(dir.path())
+        .args(["apply", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(adopted.status.success(), "{}", stderr_of(&adopted));
+    let saved = reimage(dir.path())
+        .args(["plan", "-out=empty.json"])
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{}", stderr_of(&saved));
+    let said = stderr_of(&saved);
+    assert!(said.contains("Saved the plan to: empty.json"), "{said}");
+    assert!(said.contains("It holds no changes"), "{said}");
+    assert!(!said.contains("To perform exactly these actions"), "{said}");
+    assert_eq!(emulator.reinstall_count("1"), 0);
 }
 
 #[test]

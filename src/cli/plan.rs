@@ -51,9 +51,17 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
             ),
             None => String::new(),
         };
+        // As Terraform: an empty plan is saved, but there is nothing to run it for.
+        let next = if plan.has_changes() {
+            format!(
+                "To perform exactly these actions, run:\n  reimage apply {}",
+                path.display()
+            )
+        } else {
+            "It holds no changes: applying it would do nothing.".to_string()
+        };
         printer.status(&format!(
-            "\nSaved the plan to: {}{signed}\nPlan {}{}, valid until {}.\n\nTo perform \
-             exactly these actions, run:\n  reimage apply {}",
+            "\nSaved the plan to: {}{signed}\nPlan {}{}, valid until {}.\n\n{next}",
             path.display(),
             plan.plan_id,
             match &plan.commit {
@@ -61,7 +69,6 @@ pub async fn run(args: PlanArgs, printer: &Printer) -> Result<ExitCode> {
                 None => String::new(),
             },
             plan.expires_at,
-            path.display()
         ));
     }
     if args.detailed_exitcode && plan.has_changes() {
