@@ -152,6 +152,23 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ReadFileError> {
     Ok(bytes)
 }
 
+/// The records of a JSON-lines file written by appends (journal, history): none when the file
+/// does not exist; a line that does not parse (torn by a crash, damaged) is skipped.
+pub fn read_json_lines<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    limit: u64,
+) -> Result<Vec<T>, ReadFileError> {
+    let bytes = match read_limited(path, limit) {
+        Ok(bytes) => bytes,
+        Err(error) if error.is_not_found() => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    Ok(bytes
+        .split(|byte| *byte == b'\n')
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect())
+}
+
 /// [`read_limited`] for UTF-8 text.
 pub fn read_limited_to_string(path: &Path, limit: u64) -> Result<String, ReadFileError> {
     let bytes = read_limited(path, limit)?;

@@ -188,15 +188,9 @@ impl History for LocalHistory {
 
     /// Every complete entry; a torn last line (a crash mid-append) is skipped.
     fn list(&self, limit: Option<usize>) -> Result<Vec<HistoryEntry>, HistoryError> {
-        let bytes = match crate::files::read_limited(&self.path, crate::files::JOURNAL_MAX_BYTES) {
-            Ok(bytes) => bytes,
-            Err(error) if error.is_not_found() => return Ok(Vec::new()),
-            Err(error) => return Err(self.error(error.reason())),
-        };
-        let mut entries: Vec<HistoryEntry> = bytes
-            .split(|byte| *byte == b'\n')
-            .filter_map(|line| serde_json::from_slice::<HistoryEntry>(line).ok())
-            .collect();
+        let mut entries: Vec<HistoryEntry> =
+            crate::files::read_json_lines(&self.path, crate::files::JOURNAL_MAX_BYTES)
+                .map_err(|error| self.error(error.reason()))?;
         if let Some(limit) = limit {
             let skip = entries.len().saturating_sub(limit);
             entries.drain(..skip);

@@ -297,15 +297,8 @@ impl Journal for LocalJournal {
 
     /// Every complete entry; a torn or unreadable line is skipped (it was never synced whole).
     fn read(&self) -> Result<Vec<JournalEntry>, JournalError> {
-        let bytes = match crate::files::read_limited(&self.path, crate::files::JOURNAL_MAX_BYTES) {
-            Ok(bytes) => bytes,
-            Err(error) if error.is_not_found() => return Ok(Vec::new()),
-            Err(error) => return Err(self.error(error.reason())),
-        };
-        Ok(bytes
-            .split(|byte| *byte == b'\n')
-            .filter_map(|line| serde_json::from_slice::<JournalEntry>(line).ok())
-            .collect())
+        crate::files::read_json_lines(&self.path, crate::files::JOURNAL_MAX_BYTES)
+            .map_err(|error| self.error(error.reason()))
     }
 
     /// Keeps only the steps still in flight (rewritten atomically), once finished steps have
